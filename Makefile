@@ -1,0 +1,98 @@
+# khyve — build, test, demo, benchmarks.  `make help` lists the targets.
+
+BUILD ?= build
+CC ?= gcc
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
+
+# kvmtool's warning set, plus -Werror
+WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Winit-self -Wmissing-declarations \
+	-Wmissing-prototypes -Wnested-externs -Wold-style-definition -Wredundant-decls \
+	-Wsign-compare -Wstrict-prototypes -Wundef -Wvolatile-register-var \
+	-Wwrite-strings -Wshadow -Wno-format-nonliteral
+CFLAGS ?= -O2 -g
+KHYVE_CFLAGS := -std=gnu11 $(WARNINGS) -Iinclude -D_GNU_SOURCE -pthread -MMD -MP $(SAN_CFLAGS)
+LDLIBS := -pthread $(SAN_LDFLAGS)
+
+ifeq ($(SAN),1)
+SAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_LDFLAGS := -fsanitize=address,undefined
+endif
+
+CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
+	src/core/device.c src/core/vm.c src/core/vcpu.c src/core/config.c \
+	src/core/term.c src/core/loop.c \
+	src/arch/x86/multiboot.c src/arch/x86/mptable.c src/arch/x86/cpuid.c \
+	src/arch/x86/msr.c src/arch/x86/irqchip.c src/arch/x86/boot.c \
+	src/hw/uart16550.c src/hw/serial.c src/hw/i8042.c src/hw/debug_exit.c
+KHYVE_SRCS := src/main.c $(CORE_SRCS)
+KHYVE_OBJS := $(KHYVE_SRCS:%.c=$(BUILD)/%.o)
+
+UNIT_TESTS := multiboot uart memmap cpuid config mptable bus
+UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
+# modules each unit test links (besides its own file)
+UNIT_LIB_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
+	src/core/config.c src/arch/x86/multiboot.c src/arch/x86/mptable.c \
+	src/arch/x86/cpuid.c src/hw/uart16550.c
+UNIT_LIB_OBJS := $(UNIT_LIB_SRCS:%.c=$(BUILD)/%.o)
+
+# Debian packages the build needs; missing ones are installed once.
+NEEDED_FILES := /usr/include/cmocka.h /usr/include/cbor.h /usr/include/jansson.h \
+	/usr/include/xxhash.h /usr/include/liburing.h
+DEPS_MISSING := $(filter-out $(wildcard $(NEEDED_FILES)),$(NEEDED_FILES))
+
+all: deps $(BUILD)/khyve guest
+
+-include guest/guest.mk
+
+guest: $(GUEST_TARGETS)
+
+deps:
+ifneq ($(DEPS_MISSING),)
+	sh scripts/install-deps.sh
+endif
+
+$(BUILD)/khyve: $(KHYVE_OBJS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(UNIT_LIB_OBJS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+unit: deps $(UNIT_BINS)
+
+test: all unit
+	$(Q)sh tests/run.sh $(BUILD)
+
+asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all unit
+
+test-asan: asan
+	$(Q)KHYVE_SAN=1 sh tests/run.sh build-asan
+
+demo: all
+	$(Q)sh scripts/demo.sh $(BUILD)
+
+bench: all
+	$(Q)sh bench/boot.sh $(BUILD)
+
+clean:
+	rm -rf build build-asan
+
+help:
+	@echo "make            build build/khyve and the test guest"
+	@echo "make demo       run the test guest on 2 vCPUs, output on the terminal"
+	@echo "make test       unit and integration tests"
+	@echo "make asan       build with ASan+UBSan into build-asan/; make test-asan runs the tests"
+	@echo "make bench      benchmarks (see README)"
+
+.PHONY: all guest deps unit test asan test-asan demo bench clean help
+.DELETE_ON_ERROR:
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,88 @@
+/* One virtual machine: the KVM VM, its memory, vCPUs, bus and devices. */
+#ifndef KHYVE_VM_H
+#define KHYVE_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+
+#include "khyve/bus.h"
+#include "khyve/config.h"
+#include "khyve/memmap.h"
+
+/* Exit status of khyve, as bhyve(8). */
+enum vm_exit_status {
+	VM_EXIT_POWEROFF = 0,
+	VM_EXIT_RESET = 1,
+	VM_EXIT_HALT = 2,
+	VM_EXIT_TRIPLEFAULT = 3,
+	VM_EXIT_ERROR = 4,
+	VM_EXIT_SUSPEND = 5,
+};
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+	bool parked;		/* under vm->pause_lock */
+	bool exited;		/* under vm->pause_lock */
+};
+
+struct vm {
+	struct vm_config *cfg;
+	int kvm_fd;
+	int vm_fd;
+	size_t run_size;
+	unsigned int max_vcpus;
+	struct guest_mem mem;
+	struct bus bus;
+	unsigned int ncpus;
+	struct vcpu *vcpus;
+	struct kvm_cpuid2 *cpuid;	/* KVM_GET_SUPPORTED_CPUID */
+	uint32_t *msr_list;
+	unsigned int nmsrs;
+
+	/* exit: the first request wins; main thread is woken via exit_efd */
+	atomic_int exit_status;		/* -1 while running */
+	int exit_efd;
+	atomic_bool stopping;
+
+	/* pause protocol, see vcpu.c */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	atomic_bool pause_req;
+	unsigned int nparked;
+
+	struct device_instance *devices;	/* list, in init order */
+	void *console;			/* COM1 when its backend is stdio */
+};
+
+/* Open /dev/kvm and check the capabilities khyve needs.  0 or -errno. */
+int vm__open_kvm(struct vm *vm, char *err, size_t errlen);
+/* Create the VM, its memory, irqchip and vCPUs from vm->cfg. */
+int vm__create(struct vm *vm, char *err, size_t errlen);
+void vm__destroy(struct vm *vm);
+
+/* Ask the VM to stop with status; safe from any thread, first call wins. */
+void vm__request_exit(struct vm *vm, int status);
+
+/* vcpu.c */
+int vcpu__create(struct vm *vm, unsigned int id);
+int vcpu__setup_multiboot(struct vcpu *vcpu, uint32_t entry, uint32_t info);
+int vcpu__start_all(struct vm *vm);
+/* Kick every vCPU out of KVM_RUN and wait until all are parked. */
+void vcpu__pause_all(struct vm *vm);
+void vcpu__resume_all(struct vm *vm);
+/* Stop and join every vCPU thread (after vm->stopping is set). */
+void vcpu__stop_all(struct vm *vm);
+/* True when every vCPU is halted with interrupts off, or never started. */
+bool vcpu__all_dead_halted(struct vm *vm);
+
+#endif

@@ -1,0 +1,69 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "khyve/boot.h"
+#include "khyve/multiboot.h"
+#include "khyve/util.h"
+
+static int read_input(const char *what, const char *path, uint64_t max, void **buf, size_t *len,
+		      char *err, size_t errlen)
+{
+	int ret = util__read_file(path, buf, len, max);
+
+	if (ret == -EFBIG)
+		snprintf(err, errlen, "%s '%s' does not fit in guest memory (%llu MiB)", what, path,
+			 (unsigned long long)(max >> 20));
+	else if (ret)
+		snprintf(err, errlen, "cannot read %s '%s': %s", what, path, strerror(-ret));
+	return ret;
+}
+
+int boot__multiboot(struct vm *vm, char *err, size_t errlen)
+{
+	struct vm_config *cfg = vm->cfg;
+	struct mb_module mods[CONFIG_MAX_MODULES];
+	void *bufs[CONFIG_MAX_MODULES] = { 0 };
+	void *image = NULL;
+	size_t len, clen;
+	char *cmdline = NULL, msg[256];
+	struct mb_boot mb;
+	int ret;
+
+	ret = read_input("kernel", cfg->kernel, cfg->mem_size, &image, &len, err, errlen);
+	if (ret)
+		goto out;
+	for (unsigned int i = 0; i < cfg->nmodules; i++) {
+		ret = read_input("module", cfg->modules[i].path, cfg->mem_size, &bufs[i], &mods[i].len,
+				 err, errlen);
+		if (ret)
+			goto out;
+		mods[i].data = bufs[i];
+		mods[i].string = cfg->modules[i].string;
+	}
+	/* As GRUB and QEMU do, the kernel's own path is the first word. */
+	clen = strlen(cfg->kernel) + 2 + (cfg->cmdline ? strlen(cfg->cmdline) : 0);
+	cmdline = malloc(clen);
+	if (!cmdline) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	snprintf(cmdline, clen, "%s%s%s", cfg->kernel, cfg->cmdline ? " " : "",
+		 cfg->cmdline ? cfg->cmdline : "");
+	ret = multiboot__load(&vm->mem, image, len, cmdline, mods, cfg->nmodules, &mb, msg, sizeof(msg));
+	if (ret) {
+		snprintf(err, errlen, "kernel '%s': %s", cfg->kernel, msg);
+		goto out;
+	}
+	ret = vcpu__setup_multiboot(&vm->vcpus[0], mb.entry, mb.info);
+	if (ret)
+		snprintf(err, errlen, "cannot set the boot processor's registers: %s", strerror(-ret));
+out:
+	free(cmdline);
+	free(image);
+	for (unsigned int i = 0; i < cfg->nmodules; i++)
+		free(bufs[i]);
+	return ret;
+}

@@ -1,0 +1,236 @@
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "khyve/config.h"
+#include "khyve/log.h"
+#include "khyve/memmap.h"
+#include "khyve/util.h"
+
+#define DEBUG_EXIT_DEFAULT_PORT 0xf4
+#define VMNAME_MAX 64
+
+void config__usage(FILE *f)
+{
+	fprintf(f,
+"Usage: khyve [-c NCPU] [-m SIZE] -k KERNEL [-A CMDLINE] [-i MODULE]...\n"
+"             [-l com1,stdio|com1,file:PATH|com1,null] [--debug-exit[=PORT]]\n"
+"             [-v] VMNAME\n"
+"\n"
+"Run a multiboot kernel in a KVM virtual machine named VMNAME.\n"
+"\n"
+"  -c, --cpus NCPU        number of vCPUs (default 1)\n"
+"  -m, --memory SIZE      guest RAM, with K, M, G or T suffix; a bare number\n"
+"                         is MiB (default 256M)\n"
+"  -k, --kernel KERNEL    multiboot (v1) kernel image, ELF32, ELF64 or a.out-kludge\n"
+"  -A, --cmdline CMDLINE  kernel command line (the kernel sees \"KERNEL CMDLINE\")\n"
+"  -i, --module MODULE    multiboot module: \"PATH [ARGS]\"; the whole string is\n"
+"                         the module's string; repeat for more, in order\n"
+"  -l com1,BACKEND        COM1 (16550A, port 0x3f8, IRQ 4) backend: stdio\n"
+"                         (default; raw terminal, Ctrl-A x quits), file:PATH\n"
+"                         (output appended to PATH), or null\n"
+"      --debug-exit[=PORT]  QEMU isa-debug-exit compatible device (default\n"
+"                         port 0xf4): a guest write of V exits with (V<<1)|1\n"
+"  -v, --verbose          more messages (twice: debug)\n"
+"  -h, --help             this help\n"
+"\n"
+"Exit status: 0 powered off, 1 reset, 2 halted, 3 triple fault, 4 error;\n"
+"with --debug-exit, the value the guest wrote as described above.\n");
+}
+
+/* Replace *dst with a copy of s. */
+static int set_str(char **dst, const char *s)
+{
+	char *d = strdup(s);
+
+	if (!d) {
+		pr_err("out of memory");
+		return -ENOMEM;
+	}
+	free(*dst);
+	*dst = d;
+	return 0;
+}
+
+static int parse_com1(struct vm_config *cfg, const char *arg)
+{
+	const char *b;
+
+	if (strncmp(arg, "com1,", 5) != 0) {
+		pr_err("invalid -l '%s': expected com1,stdio, com1,file:PATH or com1,null", arg);
+		return -EINVAL;
+	}
+	b = arg + 5;
+	free(cfg->com1_path);
+	cfg->com1_path = NULL;
+	if (!strcmp(b, "stdio")) {
+		cfg->com1 = CONSOLE_STDIO;
+	} else if (!strcmp(b, "null")) {
+		cfg->com1 = CONSOLE_NULL;
+	} else if (!strncmp(b, "file:", 5) && b[5]) {
+		cfg->com1 = CONSOLE_FILE;
+		return set_str(&cfg->com1_path, b + 5);
+	} else {
+		pr_err("invalid COM1 backend '%s': expected stdio, file:PATH or null", b);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > VMNAME_MAX || s[0] == '.' || s[0] == '-')
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
+			return false;
+	return true;
+}
+
+int config__parse(struct vm_config *cfg, int argc, char **argv)
+{
+	enum { OPT_DEBUG_EXIT = 256 };
+	static const struct option opts[] = {
+		{ "cpus", required_argument, NULL, 'c' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "cmdline", required_argument, NULL, 'A' },
+		{ "module", required_argument, NULL, 'i' },
+		{ "lpc", required_argument, NULL, 'l' },
+		{ "debug-exit", optional_argument, NULL, OPT_DEBUG_EXIT },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t v;
+	int c, r;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->ncpus = 1;
+	cfg->mem_size = 256 * MiB;
+	cfg->com1 = CONSOLE_STDIO;
+	cfg->debug_exit_port = DEBUG_EXIT_DEFAULT_PORT;
+
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":c:m:k:A:i:l:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (util__parse_u64(optarg, &v) || v == 0 || v > 4096) {
+				pr_err("invalid vCPU count '%s': expected a number from 1", optarg);
+				return -EINVAL;
+			}
+			cfg->ncpus = (unsigned int)v;
+			break;
+		case 'm':
+			r = util__parse_size(optarg, &v);
+			if (r) {
+				pr_err("invalid memory size '%s': expected a number with an optional "
+				       "K, M, G or T suffix", optarg);
+				return -EINVAL;
+			}
+			if (v < MEM_MIN_SIZE) {
+				pr_err("memory size '%s' is too small: at least 2M", optarg);
+				return -EINVAL;
+			}
+			if (v & 4095) {
+				pr_err("memory size '%s' is not a multiple of 4K", optarg);
+				return -EINVAL;
+			}
+			cfg->mem_size = v;
+			break;
+		case 'k':
+			if (set_str(&cfg->kernel, optarg))
+				return -ENOMEM;
+			break;
+		case 'A':
+			if (set_str(&cfg->cmdline, optarg))
+				return -ENOMEM;
+			break;
+		case 'i': {
+			struct module_config *m;
+			size_t plen = strcspn(optarg, " \t");
+
+			if (cfg->nmodules == CONFIG_MAX_MODULES) {
+				pr_err("too many modules: at most %d", CONFIG_MAX_MODULES);
+				return -EINVAL;
+			}
+			if (!plen) {
+				pr_err("invalid module '%s': expected \"PATH [ARGS]\"", optarg);
+				return -EINVAL;
+			}
+			m = &cfg->modules[cfg->nmodules++];
+			if (set_str(&m->string, optarg) || set_str(&m->path, optarg))
+				return -ENOMEM;
+			m->path[plen] = '\0';
+			break;
+		}
+		case 'l':
+			if (parse_com1(cfg, optarg))
+				return -EINVAL;
+			break;
+		case OPT_DEBUG_EXIT:
+			cfg->debug_exit = true;
+			if (optarg) {
+				if (util__parse_u64(optarg, &v) || v > 0xfffc) {
+					pr_err("invalid --debug-exit port '%s': expected 0 to 0xfffc", optarg);
+					return -EINVAL;
+				}
+				cfg->debug_exit_port = (uint16_t)v;
+			}
+			break;
+		case 'v':
+			log_level++;
+			break;
+		case 'h':
+			config__usage(stdout);
+			return 1;
+		case ':':
+			pr_err("option '%s' needs an argument", argv[optind - 1]);
+			return -EINVAL;
+		default:
+			if (optopt)
+				pr_err("unknown option '-%c'", optopt);
+			else
+				pr_err("unknown option '%s'", argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+	if (optind >= argc) {
+		pr_err("missing VMNAME (see khyve --help)");
+		return -EINVAL;
+	}
+	if (optind + 1 < argc) {
+		pr_err("unexpected argument '%s' after VMNAME '%s'", argv[optind + 1], argv[optind]);
+		return -EINVAL;
+	}
+	if (!valid_name(argv[optind])) {
+		pr_err("invalid VMNAME '%s': use up to %d letters, digits, '.', '-' or '_'",
+		       argv[optind], VMNAME_MAX);
+		return -EINVAL;
+	}
+	if (set_str(&cfg->name, argv[optind]))
+		return -ENOMEM;
+	if (!cfg->kernel) {
+		pr_err("missing -k KERNEL");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void config__free(struct vm_config *cfg)
+{
+	free(cfg->name);
+	free(cfg->kernel);
+	free(cfg->cmdline);
+	free(cfg->com1_path);
+	for (unsigned int i = 0; i < cfg->nmodules; i++) {
+		free(cfg->modules[i].path);
+		free(cfg->modules[i].string);
+	}
+	memset(cfg, 0, sizeof(*cfg));
+}

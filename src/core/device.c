@@ -1,0 +1,45 @@
+#include <errno.h>
+#include <stdlib.h>
+
+#include "khyve/device.h"
+#include "khyve/log.h"
+#include "khyve/vm.h"
+
+extern const struct device_ops *const __start_khyve_devices[];
+extern const struct device_ops *const __stop_khyve_devices[];
+
+int device__init_all(struct vm *vm)
+{
+	struct device_instance **tail = &vm->devices;
+
+	for (const struct device_ops *const *o = __start_khyve_devices; o < __stop_khyve_devices; o++) {
+		struct device_instance *d = calloc(1, sizeof(*d));
+		int ret;
+
+		if (!d)
+			return -ENOMEM;
+		ret = (*o)->init(vm, &d->priv);
+		if (ret) {
+			free(d);
+			pr_debug("device %s failed to initialise: %d", (*o)->name, ret);
+			return ret;
+		}
+		d->ops = *o;
+		*tail = d;
+		tail = &d->next;
+	}
+	return 0;
+}
+
+void device__exit_all(struct vm *vm)
+{
+	struct device_instance *d = vm->devices, *next;
+
+	for (; d; d = next) {
+		next = d->next;
+		if (d->ops->exit && d->priv)
+			d->ops->exit(vm, d->priv);
+		free(d);
+	}
+	vm->devices = NULL;
+}

@@ -1,0 +1,128 @@
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "khyve/log.h"
+#include "khyve/loop.h"
+#include "khyve/serial.h"
+
+#define HALT_CHECK_MS 1000
+#define CTRL_A 0x01
+
+struct console_in {
+	bool eof;
+	bool escape;		/* saw Ctrl-A on a terminal */
+	uint8_t buf[64];
+	unsigned int len;	/* bytes read but not yet taken by the UART */
+};
+
+/* Terminal escape: Ctrl-A x quits, Ctrl-A Ctrl-A sends one Ctrl-A. */
+static unsigned int console__filter(struct vm *vm, struct console_in *c, uint8_t *b, unsigned int n)
+{
+	unsigned int o = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (c->escape) {
+			c->escape = false;
+			if (b[i] == 'x' || b[i] == 'X') {
+				pr_info("Ctrl-A x: stopping the VM");
+				vm__request_exit(vm, VM_EXIT_POWEROFF);
+				return o;
+			}
+			if (b[i] != CTRL_A)
+				b[o++] = CTRL_A;
+			b[o++] = b[i];
+		} else if (b[i] == CTRL_A) {
+			c->escape = true;
+		} else {
+			b[o++] = b[i];
+		}
+	}
+	return o;
+}
+
+static void console__read(struct vm *vm, struct console_in *c, bool tty)
+{
+	ssize_t r = read(STDIN_FILENO, c->buf, sizeof(c->buf));
+
+	if (r < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (r <= 0) {
+		c->eof = true;
+		return;
+	}
+	c->len = tty ? console__filter(vm, c, c->buf, (unsigned int)r) : (unsigned int)r;
+}
+
+static void console__flush(struct vm *vm, struct console_in *c)
+{
+	unsigned int n;
+
+	if (!c->len)
+		return;
+	n = serial__input(vm->console, c->buf, c->len);
+	memmove(c->buf, c->buf + n, c->len - n);
+	c->len -= n;
+}
+
+int loop__run(struct vm *vm, int sigfd, bool tty)
+{
+	struct console_in con = { .eof = vm->console == NULL };
+	int waited = 0;
+
+	while (atomic_load(&vm->exit_status) < 0) {
+		struct pollfd p[3] = {
+			{ .fd = vm->exit_efd, .events = POLLIN },
+			{ .fd = sigfd, .events = POLLIN },
+			{ .fd = -1, .events = POLLIN },
+		};
+		int timeout = HALT_CHECK_MS;
+
+		console__flush(vm, &con);
+		if (!con.eof) {
+			if (!con.len)
+				p[2].fd = STDIN_FILENO;
+			else
+				timeout = 10;	/* guest has not drained its FIFO yet */
+		}
+		int r = poll(p, 3, timeout);
+
+		if (r < 0 && errno != EINTR) {
+			pr_err("poll: %s", strerror(errno));
+			vm__request_exit(vm, VM_EXIT_ERROR);
+			break;
+		}
+		if (r > 0 && (p[1].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+
+			if (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+				pr_info("received signal %u: stopping the VM", si.ssi_signo);
+				vm__request_exit(vm, VM_EXIT_POWEROFF);
+			}
+		}
+		if (r > 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR)))
+			console__read(vm, &con, tty);
+		if (r > 0 && (p[2].revents & POLLNVAL))
+			con.eof = true;
+
+		/*
+		 * With the in-kernel LAPIC a guest's "cli; hlt" never exits to
+		 * us; look for it once a second so a dead guest ends with
+		 * status 2 instead of hanging.
+		 */
+		waited = r == 0 ? waited + timeout : waited;
+		if (waited >= HALT_CHECK_MS) {
+			waited = 0;
+			vcpu__pause_all(vm);
+			bool dead = vcpu__all_dead_halted(vm);
+			vcpu__resume_all(vm);
+			if (dead) {
+				pr_info("all vCPUs halted with interrupts disabled");
+				vm__request_exit(vm, VM_EXIT_HALT);
+			}
+		}
+	}
+	return atomic_load(&vm->exit_status);
+}

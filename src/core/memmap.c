@@ -1,0 +1,64 @@
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "khyve/memmap.h"
+
+void memmap__layout(struct guest_mem *mem, uint64_t size)
+{
+	uint64_t low = size < MEM_MMIO_HOLE_START ? size : MEM_MMIO_HOLE_START;
+
+	memset(mem, 0, sizeof(*mem));
+	mem->size = size;
+	mem->regions[0] = (struct mem_region){ .gpa = 0, .size = low, .offset = 0 };
+	mem->nregions = 1;
+	if (size > low) {
+		mem->regions[1] = (struct mem_region){
+			.gpa = MEM_HIGH_START, .size = size - low, .offset = low,
+		};
+		mem->nregions = 2;
+	}
+}
+
+void *memmap__gpa_to_hva(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	for (unsigned int i = 0; i < mem->nregions; i++) {
+		const struct mem_region *r = &mem->regions[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa <= r->size && len <= r->size - (gpa - r->gpa)) {
+			if (!mem->base)
+				return NULL;
+			return mem->base + r->offset + (gpa - r->gpa);
+		}
+	}
+	return NULL;
+}
+
+uint64_t memmap__low_end(const struct guest_mem *mem)
+{
+	return mem->regions[0].size;
+}
+
+int memmap__alloc(struct guest_mem *mem)
+{
+	void *p;
+
+	/*
+	 * NORESERVE: a 4 GiB guest that touches 64 MiB costs 64 MiB.  Pages
+	 * are populated by the guest's own faults.
+	 */
+	p = mmap(NULL, mem->size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	madvise(p, mem->size, MADV_DONTDUMP);
+	mem->base = p;
+	return 0;
+}
+
+void memmap__free(struct guest_mem *mem)
+{
+	if (mem->base)
+		munmap(mem->base, mem->size);
+	mem->base = NULL;
+}

@@ -1,0 +1,334 @@
+/*
+ * vCPU threads and the pause protocol.
+ *
+ * Each vCPU has a thread looping on KVM_RUN and handing exits to the bus.
+ * To pause, the main thread sets vm->pause_req, sets immediate_exit in every
+ * kvm_run and sends SIGUSR1 to each thread: a thread inside KVM_RUN returns
+ * with EINTR, one about to enter returns at once because of immediate_exit.
+ * Each thread then parks on pause_cond until resumed.  pause_req is set
+ * before immediate_exit, and a thread clears immediate_exit before it reads
+ * pause_req, so no kick is lost.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "khyve/cpuid.h"
+#include "khyve/log.h"
+#include "khyve/msr.h"
+#include "khyve/vm.h"
+
+#define KICK_SIGNAL SIGUSR1
+
+static void kick_handler(int sig)
+{
+	(void)sig;
+}
+
+int vcpu__create(struct vm *vm, unsigned int id)
+{
+	struct vcpu *v = &vm->vcpus[id];
+	size_t csize = sizeof(*vm->cpuid) + vm->cpuid->nent * sizeof(vm->cpuid->entries[0]);
+	struct kvm_cpuid2 *c;
+	int ret;
+
+	v->vm = vm;
+	v->id = id;
+	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+	if (v->fd < 0)
+		return -errno;
+	v->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		v->run = NULL;
+		return -errno;
+	}
+	c = malloc(csize);
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, vm->cpuid, csize);
+	cpuid__setup_vcpu(c, id, vm->ncpus);
+	ret = ioctl(v->fd, KVM_SET_CPUID2, c) < 0 ? -errno : 0;
+	free(c);
+	if (ret)
+		return ret;
+	return msr__reset(v->fd, vm->msr_list, vm->nmsrs);
+}
+
+/*
+ * Multiboot machine state: 32-bit protected mode, flat 4 GiB segments,
+ * paging off, EAX = magic, EBX = information structure.
+ */
+int vcpu__setup_multiboot(struct vcpu *v, uint32_t entry, uint32_t info)
+{
+	struct kvm_sregs s;
+	struct kvm_regs r;
+	struct kvm_segment code = {
+		.base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 0xb,
+		.present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1,
+	};
+	struct kvm_segment data = code;
+
+	data.selector = 0x18;
+	data.type = 0x3;
+	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+		return -errno;
+	s.cs = code;
+	s.ds = s.es = s.fs = s.gs = s.ss = data;
+	s.cr0 = 0x11;	/* PE | ET */
+	s.cr4 = 0;
+	s.efer = 0;
+	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
+		return -errno;
+	memset(&r, 0, sizeof(r));
+	r.rip = entry;
+	r.rax = 0x2BADB002;
+	r.rbx = info;
+	r.rflags = 0x2;
+	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
+		return -errno;
+	return 0;
+}
+
+static void vcpu__dump(struct vcpu *v)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+		return;
+	pr_info("vCPU %u: rip=0x%llx rsp=0x%llx rflags=0x%llx cs=0x%x cr0=0x%llx cr3=0x%llx "
+		"cr4=0x%llx efer=0x%llx", v->id, (unsigned long long)r.rip, (unsigned long long)r.rsp,
+		(unsigned long long)r.rflags, s.cs.selector, (unsigned long long)s.cr0,
+		(unsigned long long)s.cr3, (unsigned long long)s.cr4, (unsigned long long)s.efer);
+}
+
+/* Returns true when the thread must stop. */
+static bool vcpu__handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	struct vm *vm = v->vm;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO: {
+		uint8_t *p = (uint8_t *)run + run->io.data_offset;
+
+		for (uint32_t i = 0; i < run->io.count; i++, p += run->io.size)
+			bus__access(&vm->bus, BUS_PIO, run->io.port, p, run->io.size,
+				    run->io.direction == KVM_EXIT_IO_OUT);
+		return false;
+	}
+	case KVM_EXIT_MMIO:
+		bus__access(&vm->bus, BUS_MMIO, run->mmio.phys_addr, run->mmio.data,
+			    run->mmio.len > 8 ? 8 : run->mmio.len, run->mmio.is_write);
+		return false;
+	case KVM_EXIT_SHUTDOWN:
+		pr_info("vCPU %u: triple fault", v->id);
+		vcpu__dump(v);
+		vm__request_exit(vm, VM_EXIT_TRIPLEFAULT);
+		return true;
+	case KVM_EXIT_HLT:
+		vm__request_exit(vm, VM_EXIT_HALT);
+		return true;
+	case KVM_EXIT_SYSTEM_EVENT:
+		switch (run->system_event.type) {
+		case KVM_SYSTEM_EVENT_SHUTDOWN:
+			vm__request_exit(vm, VM_EXIT_POWEROFF);
+			break;
+		case KVM_SYSTEM_EVENT_RESET:
+			vm__request_exit(vm, VM_EXIT_RESET);
+			break;
+		default:
+			pr_err("vCPU %u: system event %u", v->id, run->system_event.type);
+			vm__request_exit(vm, VM_EXIT_ERROR);
+			break;
+		}
+		return true;
+	case KVM_EXIT_INTERNAL_ERROR:
+		pr_err("vCPU %u: KVM internal error, suberror %u", v->id, run->internal.suberror);
+		vcpu__dump(v);
+		vm__request_exit(vm, VM_EXIT_ERROR);
+		return true;
+	case KVM_EXIT_FAIL_ENTRY:
+		pr_err("vCPU %u: VM entry failed, hardware reason 0x%llx", v->id,
+		       (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vcpu__dump(v);
+		vm__request_exit(vm, VM_EXIT_ERROR);
+		return true;
+	default:
+		pr_err("vCPU %u: unhandled KVM exit reason %u", v->id, run->exit_reason);
+		vcpu__dump(v);
+		vm__request_exit(vm, VM_EXIT_ERROR);
+		return true;
+	}
+}
+
+static void vcpu__park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	v->parked = true;
+	vm->nparked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (atomic_load(&vm->pause_req) && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	v->parked = false;
+	vm->nparked--;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+static void *vcpu__thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+	char name[16];
+	sigset_t set;
+
+	snprintf(name, sizeof(name), "khyve-vcpu%u", v->id);
+	pthread_setname_np(pthread_self(), name);
+	sigemptyset(&set);
+	sigaddset(&set, KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	for (;;) {
+		if (atomic_load(&vm->stopping))
+			break;
+		if (atomic_load(&vm->pause_req)) {
+			vcpu__park(v);
+			continue;
+		}
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				v->run->immediate_exit = 0;
+				continue;
+			}
+			pr_err("vCPU %u: KVM_RUN failed: %s", v->id, strerror(errno));
+			vm__request_exit(vm, VM_EXIT_ERROR);
+			break;
+		}
+		if (vcpu__handle_exit(v))
+			break;
+	}
+
+	pthread_mutex_lock(&vm->pause_lock);
+	v->exited = true;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return NULL;
+}
+
+int vcpu__start_all(struct vm *vm)
+{
+	struct sigaction sa = { .sa_handler = kick_handler };
+	sigset_t set;
+	int ret = 0;
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(KICK_SIGNAL, &sa, NULL) < 0)
+		return -errno;
+	/* Only vCPU threads take the kick signal; they unblock it themselves. */
+	sigemptyset(&set);
+	sigaddset(&set, KICK_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	for (unsigned int i = 0; i < vm->ncpus; i++) {
+		ret = -pthread_create(&vm->vcpus[i].thread, NULL, vcpu__thread, &vm->vcpus[i]);
+		if (ret)
+			break;
+		vm->vcpus[i].thread_started = true;
+	}
+	return ret;
+}
+
+static void vcpu__kick_all(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (!v->thread_started)
+			continue;
+		v->run->immediate_exit = 1;
+		pthread_kill(v->thread, KICK_SIGNAL);
+	}
+}
+
+static unsigned int vcpu__nrunning(struct vm *vm)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < vm->ncpus; i++)
+		if (vm->vcpus[i].thread_started && !vm->vcpus[i].exited)
+			n++;
+	return n;
+}
+
+void vcpu__pause_all(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->pause_req, true);
+	vcpu__kick_all(vm);
+	while (vm->nparked < vcpu__nrunning(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vcpu__resume_all(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->pause_req, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (vm->nparked)
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vcpu__stop_all(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->stopping, true);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	vcpu__kick_all(vm);
+	for (unsigned int i = 0; i < vm->ncpus; i++) {
+		if (vm->vcpus[i].thread_started) {
+			pthread_join(vm->vcpus[i].thread, NULL);
+			vm->vcpus[i].thread_started = false;
+		}
+	}
+}
+
+bool vcpu__all_dead_halted(struct vm *vm)
+{
+	bool bsp_dead = false;
+
+	for (unsigned int i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		struct kvm_mp_state mp;
+		struct kvm_regs r;
+
+		if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0)
+			return false;
+		switch (mp.mp_state) {
+		case KVM_MP_STATE_HALTED:
+			if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || (r.rflags & 0x200))
+				return false;
+			if (i == 0)
+				bsp_dead = true;
+			break;
+		case KVM_MP_STATE_UNINITIALIZED:
+		case KVM_MP_STATE_INIT_RECEIVED:
+			/* an AP nobody started stays dead only if the BSP is */
+			if (i == 0)
+				return false;
+			break;
+		default:
+			return false;
+		}
+	}
+	return bsp_dead;
+}

@@ -1,0 +1,194 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "khyve/cpuid.h"
+#include "khyve/device.h"
+#include "khyve/irqchip.h"
+#include "khyve/log.h"
+#include "khyve/mptable.h"
+#include "khyve/msr.h"
+#include "khyve/vm.h"
+
+/* Top of the 32-bit hole, clear of the IOAPIC and LAPIC pages. */
+#define IDENTITY_MAP_ADDR	0xFEFFC000ULL	/* one page */
+#define TSS_ADDR		0xFEFFD000ULL	/* three pages */
+
+__attribute__((format(printf, 4, 5)))
+static int fail(int ret, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+int vm__open_kvm(struct vm *vm, char *err, size_t errlen)
+{
+	static const struct { int cap; const char *name; } needed[] = {
+		{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
+		{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
+		{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
+		{ KVM_CAP_PIT2, "KVM_CAP_PIT2" },
+		{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
+		{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+		{ KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING" },
+	};
+	int r;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0)
+		return fail(-errno, err, errlen, "cannot open /dev/kvm: %s%s", strerror(errno),
+			    errno == ENOENT ? " (is the kvm module loaded?)" :
+			    errno == EACCES ? " (are you in the kvm group?)" : "");
+	r = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (r != KVM_API_VERSION)
+		return fail(-EINVAL, err, errlen, "/dev/kvm has API version %d, khyve needs %d",
+			    r, KVM_API_VERSION);
+	for (unsigned int i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, needed[i].cap) <= 0)
+			return fail(-ENOTSUP, err, errlen, "KVM lacks %s", needed[i].name);
+	r = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (r <= 0)
+		r = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	vm->max_vcpus = r > 0 ? (unsigned int)r : 4;
+	/* the MP table has 8-bit APIC IDs and we keep one for the IOAPIC */
+	if (vm->max_vcpus > 254)
+		vm->max_vcpus = 254;
+	r = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (r <= 0)
+		return fail(-EINVAL, err, errlen, "KVM_GET_VCPU_MMAP_SIZE failed: %s", strerror(errno));
+	vm->run_size = (size_t)r;
+	return 0;
+}
+
+static int vm__set_memory(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->mem.nregions; i++) {
+		const struct mem_region *rg = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region m = {
+			.slot = i,
+			.guest_phys_addr = rg->gpa,
+			.memory_size = rg->size,
+			.userspace_addr = (uint64_t)(uintptr_t)(vm->mem.base + rg->offset),
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &m) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+int vm__create(struct vm *vm, char *err, size_t errlen)
+{
+	struct vm_config *cfg = vm->cfg;
+	uint64_t ident = IDENTITY_MAP_ADDR;
+	int ret;
+
+	vm->ncpus = cfg->ncpus;
+	vm->exit_efd = -1;
+	vm->vm_fd = -1;
+	atomic_store(&vm->exit_status, -1);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
+	bus__init(&vm->bus);
+
+	vm->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->exit_efd < 0)
+		return fail(-errno, err, errlen, "eventfd: %s", strerror(errno));
+	ret = cpuid__supported(vm->kvm_fd, &vm->cpuid);
+	if (ret)
+		return fail(ret, err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
+	ret = msr__index_list(vm->kvm_fd, &vm->msr_list, &vm->nmsrs);
+	if (ret)
+		return fail(ret, err, errlen, "KVM_GET_MSR_INDEX_LIST: %s", strerror(-ret));
+
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0)
+		return fail(-errno, err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &ident) < 0)
+		return fail(-errno, err, errlen, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)TSS_ADDR) < 0)
+		return fail(-errno, err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+
+	memmap__layout(&vm->mem, cfg->mem_size);
+	ret = memmap__alloc(&vm->mem);
+	if (ret)
+		return fail(ret, err, errlen, "cannot allocate %llu MiB of guest memory: %s",
+			    (unsigned long long)(cfg->mem_size >> 20), strerror(-ret));
+	ret = vm__set_memory(vm);
+	if (ret)
+		return fail(ret, err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
+
+	ret = irqchip__create(vm->vm_fd, (uint8_t)vm->ncpus);
+	if (ret)
+		return fail(ret, err, errlen, "cannot create the in-kernel irqchip and PIT: %s",
+			    strerror(-ret));
+	ret = mptable__write(&vm->mem, vm->ncpus);
+	if (ret)
+		return fail(ret, err, errlen, "cannot write the MP table for %u vCPUs", vm->ncpus);
+
+	ret = device__init_all(vm);
+	if (ret)
+		return fail(ret, err, errlen, "device set-up failed: %s", strerror(-ret));
+
+	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return fail(-ENOMEM, err, errlen, "out of memory");
+	for (unsigned int i = 0; i < vm->ncpus; i++) {
+		vm->vcpus[i].fd = -1;
+		ret = vcpu__create(vm, i);
+		if (ret)
+			return fail(ret, err, errlen, "cannot create vCPU %u: %s", i, strerror(-ret));
+	}
+	return 0;
+}
+
+void vm__request_exit(struct vm *vm, int status)
+{
+	int expected = -1;
+	uint64_t one = 1;
+
+	if (atomic_compare_exchange_strong(&vm->exit_status, &expected, status)) {
+		if (write(vm->exit_efd, &one, sizeof(one)) < 0)
+			pr_debug("exit eventfd: %s", strerror(errno));
+	}
+}
+
+void vm__destroy(struct vm *vm)
+{
+	if (vm->vcpus) {
+		for (unsigned int i = 0; i < vm->ncpus; i++) {
+			struct vcpu *v = &vm->vcpus[i];
+
+			if (v->run)
+				munmap(v->run, vm->run_size);
+			if (v->fd >= 0)
+				close(v->fd);
+		}
+		free(vm->vcpus);
+		vm->vcpus = NULL;
+	}
+	device__exit_all(vm);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	memmap__free(&vm->mem);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	if (vm->exit_efd >= 0)
+		close(vm->exit_efd);
+	free(vm->cpuid);
+	free(vm->msr_list);
+	vm->cpuid = NULL;
+	vm->msr_list = NULL;
+	vm->vm_fd = vm->kvm_fd = vm->exit_efd = -1;
+}

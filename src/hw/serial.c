@@ -1,0 +1,154 @@
+/*
+ * COM1: a 16550A at 0x3f8, IRQ 4, connected to the backend chosen with
+ * -l com1,stdio|file:PATH|null.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "khyve/device.h"
+#include "khyve/irqchip.h"
+#include "khyve/log.h"
+#include "khyve/serial.h"
+#include "khyve/uart16550.h"
+#include "khyve/util.h"
+#include "khyve/vm.h"
+
+#define COM1_PORT 0x3f8
+#define COM1_IRQ  4
+
+struct serial {
+	pthread_mutex_t lock;
+	struct uart16550 uart;
+	struct vm *vm;
+	int out_fd;		/* -1: output discarded */
+	bool out_owned;
+	bool out_broken;	/* reported once, then dropped */
+};
+
+static void serial__tx(void *opaque, uint8_t byte)
+{
+	struct serial *s = opaque;
+	int r;
+
+	if (s->out_fd < 0 || s->out_broken)
+		return;
+	r = util__write_all(s->out_fd, &byte, 1);
+	if (r) {
+		s->out_broken = true;
+		pr_warn("COM1 output failed, further output is discarded: %s", strerror(-r));
+	}
+}
+
+static void serial__irq(void *opaque, int level)
+{
+	struct serial *s = opaque;
+
+	irqchip__set_line(s->vm->vm_fd, COM1_IRQ, level);
+}
+
+static void serial__io_read(void *opaque, uint64_t off, uint8_t *data, unsigned int len)
+{
+	struct serial *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	data[0] = uart__read(&s->uart, (unsigned int)off);
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned int i = 1; i < len; i++)
+		data[i] = 0xff;
+}
+
+static void serial__io_write(void *opaque, uint64_t off, const uint8_t *data, unsigned int len)
+{
+	struct serial *s = opaque;
+
+	(void)len;	/* wider writes reach only the addressed register */
+	pthread_mutex_lock(&s->lock);
+	uart__write(&s->uart, (unsigned int)off, data[0]);
+	pthread_mutex_unlock(&s->lock);
+}
+
+unsigned int serial__input(void *opaque, const uint8_t *buf, unsigned int len)
+{
+	struct serial *s = opaque;
+	unsigned int n;
+
+	pthread_mutex_lock(&s->lock);
+	n = uart__rx_push(&s->uart, buf, len);
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+unsigned int serial__input_space(void *opaque)
+{
+	struct serial *s = opaque;
+	unsigned int n;
+
+	pthread_mutex_lock(&s->lock);
+	n = (s->uart.mcr & UART_MCR_LOOP) ? 0 : uart__rx_space(&s->uart);
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+static int serial__init(struct vm *vm, void **priv)
+{
+	struct serial *s = calloc(1, sizeof(*s));
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	s->vm = vm;
+	s->out_fd = -1;
+	switch (vm->cfg->com1) {
+	case CONSOLE_STDIO:
+		s->out_fd = STDOUT_FILENO;
+		vm->console = s;
+		break;
+	case CONSOLE_FILE:
+		s->out_fd = open(vm->cfg->com1_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (s->out_fd < 0) {
+			ret = -errno;
+			pr_err("cannot open COM1 output file '%s': %s", vm->cfg->com1_path, strerror(errno));
+			goto fail;
+		}
+		s->out_owned = true;
+		break;
+	case CONSOLE_NULL:
+		break;
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	uart__init(&s->uart, serial__tx, serial__irq, s);
+	ret = bus__register(&vm->bus, BUS_PIO, COM1_PORT, 8, serial__io_read, serial__io_write, s, "com1");
+	if (ret)
+		goto fail;
+	*priv = s;
+	return 0;
+fail:
+	if (s->out_owned)
+		close(s->out_fd);
+	if (vm->console == s)
+		vm->console = NULL;
+	free(s);
+	return ret;
+}
+
+static void serial__exit(struct vm *vm, void *priv)
+{
+	struct serial *s = priv;
+
+	(void)vm;
+	if (s->out_owned)
+		close(s->out_fd);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static const struct device_ops serial_ops = {
+	.name = "uart.com1",
+	.init = serial__init,
+	.exit = serial__exit,
+};
+DEVICE_REGISTER(serial_ops);

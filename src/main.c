@@ -1,0 +1,98 @@
+/*
+ * khyve: command line -> struct vm_config -> a running VM.
+ * Only main() exits; everything below returns negative errno values.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "khyve/boot.h"
+#include "khyve/config.h"
+#include "khyve/log.h"
+#include "khyve/loop.h"
+#include "khyve/term.h"
+#include "khyve/vm.h"
+
+/* A closed stdin/stdout/stderr must not be reused by /dev/kvm or a vCPU fd. */
+static void ensure_std_fds(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+			int n = open("/dev/null", O_RDWR);
+
+			if (n >= 0 && n != fd) {
+				dup2(n, fd);
+				close(n);
+			}
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct vm_config cfg;
+	struct vm vm;
+	char err[512];
+	sigset_t sigs;
+	int sigfd = -1, status = VM_EXIT_ERROR, ret;
+	bool tty = false;
+
+	ensure_std_fds();
+	signal(SIGPIPE, SIG_IGN);
+	memset(&vm, 0, sizeof(vm));
+	vm.kvm_fd = vm.vm_fd = vm.exit_efd = -1;
+	vm.cfg = &cfg;
+
+	ret = config__parse(&cfg, argc, argv);
+	if (ret == 1) {
+		config__free(&cfg);
+		return 0;
+	}
+	if (ret)
+		goto out;
+
+	if (vm__open_kvm(&vm, err, sizeof(err))) {
+		pr_err("%s", err);
+		goto out;
+	}
+	if (cfg.ncpus > vm.max_vcpus) {
+		pr_err("invalid vCPU count %u: KVM allows at most %u", cfg.ncpus, vm.max_vcpus);
+		goto out;
+	}
+	/* Blocked before any thread exists, so only the signalfd sees them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sigfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (sigfd < 0) {
+		pr_err("signalfd: %s", strerror(errno));
+		goto out;
+	}
+	if (vm__create(&vm, err, sizeof(err)) || boot__multiboot(&vm, err, sizeof(err))) {
+		pr_err("%s", err);
+		goto out;
+	}
+	if (vm.console)
+		tty = term__raw();
+	ret = vcpu__start_all(&vm);
+	if (ret) {
+		pr_err("cannot start vCPU threads: %s", strerror(-ret));
+		vm__request_exit(&vm, VM_EXIT_ERROR);
+	}
+	status = loop__run(&vm, sigfd, tty);
+	vcpu__stop_all(&vm);
+out:
+	term__restore();
+	vm__destroy(&vm);
+	if (sigfd >= 0)
+		close(sigfd);
+	config__free(&cfg);
+	return status;
+}
