@@ -67,11 +67,11 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(UNIT_LIB_OBJS)
 
 unit: deps $(UNIT_BINS)
 
-test: all unit
+test: all unit fixtures
 	$(Q)sh tests/run.sh $(BUILD)
 
 asan:
-	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all unit
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all unit fixtures
 
 test-asan: asan
 	$(Q)KHYVE_SAN=1 sh tests/run.sh build-asan
@@ -96,3 +96,16 @@ help:
 .DELETE_ON_ERROR:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Tiny multiboot kernels for the integration tests (tests/fixtures/*.S).
+FIXTURES := ok mbinfo halt triple reset bigbss
+FIXTURE_BINS := $(FIXTURES:%=$(BUILD)/tests/fixtures/%.elf)
+
+$(BUILD)/tests/fixtures/%.elf: tests/fixtures/%.S tests/fixtures/common.inc
+	@mkdir -p $(dir $@)
+	@echo "  AS      $<"
+	$(Q)$(CC) -m32 -c -o $(@:.elf=.o) $<
+	$(Q)ld -m elf_i386 -N -Ttext=0x100000 --no-warn-rwx-segments -o $@ $(@:.elf=.o)
+
+fixtures: $(FIXTURE_BINS)
+.PHONY: fixtures

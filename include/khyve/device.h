@@ -6,13 +6,16 @@
 #ifndef KHYVE_DEVICE_H
 #define KHYVE_DEVICE_H
 
+#include <stddef.h>
+
 struct vm;
 
 struct device_ops {
 	const char *name;
 	/* Create the device if the configuration asks for it.  Returns 0 and
-	 * sets *priv (NULL: not present in this VM), or -errno. */
-	int (*init)(struct vm *vm, void **priv);
+	 * sets *priv (NULL: nothing to tear down), or -errno with a one-line
+	 * reason in err. */
+	int (*init)(struct vm *vm, void **priv, char *err, size_t errlen);
 	void (*exit)(struct vm *vm, void *priv);
 };
 
@@ -26,7 +29,7 @@ struct device_instance {
 	static const struct device_ops *const __device_##ops_		\
 	__attribute__((used, section("khyve_devices"))) = &(ops_)
 
-int device__init_all(struct vm *vm);
+int device__init_all(struct vm *vm, char *err, size_t errlen);
 void device__exit_all(struct vm *vm);
 
 #endif

@@ -1,5 +1,7 @@
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "khyve/device.h"
 #include "khyve/log.h"
@@ -8,7 +10,7 @@
 extern const struct device_ops *const __start_khyve_devices[];
 extern const struct device_ops *const __stop_khyve_devices[];
 
-int device__init_all(struct vm *vm)
+int device__init_all(struct vm *vm, char *err, size_t errlen)
 {
 	struct device_instance **tail = &vm->devices;
 
@@ -18,10 +20,12 @@ int device__init_all(struct vm *vm)
 
 		if (!d)
 			return -ENOMEM;
-		ret = (*o)->init(vm, &d->priv);
+		err[0] = '\0';
+		ret = (*o)->init(vm, &d->priv, err, errlen);
 		if (ret) {
 			free(d);
-			pr_debug("device %s failed to initialise: %d", (*o)->name, ret);
+			if (!err[0])
+				snprintf(err, errlen, "device %s: %s", (*o)->name, strerror(-ret));
 			return ret;
 		}
 		d->ops = *o;

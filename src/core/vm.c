@@ -137,9 +137,9 @@ int vm__create(struct vm *vm, char *err, size_t errlen)
 	if (ret)
 		return fail(ret, err, errlen, "cannot write the MP table for %u vCPUs", vm->ncpus);
 
-	ret = device__init_all(vm);
+	ret = device__init_all(vm, err, errlen);
 	if (ret)
-		return fail(ret, err, errlen, "device set-up failed: %s", strerror(-ret));
+		return ret;
 
 	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus)

@@ -5,6 +5,7 @@
  * which firmware-style code writes for delays and which is always ignored.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +27,7 @@ static void debug_exit__write(void *opaque, uint64_t off, const uint8_t *data, u
 	vm__request_exit(vm, (int)(((v << 1) | 1) & 0xff));
 }
 
-static int debug_exit__init(struct vm *vm, void **priv)
+static int debug_exit__init(struct vm *vm, void **priv, char *err, size_t errlen)
 {
 	int ret;
 
@@ -39,7 +40,8 @@ static int debug_exit__init(struct vm *vm, void **priv)
 	ret = bus__register(&vm->bus, BUS_PIO, vm->cfg->debug_exit_port, DEBUG_EXIT_SIZE,
 			    NULL, debug_exit__write, vm, "debug-exit");
 	if (ret == -EBUSY)
-		pr_err("--debug-exit port 0x%x overlaps another device", vm->cfg->debug_exit_port);
+		snprintf(err, errlen, "--debug-exit port 0x%x overlaps another device",
+			 vm->cfg->debug_exit_port);
 	return ret;
 }
 

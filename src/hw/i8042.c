@@ -57,13 +57,15 @@ static void i8042__write(void *opaque, uint64_t off, const uint8_t *data, unsign
 	}
 }
 
-static int i8042__init(struct vm *vm, void **priv)
+static int i8042__init(struct vm *vm, void **priv, char *err, size_t errlen)
 {
 	struct i8042 *k = calloc(1, sizeof(*k));
 	int ret;
 
 	if (!k)
 		return -ENOMEM;
+	(void)err;
+	(void)errlen;
 	k->vm = vm;
 	pthread_mutex_init(&k->lock, NULL);
 	/* 0x60..0x64 as one range; 0x61 (speaker) is handled by the in-kernel

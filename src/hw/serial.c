@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -93,7 +94,7 @@ unsigned int serial__input_space(void *opaque)
 	return n;
 }
 
-static int serial__init(struct vm *vm, void **priv)
+static int serial__init(struct vm *vm, void **priv, char *err, size_t errlen)
 {
 	struct serial *s = calloc(1, sizeof(*s));
 	int ret;
@@ -111,7 +112,8 @@ static int serial__init(struct vm *vm, void **priv)
 		s->out_fd = open(vm->cfg->com1_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (s->out_fd < 0) {
 			ret = -errno;
-			pr_err("cannot open COM1 output file '%s': %s", vm->cfg->com1_path, strerror(errno));
+			snprintf(err, errlen, "cannot open COM1 output file '%s': %s",
+				 vm->cfg->com1_path, strerror(errno));
 			goto fail;
 		}
 		s->out_owned = true;
