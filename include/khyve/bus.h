@@ -6,6 +6,7 @@
 #ifndef KHYVE_BUS_H
 #define KHYVE_BUS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -25,12 +26,17 @@ struct bus_range {
 };
 
 #define BUS_MAX_RANGES 64
+#define BUS_MMIO_LOG_MAX 64
 
 struct bus {
 	unsigned int n[2];
 	struct bus_range ranges[2][BUS_MAX_RANGES];
 	/* unclaimed ports already logged, so each is reported once */
 	uint8_t pio_logged[65536 / 8];
+	/* unclaimed MMIO addresses already logged; when full, no more logs */
+	uint64_t mmio_logged[BUS_MMIO_LOG_MAX];
+	unsigned int nmmio_logged;
+	pthread_mutex_t log_lock;
 };
 
 void bus__init(struct bus *bus);

@@ -7,6 +7,7 @@
 void bus__init(struct bus *bus)
 {
 	memset(bus, 0, sizeof(*bus));
+	pthread_mutex_init(&bus->log_lock, NULL);
 }
 
 int bus__register(struct bus *bus, enum bus_space space, uint64_t start, uint64_t len,
@@ -35,15 +36,28 @@ int bus__register(struct bus *bus, enum bus_space space, uint64_t start, uint64_
 static void bus__unclaimed(struct bus *bus, enum bus_space space, uint64_t addr,
 			   unsigned int len, bool is_write)
 {
+	bool seen = false;
+
+	if (log_level < LOG_DEBUG)
+		return;
+	pthread_mutex_lock(&bus->log_lock);
 	if (space == BUS_PIO) {
 		uint16_t port = (uint16_t)addr;
 		uint8_t bit = 1u << (port & 7);
 
-		/* racy between vCPUs, at worst one extra log line */
-		if (bus->pio_logged[port >> 3] & bit)
-			return;
+		seen = bus->pio_logged[port >> 3] & bit;
 		bus->pio_logged[port >> 3] |= bit;
+	} else {
+		for (unsigned int i = 0; i < bus->nmmio_logged && !seen; i++)
+			seen = bus->mmio_logged[i] == addr;
+		if (!seen && bus->nmmio_logged < BUS_MMIO_LOG_MAX)
+			bus->mmio_logged[bus->nmmio_logged++] = addr;
+		else
+			seen = true;
 	}
+	pthread_mutex_unlock(&bus->log_lock);
+	if (seen)
+		return;
 	pr_debug("unclaimed %s %s at 0x%llx, size %u", space == BUS_PIO ? "port" : "MMIO",
 		 is_write ? "write" : "read", (unsigned long long)addr, len);
 }

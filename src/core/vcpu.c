@@ -197,7 +197,8 @@ static void *vcpu__thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	for (;;) {
-		if (atomic_load(&vm->stopping))
+		/* once an exit is requested no vCPU runs guest code again */
+		if (atomic_load(&vm->stopping) || atomic_load(&vm->exit_status) >= 0)
 			break;
 		if (atomic_load(&vm->pause_req)) {
 			vcpu__park(v);
