@@ -42,11 +42,14 @@ int main(int argc, char **argv)
 	int sigfd = -1, status = VM_EXIT_ERROR, ret;
 	bool tty = false;
 
+	uint64_t t_main = vm__now_ns();
+
 	ensure_std_fds();
 	signal(SIGPIPE, SIG_IGN);
 	memset(&vm, 0, sizeof(vm));
 	vm.kvm_fd = vm.vm_fd = vm.exit_efd = -1;
 	vm.cfg = &cfg;
+	vm.t_main_ns = t_main;
 
 	ret = config__parse(&cfg, argc, argv);
 	if (ret == 1) {

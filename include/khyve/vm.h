@@ -60,6 +60,8 @@ struct vm {
 	atomic_bool pause_req;
 	unsigned int nparked;
 
+	uint64_t t_main_ns;		/* CLOCK_MONOTONIC at main(), for start-up timing */
+
 	struct device_instance *devices;	/* list, in init order */
 	void *console;			/* COM1 when its backend is stdio */
 };
@@ -69,6 +71,8 @@ int vm__open_kvm(struct vm *vm, char *err, size_t errlen);
 /* Create the VM, its memory, irqchip and vCPUs from vm->cfg. */
 int vm__create(struct vm *vm, char *err, size_t errlen);
 void vm__destroy(struct vm *vm);
+
+uint64_t vm__now_ns(void);
 
 /* Ask the VM to stop with status; safe from any thread, first call wins. */
 void vm__request_exit(struct vm *vm, int status);

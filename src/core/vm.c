@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "khyve/cpuid.h"
@@ -151,6 +152,14 @@ int vm__create(struct vm *vm, char *err, size_t errlen)
 			return fail(ret, err, errlen, "cannot create vCPU %u: %s", i, strerror(-ret));
 	}
 	return 0;
+}
+
+uint64_t vm__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 void vm__request_exit(struct vm *vm, int status)
