@@ -38,7 +38,7 @@ UNIT_LIB_OBJS := $(UNIT_LIB_SRCS:%.c=$(BUILD)/%.o)
 
 # Debian packages the build needs; missing ones are installed once.
 NEEDED_FILES := /usr/include/cmocka.h /usr/include/cbor.h /usr/include/jansson.h \
-	/usr/include/xxhash.h /usr/include/liburing.h
+	/usr/include/xxhash.h /usr/include/liburing.h /usr/bin/qemu-system-x86_64 /usr/bin/python3
 DEPS_MISSING := $(filter-out $(wildcard $(NEEDED_FILES)),$(NEEDED_FILES))
 
 all: deps $(BUILD)/khyve guest
@@ -80,7 +80,7 @@ demo: all
 	$(Q)sh scripts/demo.sh $(BUILD)
 
 bench: all
-	$(Q)sh bench/boot.sh $(BUILD)
+	$(Q)python3 bench/boot.py $(BUILD)
 
 clean:
 	rm -rf build build-asan

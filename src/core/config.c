@@ -116,7 +116,7 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 	cfg->debug_exit_port = DEBUG_EXIT_DEFAULT_PORT;
 
 	opterr = 0;
-	optind = 1;
+	optind = 0;	/* glibc: a full reset, also of a half-read "-xyz" group */
 	while ((c = getopt_long(argc, argv, ":c:m:k:A:i:l:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

@@ -67,7 +67,7 @@ void cpuid__setup_vcpu(struct kvm_cpuid2 *c, unsigned int cpu, unsigned int ncpu
 		case 1:
 			e->ebx &= 0x0000ffffu;
 			e->ebx |= (cpu & 0xffu) << 24;
-			e->ebx |= ((1u << bits) & 0xffu) << 16;
+			e->ebx |= (bits >= 8 ? 0xffu : 1u << bits) << 16;
 			if (ncpus > 1)
 				e->edx |= CPUID_HTT;
 			else

@@ -134,14 +134,14 @@ static int read_phdr(const uint8_t *img, size_t len, bool is64, uint64_t phoff, 
 	if (is64) {
 		Elf64_Phdr p;
 
-		if (phentsize < sizeof(p) || off + sizeof(p) > len)
+		if (phentsize < sizeof(p) || off > len || len - off < sizeof(p))
 			return -1;
 		memcpy(&p, img + off, sizeof(p));
 		*ph = (struct phdr){ p.p_type, p.p_offset, p.p_vaddr, p.p_paddr, p.p_filesz, p.p_memsz };
 	} else {
 		Elf32_Phdr p;
 
-		if (phentsize < sizeof(p) || off + sizeof(p) > len)
+		if (phentsize < sizeof(p) || off > len || len - off < sizeof(p))
 			return -1;
 		memcpy(&p, img + off, sizeof(p));
 		*ph = (struct phdr){ p.p_type, p.p_offset, p.p_vaddr, p.p_paddr, p.p_filesz, p.p_memsz };
@@ -153,7 +153,7 @@ static int load_elf(struct guest_mem *mem, const uint8_t *img, size_t len,
 		    struct mb_boot *out, char *err, size_t errlen)
 {
 	bool is64;
-	uint64_t entry, phoff, lo = UINT64_MAX, hi = 0;
+	uint64_t entry, e_entry, phoff, lo = UINT64_MAX, hi = 0;
 	unsigned int phnum, phentsize, machine, type, loaded = 0;
 	bool entry_mapped = false;
 	struct phdr ph;
@@ -190,6 +190,9 @@ static int load_elf(struct guest_mem *mem, const uint8_t *img, size_t len,
 		return fail(-ENOEXEC, err, errlen, "ELF file is not an executable (e_type %u)", type);
 	if (!phnum)
 		return fail(-ENOEXEC, err, errlen, "ELF file has no program headers");
+	if (phoff > len)
+		return fail(-ENOEXEC, err, errlen, "ELF program header table is truncated");
+	e_entry = entry;
 
 	/* validate everything before copying anything */
 	for (unsigned int i = 0; i < phnum; i++) {
@@ -206,8 +209,8 @@ static int load_elf(struct guest_mem *mem, const uint8_t *img, size_t len,
 		ret = check_range(mem, ph.paddr, ph.memsz, "kernel segment", err, errlen);
 		if (ret)
 			return ret;
-		if (entry >= ph.vaddr && entry - ph.vaddr < ph.memsz) {
-			entry = entry - ph.vaddr + ph.paddr;	/* higher-half kernels */
+		if (!entry_mapped && e_entry >= ph.vaddr && e_entry - ph.vaddr < ph.memsz) {
+			entry = e_entry - ph.vaddr + ph.paddr;	/* higher-half kernels */
 			entry_mapped = true;
 		}
 		lo = ph.paddr < lo ? ph.paddr : lo;
@@ -234,6 +237,14 @@ static int load_elf(struct guest_mem *mem, const uint8_t *img, size_t len,
 	return 0;
 }
 
+/* Move [addr, addr+size) above 1 MiB if it would cover the firmware area. */
+static uint64_t skip_reserved(uint64_t addr, uint64_t size)
+{
+	if (addr < MEM_BIOS_END && addr + size > MEM_EBDA_START)
+		return MEM_BIOS_END;
+	return addr;
+}
+
 /*
  * Information block, placed on the page after the kernel:
  *   mb_info | mmap entries | module entries | strings
@@ -251,10 +262,12 @@ static int build_info(struct guest_mem *mem, const char *cmdline, const struct m
 	struct mb_info mbi;
 
 	size = sizeof(mbi) + nmmap * sizeof(mmap[0]) + nmods * sizeof(struct mb_mod_entry);
-	strs = info + size;
+	strs = size;
 	size += strlen(cmdline) + 1 + sizeof(loader);
 	for (unsigned int i = 0; i < nmods; i++)
 		size += strlen(mods[i].string) + 1;
+	info = skip_reserved(info, size);
+	strs += info;
 	if (info + size > low || info + size < info)
 		return fail(-ENOSPC, err, errlen,
 			    "boot information (%" PRIu64 " bytes) does not fit in guest memory after the kernel",
@@ -286,6 +299,8 @@ static int build_info(struct guest_mem *mem, const char *cmdline, const struct m
 		size_t slen = strlen(mods[i].string) + 1;
 		uint8_t *dst;
 
+		mod_addr = skip_reserved(mod_addr, mods[i].len);
+
 		if (mod_addr > low || mods[i].len > low - mod_addr)
 			return fail(-ENOSPC, err, errlen,
 				    "module '%s' (%zu bytes) does not fit in guest memory "
@@ -316,7 +331,8 @@ int multiboot__load(struct guest_mem *mem, const void *image, size_t len,
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	for (size_t o = 0; o + 12 <= len && o < MB_SEARCH_LEN; o += 4) {
+	/* the whole 12-byte header must lie in the first 8192 bytes */
+	for (size_t o = 0; o + 12 <= len && o + 12 <= MB_SEARCH_LEN; o += 4) {
 		if (rd32(img + o) == MB_HEADER_MAGIC &&
 		    rd32(img + o) + rd32(img + o + 4) + rd32(img + o + 8) == 0) {
 			hoff = o;
