@@ -12,7 +12,7 @@ WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Winit-self -Wmissing-declarations 
 	-Wwrite-strings -Wshadow -Wno-format-nonliteral
 CFLAGS ?= -O2 -g
 KHYVE_CFLAGS := -std=gnu11 $(WARNINGS) -Iinclude -D_GNU_SOURCE -pthread -MMD -MP $(SAN_CFLAGS)
-LDLIBS := -pthread $(SAN_LDFLAGS)
+LDLIBS := -pthread -ljansson -lcbor -lxxhash $(SAN_LDFLAGS)
 
 ifeq ($(SAN),1)
 SAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -25,8 +25,13 @@ CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/arch/x86/multiboot.c src/arch/x86/mptable.c src/arch/x86/cpuid.c \
 	src/arch/x86/msr.c src/arch/x86/irqchip.c src/arch/x86/boot.c \
 	src/hw/uart16550.c src/hw/serial.c src/hw/i8042.c src/hw/debug_exit.c
-KHYVE_SRCS := src/main.c $(CORE_SRCS)
+SNAPSHOT_SRCS := src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/sections.c \
+	src/snapshot/save.c src/snapshot/inspect.c
+KHYVE_SRCS := src/main.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c
 KHYVE_OBJS := $(KHYVE_SRCS:%.c=$(BUILD)/%.o)
+# khyvectl links the snapshot reader for --inspect
+CTL_SRCS := src/ctl/khyvectl.c src/core/log.c src/core/util.c src/snapshot/inspect.c
+CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 
 UNIT_TESTS := multiboot uart memmap cpuid config mptable bus
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
@@ -41,7 +46,7 @@ NEEDED_FILES := /usr/include/cmocka.h /usr/include/cbor.h /usr/include/jansson.h
 	/usr/include/xxhash.h /usr/include/liburing.h /usr/bin/qemu-system-x86_64 /usr/bin/python3
 DEPS_MISSING := $(filter-out $(wildcard $(NEEDED_FILES)),$(NEEDED_FILES))
 
-all: deps $(BUILD)/khyve guest
+all: deps $(BUILD)/khyve $(BUILD)/khyvectl guest
 
 -include guest/guest.mk
 
@@ -53,6 +58,10 @@ ifneq ($(DEPS_MISSING),)
 endif
 
 $(BUILD)/khyve: $(KHYVE_OBJS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/khyvectl: $(CTL_OBJS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -o $@ $^ $(LDLIBS)
 

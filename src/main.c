@@ -13,6 +13,7 @@
 
 #include "khyve/boot.h"
 #include "khyve/config.h"
+#include "khyve/control.h"
 #include "khyve/log.h"
 #include "khyve/loop.h"
 #include "khyve/term.h"
@@ -35,6 +36,7 @@ static void ensure_std_fds(void)
 
 int main(int argc, char **argv)
 {
+	struct control *ctl = NULL;
 	struct vm_config cfg;
 	struct vm vm;
 	char err[512];
@@ -82,6 +84,11 @@ int main(int argc, char **argv)
 		pr_err("%s", err);
 		goto out;
 	}
+	ret = control__open(&vm, cfg.rundir ? cfg.rundir : CONTROL_DEFAULT_RUNDIR, &ctl, err, sizeof(err));
+	if (ret) {
+		pr_err("%s", err);
+		goto out;
+	}
 	if (vm.console)
 		tty = term__raw();
 	ret = vcpu__start_all(&vm);
@@ -89,10 +96,13 @@ int main(int argc, char **argv)
 		pr_err("cannot start vCPU threads: %s", strerror(-ret));
 		vm__request_exit(&vm, VM_EXIT_ERROR);
 	}
-	status = loop__run(&vm, sigfd, tty);
+	vm.t_run_ns = vm__now_ns();
+	status = loop__run(&vm, sigfd, tty, ctl);
 	vcpu__stop_all(&vm);
 out:
 	term__restore();
+	if (ctl)
+		control__close(ctl);
 	vm__destroy(&vm);
 	if (sigfd >= 0)
 		close(sigfd);

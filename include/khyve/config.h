@@ -31,6 +31,20 @@ struct vm_config {
 	char *com1_path;
 	bool debug_exit;
 	uint16_t debug_exit_port;
+	char *rundir;		/* control socket directory, NULL: default */
+	char *restore;		/* -r FILE: restore from this snapshot */
+	/* which options were given explicitly (for -r: must match or override) */
+	unsigned int given;
+};
+
+enum config_given {
+	GIVEN_CPUS = 1u << 0,
+	GIVEN_MEMORY = 1u << 1,
+	GIVEN_KERNEL = 1u << 2,
+	GIVEN_CMDLINE = 1u << 3,
+	GIVEN_MODULE = 1u << 4,
+	GIVEN_COM1 = 1u << 5,
+	GIVEN_DEBUG_EXIT = 1u << 6,
 };
 
 /*
@@ -40,5 +54,7 @@ struct vm_config {
 int config__parse(struct vm_config *cfg, int argc, char **argv);
 void config__free(struct vm_config *cfg);
 void config__usage(FILE *f);
+/* VM names: 1-64 of [A-Za-z0-9._-], not starting with "." or "-". */
+bool config__valid_name(const char *s);
 
 #endif

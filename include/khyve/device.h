@@ -7,16 +7,37 @@
 #define KHYVE_DEVICE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct vm;
 
+struct sbuf;
+struct dec;
+struct cbor_item_t;
+
 struct device_ops {
+	/* also the name of the device's snapshot section */
 	const char *name;
 	/* Create the device if the configuration asks for it.  Returns 0 and
 	 * sets *priv (NULL: nothing to tear down), or -errno with a one-line
 	 * reason in err. */
 	int (*init)(struct vm *vm, void **priv, char *err, size_t errlen);
 	void (*exit)(struct vm *vm, void *priv);
+
+	/*
+	 * Snapshot hooks (all or none).  The state is a plain struct of
+	 * state_size bytes, with no pointers or fds.  save copies the live
+	 * device into it and cannot fail; encode writes it with named fields;
+	 * decode reads a section of any version up to state_version (older
+	 * versions are upgraded there), validating every value; restore puts a
+	 * decoded state into a freshly initialised device.
+	 */
+	uint32_t state_version;
+	size_t state_size;
+	void (*save)(void *priv, void *state);
+	void (*encode)(struct sbuf *b, const void *state);
+	void (*decode)(struct dec *d, const struct cbor_item_t *map, uint32_t version, void *state);
+	int (*restore)(void *priv, const void *state, char *err, size_t errlen);
 };
 
 struct device_instance {
@@ -30,6 +51,8 @@ struct device_instance {
 	__attribute__((used, section("khyve_devices"))) = &(ops_)
 
 int device__init_all(struct vm *vm, char *err, size_t errlen);
+/* Every registered descriptor, e.g. to find the one a section names. */
+const struct device_ops *device__find(const char *name);
 void device__exit_all(struct vm *vm);
 
 #endif

@@ -8,6 +8,7 @@
  * Serve the console, signals and exit requests until the VM stops; returns
  * khyve's exit status.  sigfd is a signalfd for SIGINT, SIGTERM and SIGHUP.
  */
-int loop__run(struct vm *vm, int sigfd, bool tty);
+struct control;
+int loop__run(struct vm *vm, int sigfd, bool tty, struct control *ctl);
 
 #endif

@@ -7,6 +7,7 @@
 #define KHYVE_UART16550_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define UART_FIFO_SIZE 16
@@ -56,6 +57,20 @@ struct uart16550 {
 	void (*set_irq)(void *opaque, int level);
 	void *opaque;
 };
+
+/* Register and FIFO state, for snapshots. */
+struct uart16550_state {
+	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	bool thri_pending;
+	uint8_t rx_count;
+	uint8_t rx[UART_FIFO_SIZE];	/* oldest first */
+	uint8_t irq_level;
+};
+
+void uart__save(const struct uart16550 *u, struct uart16550_state *s);
+/* 0, or -EINVAL with a reason naming the bad field. */
+int uart__check_state(const struct uart16550_state *s, char *err, size_t errlen);
+void uart__restore(struct uart16550 *u, const struct uart16550_state *s);
 
 void uart__init(struct uart16550 *u, void (*tx)(void *, uint8_t),
 		void (*set_irq)(void *, int), void *opaque);

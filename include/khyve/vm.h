@@ -54,6 +54,10 @@ struct vm {
 	int exit_efd;
 	atomic_bool stopping;
 
+	/* paused by a control request (vm__pause), not just for a moment */
+	bool user_paused;
+	uint64_t t_run_ns;		/* when the vCPUs first started */
+
 	/* pause protocol, see vcpu.c */
 	pthread_mutex_t pause_lock;
 	pthread_cond_t pause_cond;
@@ -73,6 +77,10 @@ int vm__create(struct vm *vm, char *err, size_t errlen);
 void vm__destroy(struct vm *vm);
 
 uint64_t vm__now_ns(void);
+
+/* Control requests, main thread only: -EALREADY if already in that state. */
+int vm__pause(struct vm *vm);
+int vm__resume(struct vm *vm);
 
 /* Ask the VM to stop with status; safe from any thread, first call wins. */
 void vm__request_exit(struct vm *vm, int status);

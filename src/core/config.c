@@ -17,9 +17,11 @@ void config__usage(FILE *f)
 	fprintf(f,
 "Usage: khyve [-c NCPU] [-m SIZE] -k KERNEL [-A CMDLINE] [-i MODULE]...\n"
 "             [-l com1,stdio|com1,file:PATH|com1,null] [--debug-exit[=PORT]]\n"
-"             [-v] VMNAME\n"
+"             [--rundir DIR] [-v] VMNAME\n"
+"       khyve -r FILE [-l com1,BACKEND] [--rundir DIR] [-v] [VMNAME]\n"
 "\n"
-"Run a multiboot kernel in a KVM virtual machine named VMNAME.\n"
+"Run a multiboot kernel in a KVM virtual machine named VMNAME, or restore\n"
+"one from the snapshot FILE (FILE.state says everything else).\n"
 "\n"
 "  -c, --cpus NCPU        number of vCPUs (default 1)\n"
 "  -m, --memory SIZE      guest RAM, with K, M, G or T suffix; a bare number\n"
@@ -33,10 +35,16 @@ void config__usage(FILE *f)
 "                         (output appended to PATH), or null\n"
 "      --debug-exit[=PORT]  QEMU isa-debug-exit compatible device (default\n"
 "                         port 0xf4): a guest write of V exits with (V<<1)|1\n"
+"  -r, --restore FILE     restore the snapshot FILE (+ FILE.state); other\n"
+"                         options must match the snapshot, except -l com1\n"
+"                         which may override its backend\n"
+"      --rundir DIR       directory of the control socket VMNAME.sock\n"
+"                         (default /run/khyve)\n"
 "  -v, --verbose          more messages (twice: debug)\n"
 "  -h, --help             this help\n"
 "\n"
-"Exit status: 0 powered off, 1 reset, 2 halted, 3 triple fault, 4 error;\n"
+"Exit status: 0 powered off, 1 reset, 2 halted, 3 triple fault, 4 error,\n"
+"5 suspended (saved by khyvectl --suspend);\n"
 "with --debug-exit, the value the guest wrote as described above.\n");
 }
 
@@ -79,7 +87,7 @@ static int parse_com1(struct vm_config *cfg, const char *arg)
 	return 0;
 }
 
-static bool valid_name(const char *s)
+bool config__valid_name(const char *s)
 {
 	size_t n = strlen(s);
 
@@ -93,7 +101,7 @@ static bool valid_name(const char *s)
 
 int config__parse(struct vm_config *cfg, int argc, char **argv)
 {
-	enum { OPT_DEBUG_EXIT = 256 };
+	enum { OPT_DEBUG_EXIT = 256, OPT_RUNDIR };
 	static const struct option opts[] = {
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "memory", required_argument, NULL, 'm' },
@@ -102,6 +110,8 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 		{ "module", required_argument, NULL, 'i' },
 		{ "lpc", required_argument, NULL, 'l' },
 		{ "debug-exit", optional_argument, NULL, OPT_DEBUG_EXIT },
+		{ "restore", required_argument, NULL, 'r' },
+		{ "rundir", required_argument, NULL, OPT_RUNDIR },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -117,7 +127,7 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 
 	opterr = 0;
 	optind = 0;	/* glibc: a full reset, also of a half-read "-xyz" group */
-	while ((c = getopt_long(argc, argv, ":c:m:k:A:i:l:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":c:m:k:A:i:l:r:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			if (util__parse_u64(optarg, &v) || v == 0 || v > 4096) {
@@ -125,6 +135,7 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 				return -EINVAL;
 			}
 			cfg->ncpus = (unsigned int)v;
+			cfg->given |= GIVEN_CPUS;
 			break;
 		case 'm':
 			r = util__parse_size(optarg, &v);
@@ -142,14 +153,17 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 				return -EINVAL;
 			}
 			cfg->mem_size = v;
+			cfg->given |= GIVEN_MEMORY;
 			break;
 		case 'k':
 			if (set_str(&cfg->kernel, optarg))
 				return -ENOMEM;
+			cfg->given |= GIVEN_KERNEL;
 			break;
 		case 'A':
 			if (set_str(&cfg->cmdline, optarg))
 				return -ENOMEM;
+			cfg->given |= GIVEN_CMDLINE;
 			break;
 		case 'i': {
 			struct module_config *m;
@@ -167,14 +181,17 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 			if (set_str(&m->string, optarg) || set_str(&m->path, optarg))
 				return -ENOMEM;
 			m->path[plen] = '\0';
+			cfg->given |= GIVEN_MODULE;
 			break;
 		}
 		case 'l':
 			if (parse_com1(cfg, optarg))
 				return -EINVAL;
+			cfg->given |= GIVEN_COM1;
 			break;
 		case OPT_DEBUG_EXIT:
 			cfg->debug_exit = true;
+			cfg->given |= GIVEN_DEBUG_EXIT;
 			if (optarg) {
 				if (util__parse_u64(optarg, &v) || v > 0xfffc) {
 					pr_err("invalid --debug-exit port '%s': expected 0 to 0xfffc", optarg);
@@ -182,6 +199,22 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 				}
 				cfg->debug_exit_port = (uint16_t)v;
 			}
+			break;
+		case 'r':
+			if (!*optarg) {
+				pr_err("-r needs a snapshot FILE");
+				return -EINVAL;
+			}
+			if (set_str(&cfg->restore, optarg))
+				return -ENOMEM;
+			break;
+		case OPT_RUNDIR:
+			if (!*optarg) {
+				pr_err("--rundir needs a directory");
+				return -EINVAL;
+			}
+			if (set_str(&cfg->rundir, optarg))
+				return -ENOMEM;
 			break;
 		case 'v':
 			log_level++;
@@ -201,6 +234,8 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 		}
 	}
 	if (optind >= argc) {
+		if (cfg->restore)
+			return 0;	/* the name comes from the snapshot */
 		pr_err("missing VMNAME (see khyve --help)");
 		return -EINVAL;
 	}
@@ -208,14 +243,14 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 		pr_err("unexpected argument '%s' after VMNAME '%s'", argv[optind + 1], argv[optind]);
 		return -EINVAL;
 	}
-	if (!valid_name(argv[optind])) {
+	if (!config__valid_name(argv[optind])) {
 		pr_err("invalid VMNAME '%s': use up to %d letters, digits, '.', '-' or '_'",
 		       argv[optind], VMNAME_MAX);
 		return -EINVAL;
 	}
 	if (set_str(&cfg->name, argv[optind]))
 		return -ENOMEM;
-	if (!cfg->kernel) {
+	if (!cfg->kernel && !cfg->restore) {
 		pr_err("missing -k KERNEL");
 		return -EINVAL;
 	}
@@ -228,6 +263,8 @@ void config__free(struct vm_config *cfg)
 	free(cfg->kernel);
 	free(cfg->cmdline);
 	free(cfg->com1_path);
+	free(cfg->rundir);
+	free(cfg->restore);
 	for (unsigned int i = 0; i < cfg->nmodules; i++) {
 		free(cfg->modules[i].path);
 		free(cfg->modules[i].string);

@@ -35,6 +35,14 @@ int device__init_all(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
+const struct device_ops *device__find(const char *name)
+{
+	for (const struct device_ops *const *o = __start_khyve_devices; o < __stop_khyve_devices; o++)
+		if (!strcmp((*o)->name, name))
+			return *o;
+	return NULL;
+}
+
 void device__exit_all(struct vm *vm)
 {
 	struct device_instance *d = vm->devices, *next;

@@ -4,6 +4,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "khyve/control.h"
 #include "khyve/log.h"
 #include "khyve/loop.h"
 #include "khyve/serial.h"
@@ -67,17 +68,18 @@ static void console__flush(struct vm *vm, struct console_in *c)
 	c->len -= n;
 }
 
-int loop__run(struct vm *vm, int sigfd, bool tty)
+int loop__run(struct vm *vm, int sigfd, bool tty, struct control *ctl)
 {
 	struct console_in con = { .eof = vm->console == NULL };
 	int waited = 0;
 
 	while (atomic_load(&vm->exit_status) < 0) {
-		struct pollfd p[3] = {
+		struct pollfd p[3 + CONTROL_MAX_POLLFDS] = {
 			{ .fd = vm->exit_efd, .events = POLLIN },
 			{ .fd = sigfd, .events = POLLIN },
 			{ .fd = -1, .events = POLLIN },
 		};
+		unsigned int nctl = ctl ? control__pollfds(ctl, p + 3, CONTROL_MAX_POLLFDS) : 0;
 		int timeout = HALT_CHECK_MS;
 
 		console__flush(vm, &con);
@@ -87,7 +89,7 @@ int loop__run(struct vm *vm, int sigfd, bool tty)
 			else
 				timeout = 10;	/* guest has not drained its FIFO yet */
 		}
-		int r = poll(p, 3, timeout);
+		int r = poll(p, 3 + nctl, timeout);
 
 		if (r < 0 && errno != EINTR) {
 			pr_err("poll: %s", strerror(errno));
@@ -106,6 +108,8 @@ int loop__run(struct vm *vm, int sigfd, bool tty)
 			console__read(vm, &con, tty);
 		if (r > 0 && (p[2].revents & POLLNVAL))
 			con.eof = true;
+		if (r > 0 && nctl)
+			control__handle(ctl, p + 3, nctl);
 
 		/*
 		 * With the in-kernel LAPIC a guest's "cli; hlt" never exits to
@@ -113,7 +117,7 @@ int loop__run(struct vm *vm, int sigfd, bool tty)
 		 * status 2 instead of hanging.
 		 */
 		waited = r == 0 ? waited + timeout : waited;
-		if (waited >= HALT_CHECK_MS) {
+		if (waited >= HALT_CHECK_MS && !vm->user_paused) {
 			waited = 0;
 			vcpu__pause_all(vm);
 			bool dead = vcpu__all_dead_halted(vm);

@@ -162,6 +162,24 @@ uint64_t vm__now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+int vm__pause(struct vm *vm)
+{
+	if (vm->user_paused)
+		return -EALREADY;
+	vcpu__pause_all(vm);
+	vm->user_paused = true;
+	return 0;
+}
+
+int vm__resume(struct vm *vm)
+{
+	if (!vm->user_paused)
+		return -EALREADY;
+	vcpu__resume_all(vm);
+	vm->user_paused = false;
+	return 0;
+}
+
 void vm__request_exit(struct vm *vm, int status)
 {
 	int expected = -1;

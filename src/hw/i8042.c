@@ -9,6 +9,7 @@
 
 #include "khyve/device.h"
 #include "khyve/log.h"
+#include "khyve/snapfmt.h"
 #include "khyve/vm.h"
 
 #define I8042_DATA	0x60
@@ -85,9 +86,58 @@ static void i8042__exit(struct vm *vm, void *priv)
 	free(priv);
 }
 
+struct i8042_state {
+	uint8_t pending_cmd;
+};
+
+static void i8042__save(void *priv, void *state)
+{
+	struct i8042 *k = priv;
+	struct i8042_state *s = state;
+
+	pthread_mutex_lock(&k->lock);
+	s->pending_cmd = k->pending_cmd;
+	pthread_mutex_unlock(&k->lock);
+}
+
+static void i8042__encode(struct sbuf *b, const void *state)
+{
+	const struct i8042_state *s = state;
+
+	enc__map(b);
+	enc__u8(b, "pending_cmd", s->pending_cmd);
+	enc__end(b);
+}
+
+static void i8042__decode(struct dec *d, const cbor_item_t *m, uint32_t version, void *state)
+{
+	struct i8042_state *s = state;
+
+	(void)version;
+	s->pending_cmd = dec__u8(d, m, "pending_cmd");
+	if (!d->ret && s->pending_cmd != 0 && s->pending_cmd != 0xd1)
+		dec__fail(d, "pending_cmd 0x%x is not a command this i8042 waits on", s->pending_cmd);
+}
+
+static int i8042__restore(void *priv, const void *state, char *err, size_t errlen)
+{
+	struct i8042 *k = priv;
+	const struct i8042_state *s = state;
+
+	(void)err; (void)errlen;
+	k->pending_cmd = s->pending_cmd;
+	return 0;
+}
+
 static const struct device_ops i8042_ops = {
 	.name = "i8042",
 	.init = i8042__init,
 	.exit = i8042__exit,
+	.state_version = 1,
+	.state_size = sizeof(struct i8042_state),
+	.save = i8042__save,
+	.encode = i8042__encode,
+	.decode = i8042__decode,
+	.restore = i8042__restore,
 };
 DEVICE_REGISTER(i8042_ops);

@@ -14,6 +14,7 @@
 #include "khyve/irqchip.h"
 #include "khyve/log.h"
 #include "khyve/serial.h"
+#include "khyve/snapfmt.h"
 #include "khyve/uart16550.h"
 #include "khyve/util.h"
 #include "khyve/vm.h"
@@ -148,9 +149,66 @@ static void serial__exit(struct vm *vm, void *priv)
 	free(s);
 }
 
+static void serial__save(void *priv, void *state)
+{
+	struct serial *s = priv;
+
+	pthread_mutex_lock(&s->lock);
+	uart__save(&s->uart, state);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void serial__encode(struct sbuf *b, const void *state)
+{
+	const struct uart16550_state *u = state;
+
+	enc__map(b);
+	enc__u8(b, "ier", u->ier); enc__u8(b, "lcr", u->lcr); enc__u8(b, "mcr", u->mcr);
+	enc__u8(b, "lsr", u->lsr); enc__u8(b, "msr", u->msr); enc__u8(b, "scr", u->scr);
+	enc__u8(b, "dll", u->dll); enc__u8(b, "dlm", u->dlm); enc__u8(b, "fcr", u->fcr);
+	enc__bool(b, "thri_pending", u->thri_pending);
+	enc__bytes(b, "rx_fifo", u->rx, u->rx_count);
+	enc__u8(b, "irq_level", u->irq_level);
+	enc__end(b);
+}
+
+static void serial__decode(struct dec *d, const cbor_item_t *m, uint32_t version, void *state)
+{
+	struct uart16550_state *u = state;
+	char why[128];
+
+	(void)version;	/* version 1 is the only one so far */
+	memset(u, 0, sizeof(*u));
+	u->ier = dec__u8(d, m, "ier"); u->lcr = dec__u8(d, m, "lcr"); u->mcr = dec__u8(d, m, "mcr");
+	u->lsr = dec__u8(d, m, "lsr"); u->msr = dec__u8(d, m, "msr"); u->scr = dec__u8(d, m, "scr");
+	u->dll = dec__u8(d, m, "dll"); u->dlm = dec__u8(d, m, "dlm"); u->fcr = dec__u8(d, m, "fcr");
+	u->thri_pending = dec__bool(d, m, "thri_pending");
+	u->rx_count = (uint8_t)dec__bytes_var(d, m, "rx_fifo", u->rx, sizeof(u->rx));
+	u->irq_level = dec__u8(d, m, "irq_level");
+	if (!d->ret && uart__check_state(u, why, sizeof(why)))
+		dec__fail(d, "%s", why);
+}
+
+static int serial__restore(void *priv, const void *state, char *err, size_t errlen)
+{
+	struct serial *s = priv;
+
+	(void)err; (void)errlen;	/* decode validated everything */
+	pthread_mutex_lock(&s->lock);
+	uart__restore(&s->uart, state);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
 static const struct device_ops serial_ops = {
 	.name = "uart.com1",
 	.init = serial__init,
 	.exit = serial__exit,
+	.state_version = 1,
+	.state_size = sizeof(struct uart16550_state),
+	.save = serial__save,
+	.encode = serial__encode,
+	.decode = serial__decode,
+	.restore = serial__restore,
 };
 DEVICE_REGISTER(serial_ops);

@@ -1,3 +1,5 @@
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "khyve/uart16550.h"
@@ -62,6 +64,51 @@ static void uart__update_msr(struct uart16550 *u)
 	if ((u->msr & UART_MSR_RI) && !(in & UART_MSR_RI))
 		u->msr |= 0x04;
 	u->msr = (u->msr & 0x0f) | in;
+}
+
+void uart__save(const struct uart16550 *u, struct uart16550_state *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->ier = u->ier; s->lcr = u->lcr; s->mcr = u->mcr; s->lsr = u->lsr; s->msr = u->msr;
+	s->scr = u->scr; s->dll = u->dll; s->dlm = u->dlm; s->fcr = u->fcr;
+	s->thri_pending = u->thri_pending;
+	s->rx_count = (uint8_t)u->rx_count;
+	for (unsigned int i = 0; i < u->rx_count; i++)
+		s->rx[i] = u->rx[(u->rx_head + i) % UART_FIFO_SIZE];
+	s->irq_level = (uint8_t)u->irq_level;
+}
+
+int uart__check_state(const struct uart16550_state *s, char *err, size_t errlen)
+{
+	const char *bad = NULL;
+
+	if (s->rx_count > ((s->fcr & UART_FCR_ENABLE) ? UART_FIFO_SIZE : 1))
+		bad = "rx_count exceeds the FIFO depth";
+	else if (s->ier & 0xf0)
+		bad = "ier has reserved bits set";
+	else if (s->mcr & 0xe0)
+		bad = "mcr has reserved bits set";
+	else if (s->fcr & ~(UART_FCR_ENABLE | 0xc0))
+		bad = "fcr has bits that are not state";
+	else if (s->irq_level > 1)
+		bad = "irq_level is not 0 or 1";
+	if (bad) {
+		snprintf(err, errlen, "%s", bad);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void uart__restore(struct uart16550 *u, const struct uart16550_state *s)
+{
+	u->ier = s->ier; u->lcr = s->lcr; u->mcr = s->mcr; u->lsr = s->lsr; u->msr = s->msr;
+	u->scr = s->scr; u->dll = s->dll; u->dlm = s->dlm; u->fcr = s->fcr;
+	u->thri_pending = s->thri_pending;
+	u->rx_head = 0;
+	u->rx_count = s->rx_count;
+	memcpy(u->rx, s->rx, sizeof(u->rx));
+	/* the interrupt controller's line state was restored with it */
+	u->irq_level = s->irq_level;
 }
 
 void uart__init(struct uart16550 *u, void (*tx)(void *, uint8_t),

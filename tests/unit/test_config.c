@@ -383,7 +383,27 @@ static void test_unknown_options(void **state)
 	assert_einval("--bogus", "-k", "k", "vm");
 	assert_einval("--cpux=2", "-k", "k", "vm");
 	assert_einval("--verbose=1", "-k", "k", "vm");
-	assert_einval("-k", "k", "-r", "snap", "vm");
+	assert_einval("-k", "k", "-q", "vm");
+}
+
+/* -r needs neither -k nor VMNAME; --rundir is recorded; "given" tracks options */
+static void test_restore_options(void **state)
+{
+	(void)state;
+	assert_int_equal(parse("-r", "snap"), 0);
+	assert_string_equal(cfg.restore, "snap");
+	assert_null(cfg.name);
+	assert_null(cfg.kernel);
+	assert_int_equal(cfg.given, 0);
+	config__free(&cfg);
+	assert_int_equal(parse("--restore=snap", "-l", "com1,null", "-c", "2", "--rundir", "/tmp/r", "clone"), 0);
+	assert_string_equal(cfg.restore, "snap");
+	assert_string_equal(cfg.rundir, "/tmp/r");
+	assert_string_equal(cfg.name, "clone");
+	assert_int_equal(cfg.given, GIVEN_COM1 | GIVEN_CPUS);
+	config__free(&cfg);
+	assert_einval("-r", "", "vm");
+	assert_einval("--rundir=", "-k", "k", "vm");
 }
 
 static void test_names(void **state)
@@ -502,6 +522,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_module_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_help, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reparse_after_error_in_cluster, setup, teardown),

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * testguest-ref: computes on the host the digest the test guest prints.
+ *
+ *   testguest-ref -c NCPU "CMDLINE"
+ *
+ * prints "digest=<16 hex digits>" and exits 0; bad arguments: a message on
+ * stderr, exit 2. The NCPU processors are simulated one after the other:
+ * their work is independent apart from the shared counter, whose total after
+ * each round does not depend on the order.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "work.h"
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: testguest-ref -c NCPU \"CMDLINE\"\n"
+	                "  CMDLINE: workload=mem,fpu,smp,time rounds=N memmb=M seed=S [fpu=auto|sse|avx2|avx512]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	long ncpu = -1;
+	const char *cmdline = NULL;
+	char err[256];
+	struct tg_params p;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-c") && i + 1 < argc) {
+			char *end;
+			ncpu = strtol(argv[++i], &end, 10);
+			if (*end || end == argv[i] || ncpu < 1 || ncpu > TG_NCPU_MAX) {
+				fprintf(stderr, "testguest-ref: bad cpu count '%s' (1..%d)\n", argv[i], TG_NCPU_MAX);
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage();
+		} else if (!cmdline && argv[i][0] != '-') {
+			cmdline = argv[i];
+		} else {
+			usage();
+		}
+	}
+	if (ncpu < 1)
+		usage();
+	if (!cmdline)
+		cmdline = "";
+	if (tg_params_parse(cmdline, &p, err, sizeof(err))) {
+		fprintf(stderr, "testguest-ref: bad command line: %s\n", err);
+		return 2;
+	}
+	int best = tg_fpu_detect(), path = p.fpu == TG_FPU_AUTO ? best : p.fpu;
+	if ((p.workloads & TG_W_FPU) && path > best) {
+		fprintf(stderr, "testguest-ref: fpu path %s not available on this CPU\n", tg_fpu_name(path));
+		return 2;
+	}
+
+	uint32_t n = (uint32_t)ncpu;
+	uint64_t words = p.memmb << 17, *mem = NULL;
+	tg_smp_slices_t *slices = NULL;
+	volatile uint64_t counter = 0;
+	uint64_t(*res)[TG_NCPU_MAX] = calloc(TG_NW, sizeof(*res));
+	if (p.workloads & TG_W_MEM) {
+		mem = malloc(words * sizeof(uint64_t));
+		if (!mem) {
+			fprintf(stderr, "testguest-ref: cannot allocate %llu MiB\n", (unsigned long long)p.memmb);
+			return 2;
+		}
+		for (uint32_t c = 0; c < n; c++)
+			tg_mem_fill(mem, words, c, n, p.seed);
+	}
+	if (p.workloads & TG_W_SMP)
+		slices = calloc(1, sizeof(*slices));
+	if (!res || ((p.workloads & TG_W_SMP) && !slices)) {
+		fprintf(stderr, "testguest-ref: out of memory\n");
+		return 2;
+	}
+
+	uint64_t h = tg_digest_init(&p, n);
+	for (uint64_t r = 1; r <= p.rounds; r++) {
+		for (uint32_t c = 0; c < n; c++) {
+			if (p.workloads & TG_W_MEM)
+				res[0][c] = tg_mem_round(mem, words, c, n, p.seed, r);
+			if (p.workloads & TG_W_FPU) {
+				const char *e;
+				res[1][c] = tg_fpu_round(path, p.seed, c, r, TG_FPU_ITERS, &e);
+				if (e) {
+					fprintf(stderr, "testguest-ref: self-check failed: %s\n", e);
+					return 1;
+				}
+			}
+			if (p.workloads & TG_W_SMP)
+				res[2][c] = tg_smp_round(slices, &counter, c, n, p.seed, r);
+			if (p.workloads & TG_W_TIME)
+				res[3][c] = tg_time_result(c, r);
+		}
+		h = tg_digest_round(h, &p, n, (const uint64_t(*)[TG_NCPU_MAX])res, counter);
+	}
+	printf("digest=%016llx\n", (unsigned long long)h);
+	free(mem);
+	free(slices);
+	free(res);
+	return 0;
+}

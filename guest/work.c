@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * khyve test guest: shared workload code (guest ring 3 and host reference).
+ */
+#include "work.h"
+
+#define GOLDEN 0x9e3779b97f4a7c15ULL
+
+/* ------------------------------------------------------------------ */
+/* strings */
+
+size_t tg_strlen(const char *s)
+{
+	size_t n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+char *tg_stpcpy(char *d, const char *s)
+{
+	while (*s)
+		*d++ = *s++;
+	*d = 0;
+	return d;
+}
+
+char *tg_fmt_u64(char *d, uint64_t v)
+{
+	char b[24];
+	int i = 0;
+	do {
+		b[i++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (i)
+		*d++ = b[--i];
+	*d = 0;
+	return d;
+}
+
+char *tg_fmt_hex16(char *d, uint64_t v)
+{
+	for (int s = 60; s >= 0; s -= 4)
+		*d++ = "0123456789abcdef"[(v >> s) & 0xf];
+	*d = 0;
+	return d;
+}
+
+/* ------------------------------------------------------------------ */
+/* command line */
+
+static int word_eq(const char *s, size_t n, const char *lit)
+{
+	size_t i = 0;
+	for (; i < n && lit[i]; i++)
+		if (s[i] != lit[i])
+			return 0;
+	return i == n && lit[i] == 0;
+}
+
+static int parse_u64(const char *s, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+	unsigned base = 10;
+	if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		i = 2;
+	}
+	if (i == n)
+		return -1;
+	for (; i < n; i++) {
+		unsigned d;
+		char c = s[i];
+		if (c >= '0' && c <= '9')
+			d = (unsigned)(c - '0');
+		else if (base == 16 && c >= 'a' && c <= 'f')
+			d = (unsigned)(c - 'a' + 10);
+		else if (base == 16 && c >= 'A' && c <= 'F')
+			d = (unsigned)(c - 'A' + 10);
+		else
+			return -1;
+		if (v > (UINT64_MAX - d) / base)
+			return -1;                         /* overflow */
+		v = v * base + d;
+	}
+	*out = v;
+	return 0;
+}
+
+static int set_err(char *err, size_t errlen, const char *what, const char *tok, size_t toklen)
+{
+	size_t i = 0;
+	if (!errlen)
+		return -1;
+	for (const char *w = what; *w && i + 1 < errlen; w++)
+		err[i++] = *w;
+	for (size_t j = 0; j < toklen && i + 1 < errlen; j++)
+		err[i++] = tok[j];
+	err[i] = 0;
+	return -1;
+}
+
+int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen)
+{
+	p->workloads = TG_W_ALL;
+	p->rounds = 4;
+	p->memmb = 16;
+	p->seed = 1;
+	p->fpu = TG_FPU_AUTO;
+	p->fault = TG_FAULT_NONE;
+
+	while (*s) {
+		while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+			s++;
+		if (!*s)
+			break;
+		const char *tok = s;
+		while (*s && *s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+			s++;
+		size_t tl = (size_t)(s - tok), kl = 0;
+		while (kl < tl && tok[kl] != '=')
+			kl++;
+		if (kl == tl)
+			continue;                          /* no '=': not ours */
+		const char *v = tok + kl + 1;
+		size_t vl = tl - kl - 1;
+		uint64_t n;
+
+		if (word_eq(tok, kl, "workload")) {
+			uint32_t w = 0;
+			size_t i = 0;
+			if (!vl)
+				return set_err(err, errlen, "empty workload list: ", tok, tl);
+			while (i <= vl) {
+				size_t j = i;
+				while (j < vl && v[j] != ',')
+					j++;
+				if (word_eq(v + i, j - i, "mem"))
+					w |= TG_W_MEM;
+				else if (word_eq(v + i, j - i, "fpu"))
+					w |= TG_W_FPU;
+				else if (word_eq(v + i, j - i, "smp"))
+					w |= TG_W_SMP;
+				else if (word_eq(v + i, j - i, "time"))
+					w |= TG_W_TIME;
+				else
+					return set_err(err, errlen, "unknown workload in ", tok, tl);
+				i = j + 1;
+			}
+			p->workloads = w;
+		} else if (word_eq(tok, kl, "rounds")) {
+			if (parse_u64(v, vl, &n) || n < 1 || n > 1000000)
+				return set_err(err, errlen, "bad rounds (1..1000000): ", tok, tl);
+			p->rounds = n;
+		} else if (word_eq(tok, kl, "memmb")) {
+			if (parse_u64(v, vl, &n) || n < 1 || n > 65536)
+				return set_err(err, errlen, "bad memmb (1..65536): ", tok, tl);
+			p->memmb = n;
+		} else if (word_eq(tok, kl, "seed")) {
+			if (parse_u64(v, vl, &n))
+				return set_err(err, errlen, "bad seed: ", tok, tl);
+			p->seed = n;
+		} else if (word_eq(tok, kl, "fpu")) {
+			if (word_eq(v, vl, "auto"))
+				p->fpu = TG_FPU_AUTO;
+			else if (word_eq(v, vl, "sse"))
+				p->fpu = TG_FPU_SSE;
+			else if (word_eq(v, vl, "avx2"))
+				p->fpu = TG_FPU_AVX2;
+			else if (word_eq(v, vl, "avx512"))
+				p->fpu = TG_FPU_AVX512;
+			else
+				return set_err(err, errlen, "bad fpu (auto|sse|avx2|avx512): ", tok, tl);
+		} else if (word_eq(tok, kl, "fault")) {
+			static const char *const kinds[] = { "none", "gp", "ud", "pf", "sys", "kpf" };
+			int f = -1;
+			for (int i = 0; i < 6; i++)
+				if (word_eq(v, vl, kinds[i]))
+					f = i;
+			if (f < 0)
+				return set_err(err, errlen, "bad fault (none|gp|ud|pf|sys|kpf): ", tok, tl);
+			p->fault = f;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* digest */
+
+uint64_t tg_mix64(uint64_t z)
+{
+	z ^= z >> 30;
+	z *= 0xbf58476d1ce4e5b9ULL;
+	z ^= z >> 27;
+	z *= 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	return z;
+}
+
+uint64_t tg_fold(uint64_t h, uint64_t w)
+{
+	return tg_mix64(h ^ w);
+}
+
+uint64_t tg_digest_init(const struct tg_params *p, uint32_t ncpu)
+{
+	uint64_t h = 0x6b68797665746731ULL;                /* "khyvetg1" */
+	h = tg_fold(h, ncpu);
+	h = tg_fold(h, p->workloads);
+	h = tg_fold(h, p->rounds);
+	h = tg_fold(h, p->memmb);
+	h = tg_fold(h, p->seed);
+	return h;
+}
+
+uint64_t tg_digest_round(uint64_t h, const struct tg_params *p, uint32_t ncpu,
+                         const uint64_t res[TG_NW][TG_NCPU_MAX], uint64_t smp_counter)
+{
+	for (int w = 0; w < TG_NW; w++) {
+		if (!(p->workloads & (1u << w)))
+			continue;
+		for (uint32_t c = 0; c < ncpu; c++)
+			h = tg_fold(h, res[w][c]);
+		if ((1u << w) == TG_W_SMP)
+			h = tg_fold(h, smp_counter);
+	}
+	return h;
+}
+
+/* ------------------------------------------------------------------ */
+/* mem: a PRNG-filled buffer, random read-modify-write passes per round */
+
+void tg_mem_slice(uint64_t words, uint32_t cpu, uint32_t ncpu, uint64_t *lo, uint64_t *hi)
+{
+	*lo = words * cpu / ncpu;
+	*hi = words * (cpu + 1) / ncpu;
+}
+
+void tg_mem_fill(uint64_t *buf, uint64_t words, uint32_t cpu, uint32_t ncpu, uint64_t seed)
+{
+	uint64_t lo, hi;
+	uint64_t s = tg_mix64(seed ^ 0x6d656d66696c6c31ULL);  /* "memfill1" */
+	tg_mem_slice(words, cpu, ncpu, &lo, &hi);
+	for (uint64_t i = lo; i < hi; i++)
+		buf[i] = tg_mix64(s + i * GOLDEN);
+}
+
+uint64_t tg_mem_round(uint64_t *buf, uint64_t words, uint32_t cpu, uint32_t ncpu,
+                      uint64_t seed, uint64_t round)
+{
+	uint64_t lo, hi;
+	tg_mem_slice(words, cpu, ncpu, &lo, &hi);
+	uint64_t len = hi - lo, acc = 0, sum = 0;
+	uint64_t s = tg_mix64(seed ^ tg_mix64(round * GOLDEN + cpu) ^ 0x6d656d726e643131ULL);
+	uint64_t *b = buf + lo;
+
+	/* two random read-modify-write passes */
+	for (uint64_t k = 0; k < 2 * len; k++) {
+		s += GOLDEN;
+		uint64_t z = tg_mix64(s);
+		uint64_t idx = (uint64_t)(((unsigned __int128)z * len) >> 64);
+		uint64_t x = b[idx];
+		x = (x ^ (x >> 29) ^ z) * 0xbf58476d1ce4e5b9ULL + k;
+		b[idx] = x;
+		acc += x ^ idx;
+	}
+	/* one sequential pass: the whole slice is checked every round */
+	for (uint64_t i = 0; i < len; i++)
+		sum += (b[i] ^ i) * (2 * i + 1);
+	return tg_fold(tg_fold(tg_fold(acc, sum), len), round);
+}
+
+/* ------------------------------------------------------------------ */
+/* smp: own slice, neighbour's previous slice, shared LOCK XADD counter */
+
+static inline void xadd64(volatile uint64_t *p, uint64_t v)
+{
+	asm volatile("lock xaddq %0, %1" : "+r"(v), "+m"(*p) : : "memory");
+}
+
+uint64_t tg_smp_round(tg_smp_slices_t *slices, volatile uint64_t *counter,
+                      uint32_t cpu, uint32_t ncpu, uint64_t seed, uint64_t round)
+{
+	uint64_t *cur = (*slices)[round & 1][cpu];
+	const uint64_t *prev = (*slices)[(round - 1) & 1][(cpu + 1) % ncpu];
+	uint64_t st = tg_mix64(seed ^ ((uint64_t)(cpu + 1) << 40) ^ (round * GOLDEN) ^ 0x736d70ULL);
+	uint64_t h = 0;
+
+	for (uint64_t pass = 0; pass < TG_SMP_PASSES; pass++) {
+		for (uint64_t i = 0; i < TG_SMP_WORDS; i++) {
+			uint64_t v = tg_mix64(cur[i] ^ prev[i] ^ st ^ (pass * TG_SMP_WORDS + i));
+			cur[i] = v;
+			xadd64(counter, (v & 0xff) + 1);
+		}
+	}
+	for (uint64_t i = 0; i < TG_SMP_WORDS; i++)
+		h = h * 0x100000001b3ULL + cur[i];
+	return tg_fold(h, round);
+}
+
+/* ------------------------------------------------------------------ */
+/* time: the checks live in the guest; the contribution is a constant */
+
+uint64_t tg_time_result(uint32_t cpu, uint64_t round)
+{
+	return tg_fold(0x74696d6500000000ULL + round, cpu);
+}

@@ -1,0 +1,26 @@
+/*
+ * The control socket: RUNDIR/VMNAME.sock, JSON messages one per line
+ * (docs/control-protocol.md).  Served from the main thread's poll loop.
+ */
+#ifndef KHYVE_CONTROL_H
+#define KHYVE_CONTROL_H
+
+#include <poll.h>
+#include <stddef.h>
+
+struct vm;
+struct control;
+
+#define CONTROL_DEFAULT_RUNDIR "/run/khyve"
+#define CONTROL_MAX_POLLFDS 17	/* listener + 16 clients */
+
+/* Create RUNDIR (0700) and the socket (0600).  0 or -errno with err set. */
+int control__open(struct vm *vm, const char *rundir, struct control **out, char *err, size_t errlen);
+void control__close(struct control *ctl);
+
+/* Fill pollfds for the listener and clients; returns how many. */
+unsigned int control__pollfds(struct control *ctl, struct pollfd *p, unsigned int max);
+/* Serve whatever the pollfds filled by control__pollfds report. */
+void control__handle(struct control *ctl, const struct pollfd *p, unsigned int n);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * Saving and restoring a whole VM.  A snapshot named FILE is two files:
+ * FILE (guest memory, raw and sparse, mappable) and FILE.state (everything
+ * else, self-describing).  docs/snapshot-format.md is the specification.
+ */
+#ifndef KHYVE_SNAPSHOT_H
+#define KHYVE_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct vm;
+
+/* Called now and then while guest memory is written. */
+typedef void (*snapshot_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+struct snapshot_save_opts {
+	int dirfd;		/* relative paths are relative to it (AT_FDCWD ok) */
+	const char *path;	/* FILE; the state goes to FILE.state */
+	snapshot_progress_fn progress;
+	void *progress_arg;
+};
+
+struct snapshot_save_result {
+	uint64_t mem_bytes;		/* guest RAM size */
+	uint64_t data_bytes;		/* non-zero bytes written to FILE */
+	uint64_t state_bytes;		/* size of FILE.state */
+	uint64_t pause_ns;		/* how long the vCPUs were stopped */
+	uint64_t total_ns;
+	char uuid[37];
+};
+
+/*
+ * Save the running (or paused) VM.  Called on the main thread.  The VM is
+ * paused while its state is collected and resumed afterwards unless it was
+ * paused before.  On failure nothing is left at FILE/FILE.state that was
+ * not there before, the VM keeps running, and err holds one line.
+ */
+int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
+		   struct snapshot_save_result *res, char *err, size_t errlen);
+
+/*
+ * khyvectl --inspect: describe FILE.state (and FILE) without a VM; text or
+ * JSON on out.  Returns 0, or -errno with err set (the snapshot is invalid:
+ * the description printed so far says how far it got).
+ */
+int snapshot__inspect(const char *path, bool json, FILE *out, char *err, size_t errlen);
+
+#endif

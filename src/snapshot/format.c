@@ -1,0 +1,629 @@
+/*
+ * State file framing and the CBOR field encoder/decoder.  The reader treats
+ * the file as hostile: every length is bounded before use, and nothing of a
+ * section is believed before its checksum matched.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "khyve/snapfmt.h"
+
+/* ---------- output buffer ---------- */
+
+void sbuf__free(struct sbuf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+static bool sbuf__reserve(struct sbuf *b, size_t more)
+{
+	size_t cap;
+	uint8_t *p;
+
+	if (b->err)
+		return false;
+	if (b->len + more <= b->cap)
+		return true;
+	cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + more)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (!p) {
+		b->err = -ENOMEM;
+		return false;
+	}
+	b->p = p;
+	b->cap = cap;
+	return true;
+}
+
+void sbuf__put(struct sbuf *b, const void *data, size_t len)
+{
+	if (!sbuf__reserve(b, len))
+		return;
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+}
+
+void sbuf__put_le32(struct sbuf *b, uint32_t v)
+{
+	uint8_t x[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+
+	sbuf__put(b, x, sizeof(x));
+}
+
+void sbuf__put_le64(struct sbuf *b, uint64_t v)
+{
+	sbuf__put_le32(b, (uint32_t)v);
+	sbuf__put_le32(b, (uint32_t)(v >> 32));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+/* ---------- CBOR encoder ---------- */
+
+/* libcbor writes each head into a caller buffer; 9 bytes is the largest. */
+#define ENC(b, call)							\
+	do {								\
+		uint8_t h_[9];						\
+		size_t n_ = call;					\
+		sbuf__put(b, h_, n_);					\
+	} while (0)
+
+static void enc__key(struct sbuf *b, const char *key)
+{
+	size_t n = strlen(key);
+
+	ENC(b, cbor_encode_string_start(n, h_, sizeof(h_)));
+	sbuf__put(b, key, n);
+}
+
+void enc__map(struct sbuf *b)
+{
+	ENC(b, cbor_encode_indef_map_start(h_, sizeof(h_)));
+}
+
+void enc__map_key(struct sbuf *b, const char *key)
+{
+	enc__key(b, key);
+	enc__map(b);
+}
+
+void enc__array_key(struct sbuf *b, const char *key)
+{
+	enc__key(b, key);
+	ENC(b, cbor_encode_indef_array_start(h_, sizeof(h_)));
+}
+
+void enc__array(struct sbuf *b)
+{
+	ENC(b, cbor_encode_indef_array_start(h_, sizeof(h_)));
+}
+
+void enc__end(struct sbuf *b)
+{
+	ENC(b, cbor_encode_break(h_, sizeof(h_)));
+}
+
+/* Fixed width: the one-byte-argument form even for values below 24. */
+void enc__u8(struct sbuf *b, const char *key, uint8_t v)
+{
+	uint8_t h[2] = { 0x18, v };
+
+	enc__key(b, key);
+	sbuf__put(b, h, sizeof(h));
+}
+
+void enc__u16(struct sbuf *b, const char *key, uint16_t v)
+{
+	enc__key(b, key);
+	ENC(b, cbor_encode_uint16(v, h_, sizeof(h_)));
+}
+
+void enc__u32(struct sbuf *b, const char *key, uint32_t v)
+{
+	enc__key(b, key);
+	ENC(b, cbor_encode_uint32(v, h_, sizeof(h_)));
+}
+
+void enc__u64(struct sbuf *b, const char *key, uint64_t v)
+{
+	enc__key(b, key);
+	ENC(b, cbor_encode_uint64(v, h_, sizeof(h_)));
+}
+
+void enc__elem_u64(struct sbuf *b, uint64_t v)
+{
+	ENC(b, cbor_encode_uint64(v, h_, sizeof(h_)));
+}
+
+void enc__bool(struct sbuf *b, const char *key, bool v)
+{
+	enc__key(b, key);
+	ENC(b, cbor_encode_bool(v, h_, sizeof(h_)));
+}
+
+void enc__str(struct sbuf *b, const char *key, const char *s)
+{
+	size_t n = strlen(s);
+
+	enc__key(b, key);
+	ENC(b, cbor_encode_string_start(n, h_, sizeof(h_)));
+	sbuf__put(b, s, n);
+}
+
+void enc__bytes(struct sbuf *b, const char *key, const void *p, size_t len)
+{
+	enc__key(b, key);
+	ENC(b, cbor_encode_bytestring_start(len, h_, sizeof(h_)));
+	sbuf__put(b, p, len);
+}
+
+/* ---------- CBOR decoder ---------- */
+
+void dec__fail(struct dec *d, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	if (d->ret)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	d->ret = -EINVAL;
+	if (d->err)
+		snprintf(d->err, d->errlen, "section '%s': %s", d->section ? d->section : "?", msg);
+}
+
+cbor_item_t *dec__load(struct dec *d, const uint8_t *p, size_t len)
+{
+	struct cbor_load_result r;
+	cbor_item_t *item;
+
+	if (d->ret)
+		return NULL;
+	item = cbor_load(p, len, &r);
+	if (!item) {
+		dec__fail(d, "payload is not valid CBOR (error %d at byte %zu)", (int)r.error.code,
+			  r.error.position);
+		return NULL;
+	}
+	if (r.read != len) {
+		dec__fail(d, "%zu bytes of garbage after the payload", len - r.read);
+		cbor_decref(&item);
+		return NULL;
+	}
+	if (!cbor_isa_map(item)) {
+		dec__fail(d, "payload is not a CBOR map");
+		cbor_decref(&item);
+		return NULL;
+	}
+	return item;
+}
+
+static bool key_is(const cbor_item_t *k, const char *key)
+{
+	size_t n = strlen(key);
+
+	return cbor_isa_string(k) && cbor_string_is_definite(k) && cbor_string_length(k) == n &&
+	       !memcmp(cbor_string_handle(k), key, n);
+}
+
+static const cbor_item_t *lookup(const cbor_item_t *map, const char *key)
+{
+	struct cbor_pair *pairs;
+	size_t n;
+
+	if (!map || !cbor_isa_map(map))
+		return NULL;
+	pairs = cbor_map_handle(map);
+	n = cbor_map_size(map);
+	for (size_t i = 0; i < n; i++)
+		if (key_is(pairs[i].key, key))
+			return pairs[i].value;
+	return NULL;
+}
+
+bool dec__has(const cbor_item_t *map, const char *key)
+{
+	return lookup(map, key) != NULL;
+}
+
+static const cbor_item_t *need(struct dec *d, const cbor_item_t *map, const char *key)
+{
+	const cbor_item_t *v;
+
+	if (d->ret)
+		return NULL;
+	v = lookup(map, key);
+	if (!v)
+		dec__fail(d, "field '%s' is missing", key);
+	return v;
+}
+
+static uint64_t dec__uint(struct dec *d, const cbor_item_t *v, const char *key, cbor_int_width w)
+{
+	static const char *const names[] = { "u8", "u16", "u32", "u64" };
+
+	if (!v)
+		return 0;
+	if (!cbor_isa_uint(v)) {
+		dec__fail(d, "field '%s' is not an unsigned integer", key);
+		return 0;
+	}
+	if (cbor_int_get_width(v) != w) {
+		dec__fail(d, "field '%s' is not a fixed-width %s", key, names[w]);
+		return 0;
+	}
+	return cbor_get_int(v);
+}
+
+uint8_t dec__u8(struct dec *d, const cbor_item_t *map, const char *key)
+{
+	return (uint8_t)dec__uint(d, need(d, map, key), key, CBOR_INT_8);
+}
+
+uint16_t dec__u16(struct dec *d, const cbor_item_t *map, const char *key)
+{
+	return (uint16_t)dec__uint(d, need(d, map, key), key, CBOR_INT_16);
+}
+
+uint32_t dec__u32(struct dec *d, const cbor_item_t *map, const char *key)
+{
+	return (uint32_t)dec__uint(d, need(d, map, key), key, CBOR_INT_32);
+}
+
+uint64_t dec__u64(struct dec *d, const cbor_item_t *map, const char *key)
+{
+	return dec__uint(d, need(d, map, key), key, CBOR_INT_64);
+}
+
+uint64_t dec__elem_u64(struct dec *d, const cbor_item_t *item, const char *what)
+{
+	if (d->ret)
+		return 0;
+	return dec__uint(d, item, what, CBOR_INT_64);
+}
+
+bool dec__bool(struct dec *d, const cbor_item_t *map, const char *key)
+{
+	const cbor_item_t *v = need(d, map, key);
+
+	if (!v)
+		return false;
+	if (!cbor_isa_float_ctrl(v) || !cbor_is_bool(v)) {
+		dec__fail(d, "field '%s' is not a boolean", key);
+		return false;
+	}
+	return cbor_get_bool(v);
+}
+
+void dec__str(struct dec *d, const cbor_item_t *map, const char *key, char *dst, size_t max)
+{
+	const cbor_item_t *v = need(d, map, key);
+	size_t n;
+
+	dst[0] = '\0';
+	if (!v)
+		return;
+	if (!cbor_isa_string(v) || !cbor_string_is_definite(v)) {
+		dec__fail(d, "field '%s' is not a text string", key);
+		return;
+	}
+	n = cbor_string_length(v);
+	if (n >= max) {
+		dec__fail(d, "field '%s' is longer than %zu bytes", key, max - 1);
+		return;
+	}
+	if (memchr(cbor_string_handle(v), 0, n)) {
+		dec__fail(d, "field '%s' contains a NUL byte", key);
+		return;
+	}
+	memcpy(dst, cbor_string_handle(v), n);
+	dst[n] = '\0';
+}
+
+static const cbor_item_t *bytes_item(struct dec *d, const cbor_item_t *map, const char *key)
+{
+	const cbor_item_t *v = need(d, map, key);
+
+	if (v && (!cbor_isa_bytestring(v) || !cbor_bytestring_is_definite(v))) {
+		dec__fail(d, "field '%s' is not a byte string", key);
+		return NULL;
+	}
+	return v;
+}
+
+void dec__bytes(struct dec *d, const cbor_item_t *map, const char *key, void *dst, size_t len)
+{
+	const cbor_item_t *v = bytes_item(d, map, key);
+
+	if (!v)
+		return;
+	if (cbor_bytestring_length(v) != len) {
+		dec__fail(d, "field '%s' has %zu bytes, expected %zu", key, cbor_bytestring_length(v), len);
+		return;
+	}
+	memcpy(dst, cbor_bytestring_handle(v), len);
+}
+
+size_t dec__bytes_var(struct dec *d, const cbor_item_t *map, const char *key, void *dst, size_t max)
+{
+	const cbor_item_t *v = bytes_item(d, map, key);
+	size_t n;
+
+	if (!v)
+		return 0;
+	n = cbor_bytestring_length(v);
+	if (n > max) {
+		dec__fail(d, "field '%s' has %zu bytes, at most %zu allowed", key, n, max);
+		return 0;
+	}
+	memcpy(dst, cbor_bytestring_handle(v), n);
+	return n;
+}
+
+const cbor_item_t *dec__map(struct dec *d, const cbor_item_t *map, const char *key)
+{
+	const cbor_item_t *v = need(d, map, key);
+
+	if (v && !cbor_isa_map(v)) {
+		dec__fail(d, "field '%s' is not a map", key);
+		return NULL;
+	}
+	return v;
+}
+
+cbor_item_t **dec__array(struct dec *d, const cbor_item_t *map, const char *key, size_t *n)
+{
+	const cbor_item_t *v = need(d, map, key);
+
+	*n = 0;
+	if (!v)
+		return NULL;
+	if (!cbor_isa_array(v)) {
+		dec__fail(d, "field '%s' is not an array", key);
+		return NULL;
+	}
+	*n = cbor_array_size(v);
+	return cbor_array_handle(v);
+}
+
+/* ---------- framing ---------- */
+
+uint64_t snapfmt__hash(const void *p, size_t len)
+{
+	return XXH3_64bits(p, len);
+}
+
+void snapfmt__uuid_str(const uint8_t u[16], char out[37])
+{
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+		 u[13], u[14], u[15]);
+}
+
+void snapfmt__header(struct sbuf *out, const uint8_t uuid[16])
+{
+	sbuf__put(out, SNAP_MAGIC, 8);
+	sbuf__put_le32(out, SNAP_FORMAT_VERSION);
+	sbuf__put_le32(out, SNAP_HEADER_SIZE);
+	sbuf__put(out, uuid, 16);
+}
+
+void snapfmt__section(struct sbuf *out, const char *name, uint32_t version, uint32_t flags,
+		      const struct sbuf *payload)
+{
+	uint16_t n = (uint16_t)strlen(name);
+	uint8_t nl[2] = { (uint8_t)n, (uint8_t)(n >> 8) };
+
+	if (payload->err) {
+		out->err = payload->err;
+		return;
+	}
+	sbuf__put(out, SNAP_SECTION_MAGIC, 4);
+	sbuf__put(out, nl, 2);
+	sbuf__put(out, name, n);
+	sbuf__put_le32(out, version);
+	sbuf__put_le32(out, flags);
+	sbuf__put_le64(out, payload->len);
+	sbuf__put_le64(out, snapfmt__hash(payload->p, payload->len));
+	sbuf__put(out, payload->p, payload->len);
+}
+
+void snapfmt__finish(struct sbuf *out, unsigned int nsections)
+{
+	struct sbuf end = { 0 };
+
+	if (out->err)
+		return;
+	enc__map(&end);
+	enc__u32(&end, "sections", nsections);
+	enc__u64(&end, "file_hash", snapfmt__hash(out->p, out->len));
+	enc__end(&end);
+	snapfmt__section(out, "end", 1, SNAP_FLAG_REQUIRED, &end);
+	sbuf__free(&end);
+}
+
+static bool valid_section_name(const uint8_t *p, size_t n)
+{
+	if (!n || n > SNAP_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+__attribute__((format(printf, 4, 5)))
+static int perr(char *err, size_t errlen, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8_t uuid[16],
+		   struct snap_section **secs, unsigned int *nsecs, bool keep_going,
+		   char *err, size_t errlen)
+{
+	struct snap_section *v = NULL, *s;
+	unsigned int n = 0, cap = 0;
+	uint64_t off = SNAP_HEADER_SIZE;
+	bool ended = false;
+	int ret;
+
+	*secs = NULL;
+	*nsecs = 0;
+	if (len < SNAP_HEADER_SIZE)
+		return perr(err, errlen, -EINVAL, "file is too short for a header (%zu bytes)", len);
+	if (memcmp(p, SNAP_MAGIC, 8))
+		return perr(err, errlen, -EINVAL, "not a khyve snapshot state file (wrong magic)");
+	*format_version = get_le32(p + 8);
+	if (*format_version > SNAP_FORMAT_VERSION)
+		return perr(err, errlen, -EPROTO,
+			    "format version %u is newer than this khyve reads (%u)",
+			    *format_version, SNAP_FORMAT_VERSION);
+	if (*format_version == 0 || get_le32(p + 12) != SNAP_HEADER_SIZE)
+		return perr(err, errlen, -EINVAL, "header is damaged (version %u, size %u)",
+			    *format_version, get_le32(p + 12));
+	memcpy(uuid, p + 16, 16);
+
+	while (!ended) {
+		uint64_t left = len - off;
+		uint16_t nl;
+
+		if (left == 0) {
+			ret = perr(err, errlen, -EINVAL,
+				   "file is truncated: no 'end' section after %u sections (at byte %llu)",
+				   n, (unsigned long long)off);
+			goto fail;
+		}
+		if (left < 6 || memcmp(p + off, SNAP_SECTION_MAGIC, 4)) {
+			ret = perr(err, errlen, -EINVAL, "no section frame at byte %llu%s",
+				   (unsigned long long)off, left < 6 ? " (file is truncated)" : "");
+			goto fail;
+		}
+		nl = (uint16_t)(p[off + 4] | p[off + 5] << 8);
+		if (left < (uint64_t)SNAP_SECTION_HDR + nl) {
+			ret = perr(err, errlen, -EINVAL, "file is truncated inside the section frame at byte %llu",
+				   (unsigned long long)off);
+			goto fail;
+		}
+		if (!valid_section_name(p + off + 6, nl)) {
+			ret = perr(err, errlen, -EINVAL, "section at byte %llu has an invalid name",
+				   (unsigned long long)off);
+			goto fail;
+		}
+		if (n == cap) {
+			struct snap_section *nv;
+
+			cap = cap ? cap * 2 : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				ret = perr(err, errlen, -ENOMEM, "out of memory");
+				goto fail;
+			}
+			v = nv;
+		}
+		s = &v[n];
+		memset(s, 0, sizeof(*s));
+		memcpy(s->name, p + off + 6, nl);
+		s->offset = off;
+		s->version = get_le32(p + off + 6 + nl);
+		s->flags = get_le32(p + off + 10 + nl);
+		s->len = get_le64(p + off + 14 + nl);
+		s->hash = get_le64(p + off + 22 + nl);
+		s->payload = p + off + SNAP_SECTION_HDR + nl;
+		if (s->len > SNAP_SECTION_MAX || s->len > left - SNAP_SECTION_HDR - nl) {
+			ret = perr(err, errlen, -EINVAL,
+				   "section '%s': length %llu runs past the end of the file (%llu bytes left)%s",
+				   s->name, (unsigned long long)s->len,
+				   (unsigned long long)(left - SNAP_SECTION_HDR - nl),
+				   s->len > SNAP_SECTION_MAX ? "" : ": file is truncated");
+			goto fail;
+		}
+		s->hash_ok = snapfmt__hash(s->payload, s->len) == s->hash;
+		if (!s->hash_ok && !keep_going) {
+			ret = perr(err, errlen, -EINVAL, "section '%s': checksum mismatch (corrupt)", s->name);
+			goto fail;
+		}
+		for (unsigned int i = 0; i < n; i++) {
+			if (!strcmp(v[i].name, s->name)) {
+				ret = perr(err, errlen, -EINVAL, "section '%s' appears twice", s->name);
+				goto fail;
+			}
+		}
+		if (!strcmp(s->name, "end")) {
+			struct dec d = { .section = "end", .err = err, .errlen = errlen };
+			cbor_item_t *m;
+			uint32_t count;
+			uint64_t fh;
+
+			ended = true;
+			if (!s->hash_ok) {
+				ret = perr(err, errlen, -EINVAL, "section 'end': checksum mismatch (corrupt)");
+				goto fail;
+			}
+			m = dec__load(&d, s->payload, s->len);
+			count = dec__u32(&d, m, "sections");
+			fh = dec__u64(&d, m, "file_hash");
+			if (m)
+				cbor_decref(&m);
+			if (d.ret) {
+				ret = d.ret;
+				goto fail;
+			}
+			if (count != n) {
+				ret = perr(err, errlen, -EINVAL, "section 'end' counts %u sections, file has %u",
+					   count, n);
+				goto fail;
+			}
+			if (fh != snapfmt__hash(p, off) && !keep_going) {
+				ret = perr(err, errlen, -EINVAL, "file checksum mismatch (corrupt header or frames)");
+				goto fail;
+			}
+			off += SNAP_SECTION_HDR + nl + s->len;
+			if (off != len) {
+				ret = perr(err, errlen, -EINVAL, "%llu bytes of garbage after the 'end' section",
+					   (unsigned long long)(len - off));
+				goto fail;
+			}
+			break;
+		}
+		off += SNAP_SECTION_HDR + nl + s->len;
+		n++;
+	}
+	*secs = v;
+	*nsecs = n;
+	return 0;
+fail:
+	if (keep_going && n) {
+		*secs = v;
+		*nsecs = n;
+		return ret;
+	}
+	free(v);
+	return ret;
+}
