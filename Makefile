@@ -26,19 +26,20 @@ CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/arch/x86/msr.c src/arch/x86/irqchip.c src/arch/x86/boot.c \
 	src/hw/uart16550.c src/hw/serial.c src/hw/i8042.c src/hw/debug_exit.c
 SNAPSHOT_SRCS := src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/sections.c \
-	src/snapshot/save.c src/snapshot/inspect.c
+	src/snapshot/save.c src/snapshot/restore.c src/snapshot/inspect.c
 KHYVE_SRCS := src/main.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c
 KHYVE_OBJS := $(KHYVE_SRCS:%.c=$(BUILD)/%.o)
 # khyvectl links the snapshot reader for --inspect
 CTL_SRCS := src/ctl/khyvectl.c src/core/log.c src/core/util.c src/snapshot/inspect.c
 CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 
-UNIT_TESTS := multiboot uart memmap cpuid config mptable bus
+UNIT_TESTS := multiboot uart memmap cpuid config mptable bus snapshot
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 # modules each unit test links (besides its own file)
 UNIT_LIB_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/core/config.c src/arch/x86/multiboot.c src/arch/x86/mptable.c \
-	src/arch/x86/cpuid.c src/hw/uart16550.c
+	src/arch/x86/cpuid.c src/hw/uart16550.c src/core/device.c \
+	src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/sections.c
 UNIT_LIB_OBJS := $(UNIT_LIB_SRCS:%.c=$(BUILD)/%.o)
 
 # Debian packages the build needs; missing ones are installed once.

@@ -16,6 +16,7 @@
 #include "khyve/control.h"
 #include "khyve/log.h"
 #include "khyve/loop.h"
+#include "khyve/snapshot.h"
 #include "khyve/term.h"
 #include "khyve/vm.h"
 
@@ -50,6 +51,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	memset(&vm, 0, sizeof(vm));
 	vm.kvm_fd = vm.vm_fd = vm.exit_efd = -1;
+	vm.mem.src_fd = -1;
 	vm.cfg = &cfg;
 	vm.t_main_ns = t_main;
 
@@ -80,7 +82,11 @@ int main(int argc, char **argv)
 		pr_err("signalfd: %s", strerror(errno));
 		goto out;
 	}
-	if (vm__create(&vm, err, sizeof(err)) || boot__multiboot(&vm, err, sizeof(err))) {
+	if (cfg.restore)
+		ret = snapshot__restore(&vm, err, sizeof(err));
+	else
+		ret = vm__create(&vm, -1, err, sizeof(err)) ?: boot__multiboot(&vm, err, sizeof(err));
+	if (ret) {
 		pr_err("%s", err);
 		goto out;
 	}

@@ -31,6 +31,7 @@ struct guest_mem {
 	uint64_t size;		/* total RAM bytes */
 	unsigned int nregions;
 	struct mem_region regions[MEM_MAX_REGIONS];
+	int src_fd;		/* memory file RAM is mapped from (restore), or -1 */
 };
 
 /* Compute the region table for size bytes of RAM (no allocation). */
@@ -47,6 +48,12 @@ uint64_t memmap__low_end(const struct guest_mem *mem);
 
 /* Map anonymous memory for an already laid-out mem.  0 or -errno. */
 int memmap__alloc(struct guest_mem *mem);
+/*
+ * Map RAM copy-on-write from a snapshot memory file (RAM at offset 0, laid
+ * out like the host mapping): pages are read in only when touched.  Takes
+ * ownership of fd.
+ */
+int memmap__map_file(struct guest_mem *mem, int fd);
 void memmap__free(struct guest_mem *mem);
 
 #endif

@@ -18,7 +18,7 @@
 #define SNAP_FORMAT_VERSION	1
 #define SNAP_HEADER_SIZE	32
 #define SNAP_SECTION_MAGIC	"SECT"
-#define SNAP_SECTION_HDR	28	/* magic, name length, version, flags, length, hash */
+#define SNAP_SECTION_HDR	30	/* magic, name length, version, flags, length, hash */
 #define SNAP_NAME_MAX		64
 #define SNAP_SECTION_MAX	(16u << 20)	/* one section's payload */
 #define SNAP_STATE_MAX		(256u << 20)	/* the whole state file */

@@ -42,6 +42,15 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 		   struct snapshot_save_result *res, char *err, size_t errlen);
 
 /*
+ * Restore the snapshot vm->cfg->restore into vm (opened with vm__open_kvm,
+ * not yet created): validate everything, then create the VM in the saved
+ * state with the snapshot's configuration (vm->cfg is replaced by it, with
+ * the overrides the command line may make).  vCPUs are not started.  On
+ * failure nothing ran; err names the file, section and field.
+ */
+int snapshot__restore(struct vm *vm, char *err, size_t errlen);
+
+/*
  * khyvectl --inspect: describe FILE.state (and FILE) without a VM; text or
  * JSON on out.  Returns 0, or -errno with err set (the snapshot is invalid:
  * the description printed so far says how far it got).

@@ -72,8 +72,12 @@ struct vm {
 
 /* Open /dev/kvm and check the capabilities khyve needs.  0 or -errno. */
 int vm__open_kvm(struct vm *vm, char *err, size_t errlen);
-/* Create the VM, its memory, irqchip and vCPUs from vm->cfg. */
-int vm__create(struct vm *vm, char *err, size_t errlen);
+/*
+ * Create the VM, its memory, irqchip, devices and vCPUs from vm->cfg.  With
+ * mem_fd >= 0 (a restore), RAM is mapped from that snapshot memory file,
+ * which the VM then owns, and nothing is written into it.
+ */
+int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen);
 void vm__destroy(struct vm *vm);
 
 uint64_t vm__now_ns(void);

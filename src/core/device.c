@@ -7,8 +7,9 @@
 #include "khyve/log.h"
 #include "khyve/vm.h"
 
-extern const struct device_ops *const __start_khyve_devices[];
-extern const struct device_ops *const __stop_khyve_devices[];
+/* weak: a unit-test binary that links no device has no such section */
+extern const struct device_ops *const __start_khyve_devices[] __attribute__((weak));
+extern const struct device_ops *const __stop_khyve_devices[] __attribute__((weak));
 
 int device__init_all(struct vm *vm, char *err, size_t errlen)
 {

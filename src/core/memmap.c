@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "khyve/memmap.h"
 
@@ -9,6 +10,7 @@ void memmap__layout(struct guest_mem *mem, uint64_t size)
 	uint64_t low = size < MEM_MMIO_HOLE_START ? size : MEM_MMIO_HOLE_START;
 
 	memset(mem, 0, sizeof(*mem));
+	mem->src_fd = -1;
 	mem->size = size;
 	mem->regions[0] = (struct mem_region){ .gpa = 0, .size = low, .offset = 0 };
 	mem->nregions = 1;
@@ -56,9 +58,25 @@ int memmap__alloc(struct guest_mem *mem)
 	return 0;
 }
 
+int memmap__map_file(struct guest_mem *mem, int fd)
+{
+	void *p;
+
+	p = mmap(NULL, mem->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	madvise(p, mem->size, MADV_DONTDUMP);
+	mem->base = p;
+	mem->src_fd = fd;
+	return 0;
+}
+
 void memmap__free(struct guest_mem *mem)
 {
 	if (mem->base)
 		munmap(mem->base, mem->size);
 	mem->base = NULL;
+	if (mem->src_fd >= 0)
+		close(mem->src_fd);
+	mem->src_fd = -1;
 }

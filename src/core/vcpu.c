@@ -171,6 +171,16 @@ static void vcpu__park(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
 
+	/*
+	 * An I/O exit we just handled is completed by KVM only on the next
+	 * KVM_RUN.  Enter once with immediate_exit so the instruction retires
+	 * (and nothing else runs) before anyone reads this vCPU's state.
+	 */
+	v->run->immediate_exit = 1;
+	if (ioctl(v->fd, KVM_RUN, 0) == 0)
+		pr_debug("vCPU %u: unexpected exit %u while parking", v->id, v->run->exit_reason);
+	v->run->immediate_exit = 0;
+
 	pthread_mutex_lock(&vm->pause_lock);
 	v->parked = true;
 	vm->nparked++;

@@ -89,12 +89,15 @@ static int vm__set_memory(struct vm *vm)
 	return 0;
 }
 
-int vm__create(struct vm *vm, char *err, size_t errlen)
+int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 {
 	struct vm_config *cfg = vm->cfg;
 	uint64_t ident = IDENTITY_MAP_ADDR;
 	int ret;
 
+	/* the memory file is ours from here on, whatever fails */
+	memmap__layout(&vm->mem, cfg->mem_size);
+	vm->mem.src_fd = mem_fd;
 	vm->ncpus = cfg->ncpus;
 	vm->exit_efd = -1;
 	vm->vm_fd = -1;
@@ -121,10 +124,10 @@ int vm__create(struct vm *vm, char *err, size_t errlen)
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)TSS_ADDR) < 0)
 		return fail(-errno, err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
 
-	memmap__layout(&vm->mem, cfg->mem_size);
-	ret = memmap__alloc(&vm->mem);
+	ret = mem_fd >= 0 ? memmap__map_file(&vm->mem, mem_fd) : memmap__alloc(&vm->mem);
 	if (ret)
-		return fail(ret, err, errlen, "cannot allocate %llu MiB of guest memory: %s",
+		return fail(ret, err, errlen, "cannot %s %llu MiB of guest memory: %s",
+			    mem_fd >= 0 ? "map" : "allocate",
 			    (unsigned long long)(cfg->mem_size >> 20), strerror(-ret));
 	ret = vm__set_memory(vm);
 	if (ret)
@@ -134,7 +137,8 @@ int vm__create(struct vm *vm, char *err, size_t errlen)
 	if (ret)
 		return fail(ret, err, errlen, "cannot create the in-kernel irqchip and PIT: %s",
 			    strerror(-ret));
-	ret = mptable__write(&vm->mem, vm->ncpus);
+	/* a restored guest has its MP table in the memory image already */
+	ret = mem_fd >= 0 ? 0 : mptable__write(&vm->mem, vm->ncpus);
 	if (ret)
 		return fail(ret, err, errlen, "cannot write the MP table for %u vCPUs", vm->ncpus);
 

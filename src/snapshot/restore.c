@@ -1,0 +1,202 @@
+/*
+ * Restoring a VM from FILE.state + FILE, in two phases: first read and
+ * validate everything (state sections, memory file, host compatibility,
+ * command-line options), then build the VM.  Nothing runs until both
+ * phases succeeded; the caller starts the vCPUs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "khyve/device.h"
+#include "khyve/log.h"
+#include "khyve/snapsec.h"
+#include "khyve/snapshot.h"
+#include "khyve/util.h"
+#include "khyve/vm.h"
+
+__attribute__((format(printf, 3, 4)))
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static bool streq(const char *a, const char *b)
+{
+	return !strcmp(a ? a : "", b ? b : "");
+}
+
+/*
+ * Options given with -r must match the snapshot, except the COM1 backend
+ * and the VM name, which may be chosen anew (clones need their own name
+ * and console).  On success the snapshot's configuration replaces *cmd.
+ */
+static int merge_config(struct vm_config *cmd, struct vm_config *snap, char *err, size_t errlen)
+{
+	const char *r = cmd->restore;
+
+	if ((cmd->given & GIVEN_CPUS) && cmd->ncpus != snap->ncpus)
+		return fail(err, errlen, "snapshot '%s': -c %u differs from the snapshot's %u vCPUs",
+			    r, cmd->ncpus, snap->ncpus);
+	if ((cmd->given & GIVEN_MEMORY) && cmd->mem_size != snap->mem_size)
+		return fail(err, errlen, "snapshot '%s': -m differs from the snapshot's %llu MiB",
+			    r, (unsigned long long)(snap->mem_size >> 20));
+	if ((cmd->given & GIVEN_KERNEL) && !streq(cmd->kernel, snap->kernel))
+		return fail(err, errlen, "snapshot '%s': -k '%s' differs from the snapshot's kernel '%s'",
+			    r, cmd->kernel, snap->kernel ? snap->kernel : "");
+	if ((cmd->given & GIVEN_CMDLINE) && !streq(cmd->cmdline, snap->cmdline))
+		return fail(err, errlen, "snapshot '%s': -A differs from the snapshot's command line", r);
+	if (cmd->given & GIVEN_MODULE) {
+		bool same = cmd->nmodules == snap->nmodules;
+
+		for (unsigned int i = 0; same && i < cmd->nmodules; i++)
+			same = streq(cmd->modules[i].string, snap->modules[i].string);
+		if (!same)
+			return fail(err, errlen, "snapshot '%s': -i differs from the snapshot's modules", r);
+	}
+	if ((cmd->given & GIVEN_DEBUG_EXIT) &&
+	    (!snap->debug_exit || cmd->debug_exit_port != snap->debug_exit_port))
+		return fail(err, errlen, "snapshot '%s': --debug-exit differs from the snapshot's (%s)", r,
+			    snap->debug_exit ? "another port" : "none");
+
+	/* take the snapshot's configuration, keeping what may be overridden */
+	if (cmd->name) {
+		free(snap->name);
+		snap->name = cmd->name;
+		cmd->name = NULL;
+	}
+	if (cmd->given & GIVEN_COM1) {
+		free(snap->com1_path);
+		snap->com1 = cmd->com1;
+		snap->com1_path = cmd->com1_path;
+		cmd->com1_path = NULL;
+	}
+	snap->rundir = cmd->rundir;
+	snap->restore = cmd->restore;
+	snap->given = cmd->given;
+	cmd->rundir = cmd->restore = NULL;
+	config__free(cmd);
+	*cmd = *snap;
+	memset(snap, 0, sizeof(*snap));
+	return 0;
+}
+
+static int check_host(struct vm *vm, const struct snap_state *st, const char *file, char *err, size_t errlen)
+{
+	struct snap_meta host;
+	uint32_t xsave = vmstate__xsave_size(vm->kvm_fd);
+
+	snapsec__host_meta(&host);
+	if (strcmp(host.vendor, st->meta.vendor))
+		return fail(err, errlen, "snapshot '%s' was taken on a %s CPU; this host's is %s",
+			    file, st->meta.vendor, host.vendor);
+	if (st->ncpus > vm->max_vcpus)
+		return fail(err, errlen, "snapshot '%s' has %u vCPUs; KVM here allows at most %u",
+			    file, st->ncpus, vm->max_vcpus);
+	for (unsigned int i = 0; i < st->ncpus; i++)
+		if (st->vcpus[i].xsave_len > xsave)
+			return fail(err, errlen,
+				    "snapshot '%s' section 'vcpu.%u': XSAVE area of %u bytes, this host's is %u",
+				    file, i, st->vcpus[i].xsave_len, xsave);
+	return 0;
+}
+
+int snapshot__restore(struct vm *vm, char *err, size_t errlen)
+{
+	struct vm_config *cfg = vm->cfg;
+	char *path = NULL, why[400];
+	struct snap_state st;
+	void *buf = NULL;
+	size_t len;
+	int mem_fd = -1, ret;
+	const char *file = cfg->restore;
+
+	memset(&st, 0, sizeof(st));
+	if (asprintf(&path, "%s.state", file) < 0) {
+		path = NULL;
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* phase one: read and check everything */
+	ret = util__read_file(path, &buf, &len, SNAP_STATE_MAX);
+	if (ret) {
+		snprintf(err, errlen, "cannot read snapshot state '%s': %s", path,
+			 ret == -EFBIG ? "larger than any khyve state file" : strerror(-ret));
+		goto out;
+	}
+	ret = snapsec__read_state(buf, len, &st, why, sizeof(why));
+	if (ret) {
+		snprintf(err, errlen, "snapshot '%s': %s", path, why);
+		goto out;
+	}
+	mem_fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (mem_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open snapshot memory file '%s': %s", file, strerror(errno));
+		goto out;
+	}
+	ret = snapsec__check_memfile(mem_fd, &st.memory, why, sizeof(why));
+	if (ret) {
+		snprintf(err, errlen, "snapshot '%s': %s", file, why);
+		goto out;
+	}
+	ret = check_host(vm, &st, file, err, errlen);
+	if (ret)
+		goto out;
+	ret = merge_config(cfg, &st.cfg, err, errlen);
+	if (ret)
+		goto out;
+
+	/* phase two: build the VM in the saved state */
+	ret = vm__create(vm, mem_fd, err, errlen);
+	mem_fd = -1;	/* the VM owns it now */
+	if (ret)
+		goto out;
+	for (struct device_instance *d = vm->devices; d; d = d->next) {
+		unsigned int i;
+
+		if (!d->priv || !d->ops->restore)
+			continue;
+		for (i = 0; i < st.ndevs && st.devs[i].ops != d->ops; i++)
+			;
+		if (i == st.ndevs) {
+			ret = fail(err, errlen, "snapshot '%s': section '%s' is missing", path, d->ops->name);
+			goto out;
+		}
+		ret = d->ops->restore(d->priv, st.devs[i].state, why, sizeof(why));
+		if (ret) {
+			snprintf(err, errlen, "snapshot '%s': device %s: %s", path, d->ops->name, why);
+			goto out;
+		}
+	}
+	for (unsigned int i = 0; i < vm->ncpus; i++) {
+		ret = vmstate__restore_vcpu(&vm->vcpus[i], &st.vcpus[i], why, sizeof(why));
+		if (ret) {
+			snprintf(err, errlen, "snapshot '%s': %s", path, why);
+			goto out;
+		}
+	}
+	ret = vmstate__restore_vm(vm, &st.vmk, why, sizeof(why));
+	if (ret) {
+		snprintf(err, errlen, "snapshot '%s': %s", path, why);
+		goto out;
+	}
+	pr_debug("restored '%s': %u vCPUs, %llu MiB", file, vm->ncpus,
+		 (unsigned long long)(vm->mem.size >> 20));
+out:
+	if (mem_fd >= 0)
+		close(mem_fd);
+	snap_state__free(&st);
+	free(buf);
+	free(path);
+	return ret;
+}
