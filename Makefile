@@ -29,8 +29,9 @@ SNAPSHOT_SRCS := src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/secti
 	src/snapshot/save.c src/snapshot/restore.c src/snapshot/inspect.c
 KHYVE_SRCS := src/main.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c
 KHYVE_OBJS := $(KHYVE_SRCS:%.c=$(BUILD)/%.o)
-# khyvectl links the snapshot reader for --inspect
-CTL_SRCS := src/ctl/khyvectl.c src/core/log.c src/core/util.c src/snapshot/inspect.c
+# khyvectl links everything but main.c: --inspect must know every device
+# section exactly as khyve -r does
+CTL_SRCS := src/ctl/khyvectl.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c
 CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 
 UNIT_TESTS := multiboot uart memmap cpuid config mptable bus snapshot
