@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "khyve/cpuid.h"
 #include "khyve/device.h"
 #include "khyve/log.h"
 #include "khyve/snapsec.h"
@@ -90,6 +92,66 @@ static int merge_config(struct vm_config *cmd, struct vm_config *snap, char *err
 	return 0;
 }
 
+/*
+ * The feature leaves a guest decides code paths on: every bit the guest was
+ * shown must be one a new vCPU gets here, or the guest would run an
+ * instruction this CPU lacks (AVX-512 on a host without it, say).  The
+ * reference is what KVM reports for a freshly created vCPU given the
+ * supported table, not KVM_GET_SUPPORTED_CPUID itself: under PVM the two
+ * differ, and the former is what a new guest here would see.
+ */
+static int check_features(struct vm *vm, const struct vcpu_state *v, const char *file,
+			  char *err, size_t errlen)
+{
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[VCPU_MAX_CPUID];
+	} fresh;
+	static const struct { uint32_t fn, idx; } leaves[] = {
+		{ 1, 0 }, { 7, 0 }, { 7, 1 }, { 0xd, 0 }, { 0xd, 1 }, { 0x80000001, 0 },
+	};
+	static const char *const regs[] = { "EAX", "EBX", "ECX", "EDX" };
+	struct kvm_cpuid2 *host = &fresh.hdr;
+	int ret = 0;
+
+	memset(&fresh, 0, sizeof(fresh));
+	fresh.hdr.nent = VCPU_MAX_CPUID;
+	if (ioctl(vm->vcpus[0].fd, KVM_GET_CPUID2, &fresh) < 0)
+		return fail(err, errlen, "KVM_GET_CPUID2: %s", strerror(errno));
+	for (unsigned int i = 0; i < ARRAY_SIZE(leaves) && !ret; i++) {
+		const struct kvm_cpuid_entry2 *s = NULL;
+		struct kvm_cpuid_entry2 *h = cpuid__find(host, leaves[i].fn, leaves[i].idx);
+		uint32_t want[4], have[4];
+
+		for (unsigned int j = 0; j < v->ncpuid; j++)
+			if (v->cpuid[j].function == leaves[i].fn &&
+			    (!(v->cpuid[j].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || v->cpuid[j].index == leaves[i].idx))
+				s = &v->cpuid[j];
+		if (!s)
+			continue;
+		/* leaf 1 EBX and leaf 0xD EBX/ECX are IDs and sizes, not features */
+		want[0] = leaves[i].fn == 0xd ? s->eax : (leaves[i].fn == 7 ? s->eax : 0);
+		want[1] = leaves[i].fn == 7 ? s->ebx : 0;
+		want[2] = leaves[i].fn == 0xd ? 0 : s->ecx & ~(1u << 27);	/* OSXSAVE mirrors CR4 */
+		want[3] = leaves[i].fn == 0xd ? 0 : s->edx;
+		if (leaves[i].fn == 7 && leaves[i].idx == 0)
+			want[0] = 0;	/* max subleaf */
+		have[0] = h ? h->eax : 0; have[1] = h ? h->ebx : 0;
+		have[2] = h ? h->ecx : 0; have[3] = h ? h->edx : 0;
+		if (leaves[i].fn == 1)
+			have[2] |= 1u << 31;	/* hypervisor bit: khyve sets it */
+		for (unsigned int r = 0; r < 4; r++) {
+			if (want[r] & ~have[r]) {
+				ret = fail(err, errlen,
+					   "snapshot '%s' needs CPU features this host lacks: CPUID leaf 0x%x.%u %s bits 0x%x",
+					   file, leaves[i].fn, leaves[i].idx, regs[r], want[r] & ~have[r]);
+				break;
+			}
+		}
+	}
+	return ret;
+}
+
 static int check_host(struct vm *vm, const struct snap_state *st, const char *file, char *err, size_t errlen)
 {
 	struct snap_meta host;
@@ -159,6 +221,9 @@ int snapshot__restore(struct vm *vm, char *err, size_t errlen)
 	/* phase two: build the VM in the saved state */
 	ret = vm__create(vm, mem_fd, err, errlen);
 	mem_fd = -1;	/* the VM owns it now */
+	if (ret)
+		goto out;
+	ret = check_features(vm, &st.vcpus[0], file, err, errlen);
 	if (ret)
 		goto out;
 	for (struct device_instance *d = vm->devices; d; d = d->next) {

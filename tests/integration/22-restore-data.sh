@@ -1,0 +1,111 @@
+# Stored snapshots of every format version restore and finish correctly;
+# damaged snapshots are refused with one line naming file, section or field,
+# exit status 4, and no vCPU ever runs.
+. tests/lib.sh
+
+CTL=$BUILD/khyvectl
+RUN=$TMP/run
+
+for state in tests/data/v*/*.state; do
+	snap=${state%.state}
+	name=data-$(basename "$(dirname "$snap")")-$(basename "$snap")
+	ncpu=$(sed -n 's/^ncpu=//p' "$snap.run")
+	cmd=$(sed -n 's/^cmdline=//p' "$snap.run")
+	want=$(ref_digest "$ncpu" "$cmd")
+	timeout -k 5 120 "$KHYVE" --rundir "$RUN" -r "$snap" -l "com1,file:$TMP/$name.out" "$name" \
+		</dev/null >/dev/null 2>"$TMP/$name.err"
+	rc=$?
+	got=$(guest_digest "$TMP/$name.out")
+	if [ $rc -eq 4 ] && grep -qE "was taken on a|needs CPU features|XSAVE area" "$TMP/$name.err"; then
+		skip "$name" "host cannot run it: $(cat "$TMP/$name.err")"
+	elif [ $rc -eq 1 ] && [ "$got" = "$want" ] && ! sanitizer_report "$TMP/$name.err"; then
+		pass "$name"
+	else
+		fail "$name" "status $rc, digest '$got' (want '$want'): $(head -c 300 "$TMP/$name.err")"
+	fi
+done
+
+# --- damaged snapshots -------------------------------------------------
+SRC=tests/data/v1/guest-2cpu
+cp "$SRC" "$TMP/good"
+cp "$SRC.state" "$TMP/good.state"
+
+# refuse NAME "message part" [SNAPSHOT]: khyve -r must fail cleanly
+refuse() {
+	local name=$1 want=$2 snap=${3:-$TMP/bad} rc
+	rm -f "$TMP/never.out"
+	timeout -k 5 30 "$KHYVE" --rundir "$RUN" -r "$snap" -l "com1,file:$TMP/never.out" x \
+		</dev/null >/dev/null 2>"$TMP/r.err"
+	rc=$?
+	if sanitizer_report "$TMP/r.err"; then
+		fail "$name" "sanitizer report: $(head -5 "$TMP/r.err" | tr '\n' ' ')"
+	elif [ $rc -ne 4 ]; then
+		fail "$name" "exit status $rc, want 4: $(head -c 300 "$TMP/r.err")"
+	elif [ "$(wc -l <"$TMP/r.err")" -ne 1 ]; then
+		fail "$name" "want one line, got: $(cat "$TMP/r.err")"
+	elif ! grep -qF -- "$want" "$TMP/r.err"; then
+		fail "$name" "'$(cat "$TMP/r.err")' lacks '$want'"
+	elif [ -e "$TMP/never.out" ]; then
+		fail "$name" "devices were created before the snapshot was validated"
+	else
+		pass "$name"
+	fi
+}
+
+bad() { cp "$TMP/good" "$TMP/bad"; cp "$TMP/good.state" "$TMP/bad.state"; }
+
+# section frames: name, start and end of each (header 32 bytes, frame 30 + name)
+python3 - "$TMP/good.state" >"$TMP/frames" <<'PY'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+off = 32
+while off < len(d):
+    n = struct.unpack_from("<H", d, off + 4)[0]
+    name = d[off + 6:off + 6 + n].decode()
+    ln = struct.unpack_from("<Q", d, off + 14 + n)[0]
+    print(name, off, off + 30 + n, off + 30 + n + ln)
+    off += 30 + n + ln
+PY
+
+# truncation at every section boundary, inside every frame and payload
+while read -r sec start pstart end; do
+	for cut in $start $((start + 3)) $((pstart - 1)) $(((pstart + end) / 2)) $((end - 1)); do
+		bad
+		truncate -s "$cut" "$TMP/bad.state"
+		refuse "truncated-$sec-at-$cut" "snapshot '$TMP/bad.state'"
+	done
+done <"$TMP/frames"
+
+# one flipped bit in every section's payload: a checksum names the section
+flip() {	# flip FILE OFFSET
+	python3 -c 'import sys; f=open(sys.argv[1],"r+b"); o=int(sys.argv[2]); f.seek(o); b=f.read(1); f.seek(o); f.write(bytes([b[0]^4]))' "$1" "$2"
+}
+while read -r sec start pstart end; do
+	[ "$end" -gt "$pstart" ] || continue
+	bad
+	flip "$TMP/bad.state" $(((pstart + end) / 2))
+	refuse "bitflip-$sec" "section '$sec'"
+done <"$TMP/frames"
+
+bad; flip "$TMP/bad.state" 0; refuse wrong-magic "wrong magic"
+bad; printf '\002' | dd of="$TMP/bad.state" bs=1 seek=8 conv=notrunc 2>/dev/null
+refuse newer-format "format version 2 is newer than this khyve reads"
+bad; flip "$TMP/bad.state" 20; refuse header-uuid-flip "file checksum mismatch"
+
+# the memory file: missing, truncated, its trailer damaged, another snapshot's
+bad; rm "$TMP/bad"; refuse memory-missing "cannot open snapshot memory file"
+bad; truncate -s 8M "$TMP/bad"; refuse memory-truncated "the state file expects"
+bad; flip "$TMP/bad" $(( (16 << 20) + 20 )); refuse memory-trailer-flip "trailer is corrupt"
+"$KHYVE" --rundir "$RUN" -c 2 -m 16M -l com1,null -k "$FIX/echo.elf" other </dev/null >/dev/null 2>&1 &
+pid=$!
+for i in $(seq 200); do [ -S "$RUN/other.sock" ] && break; sleep 0.02; done
+if "$CTL" --rundir="$RUN" --vm=other --checkpoint="$TMP/other" >/dev/null 2>&1; then
+	bad; cp "$TMP/other" "$TMP/bad"
+	refuse memory-of-another-snapshot "memory file belongs to another snapshot"
+else
+	fail memory-of-another-snapshot "could not take the second snapshot"
+fi
+kill $pid; wait $pid 2>/dev/null
+
+# the state file missing altogether
+refuse state-missing "cannot read snapshot state '$TMP/none.state'" "$TMP/none"
