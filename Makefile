@@ -11,13 +11,13 @@ WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Winit-self -Wmissing-declarations 
 	-Wsign-compare -Wstrict-prototypes -Wundef -Wvolatile-register-var \
 	-Wwrite-strings -Wshadow -Wno-format-nonliteral
 CFLAGS ?= -O2 -g
-KHYVE_CFLAGS := -std=gnu11 $(WARNINGS) -Iinclude -D_GNU_SOURCE -pthread -MMD -MP $(SAN_CFLAGS)
-LDLIBS := -pthread -ljansson -lcbor -lxxhash $(SAN_LDFLAGS)
-
+# before KHYVE_CFLAGS/LDLIBS, which expand them immediately
 ifeq ($(SAN),1)
 SAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 SAN_LDFLAGS := -fsanitize=address,undefined
 endif
+KHYVE_CFLAGS := -std=gnu11 $(WARNINGS) -Iinclude -D_GNU_SOURCE -pthread -MMD -MP $(SAN_CFLAGS)
+LDLIBS := -pthread -ljansson -lcbor -lxxhash $(SAN_LDFLAGS)
 
 CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/core/device.c src/core/vm.c src/core/vcpu.c src/core/config.c \

@@ -23,6 +23,7 @@
 #define SNAP_SECTION_MAX	(16u << 20)	/* one section's payload */
 #define SNAP_STATE_MAX		(256u << 20)	/* the whole state file */
 #define SNAP_FLAG_REQUIRED	1u
+#define SNAP_MAX_SECTIONS	1024
 
 #define MEMFILE_MAGIC		"KHYVMEM1"
 #define MEMFILE_TRAILER		4096

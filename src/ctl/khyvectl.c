@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -211,6 +212,10 @@ static int parse_args(struct ctl_opts *o, int argc, char **argv)
 		case ':':
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);
 		default:
+			/* getopt_long sets optopt to the option's value for "--pause=x" */
+			if (optopt >= OPT_VM)
+				return usage_error("option '%.*s' takes no argument",
+						   (int)strcspn(argv[optind - 1], "="), argv[optind - 1]);
 			return usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
@@ -258,10 +263,19 @@ static int ctl_connect(const struct ctl_opts *o, int *fdp, char *err, size_t err
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return fail(-errno, err, errlen, "socket: %s", strerror(errno));
+	if (o->timeout_s) {
+		/* bounds connect() too: it blocks while khyve's listen backlog is full */
+		struct timeval tv = { .tv_sec = o->timeout_s };
+
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 
 		close(fd);
+		if (e == EAGAIN || e == EWOULDBLOCK || e == EINPROGRESS)
+			return fail(-ETIMEDOUT, err, errlen, "VM %s does not accept connections (waited "
+				    "%u s at %s)", o->vm, o->timeout_s, sa.sun_path);
 		if (e == ENOENT)
 			return fail(-e, err, errlen, "no VM named %s (no socket at %s)", o->vm, sa.sun_path);
 		if (e == ECONNREFUSED)

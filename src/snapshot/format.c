@@ -45,7 +45,7 @@ static bool sbuf__reserve(struct sbuf *b, size_t more)
 
 void sbuf__put(struct sbuf *b, const void *data, size_t len)
 {
-	if (!sbuf__reserve(b, len))
+	if (!len || !sbuf__reserve(b, len))
 		return;
 	memcpy(b->p + b->len, data, len);
 	b->len += len;
@@ -190,6 +190,53 @@ void dec__fail(struct dec *d, const char *fmt, ...)
 		snprintf(d->err, d->errlen, "section '%s': %s", d->section ? d->section : "?", msg);
 }
 
+/*
+ * libcbor allocates a definite-length array or map for its declared count
+ * before reading any element: a 19-byte payload could ask for gigabytes.
+ * Walk the items first and refuse any count larger than the bytes left,
+ * since every element takes at least one byte (two for a map pair).
+ */
+struct count_check {
+	size_t left;
+	bool bad;
+};
+
+static void check_array(void *ctx, size_t n)
+{
+	struct count_check *c = ctx;
+
+	if (n > c->left)
+		c->bad = true;
+}
+
+static void check_map(void *ctx, size_t n)
+{
+	struct count_check *c = ctx;
+
+	if (n > c->left / 2)
+		c->bad = true;
+}
+
+static bool counts_plausible(const uint8_t *p, size_t len)
+{
+	struct cbor_callbacks cb = cbor_empty_callbacks;
+	struct count_check c = { 0 };
+	size_t off = 0;
+
+	cb.array_start = check_array;
+	cb.map_start = check_map;
+	while (off < len && !c.bad) {
+		struct cbor_decoder_result r;
+
+		c.left = len - off;
+		r = cbor_stream_decode(p + off, len - off, &cb, &c);
+		if (r.status != CBOR_DECODER_FINISHED || !r.read)
+			return true;	/* malformed: cbor_load reports it */
+		off += r.read;
+	}
+	return !c.bad;
+}
+
 cbor_item_t *dec__load(struct dec *d, const uint8_t *p, size_t len)
 {
 	struct cbor_load_result r;
@@ -197,6 +244,10 @@ cbor_item_t *dec__load(struct dec *d, const uint8_t *p, size_t len)
 
 	if (d->ret)
 		return NULL;
+	if (!counts_plausible(p, len)) {
+		dec__fail(d, "payload declares more CBOR items than it has bytes");
+		return NULL;
+	}
 	item = cbor_load(p, len, &r);
 	if (!item) {
 		dec__fail(d, "payload is not valid CBOR (error %d at byte %zu)", (int)r.error.code,
@@ -564,6 +615,14 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 				   s->len > SNAP_SECTION_MAX ? "" : ": file is truncated");
 			goto fail;
 		}
+		if (s->flags & ~SNAP_FLAG_REQUIRED) {
+			ret = perr(err, errlen, -EINVAL, "section '%s' has unknown flags 0x%x", s->name, s->flags);
+			goto fail;
+		}
+		if (n == SNAP_MAX_SECTIONS) {
+			ret = perr(err, errlen, -EINVAL, "more than %d sections", SNAP_MAX_SECTIONS);
+			goto fail;
+		}
 		s->hash_ok = snapfmt__hash(s->payload, s->len) == s->hash;
 		if (!s->hash_ok && !keep_going) {
 			ret = perr(err, errlen, -EINVAL, "section '%s': checksum mismatch (corrupt)", s->name);
@@ -582,6 +641,11 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 			uint64_t fh;
 
 			ended = true;
+			if (s->version != 1 || s->flags != SNAP_FLAG_REQUIRED) {
+				ret = perr(err, errlen, -EINVAL, "section 'end' has version %u flags 0x%x, expected 1 and 0x1",
+					   s->version, s->flags);
+				goto fail;
+			}
 			if (!s->hash_ok) {
 				ret = perr(err, errlen, -EINVAL, "section 'end': checksum mismatch (corrupt)");
 				goto fail;

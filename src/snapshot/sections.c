@@ -489,6 +489,7 @@ int snapsec__check_memfile(int fd, const struct snap_memory *m, char *err, size_
 	char want[37], got[37];
 	struct stat st;
 	uint64_t v;
+	uint32_t v32;
 
 	if (fstat(fd, &st) < 0)
 		return rfail(-errno, err, errlen, "memory file: %s", strerror(errno));
@@ -505,6 +506,13 @@ int snapsec__check_memfile(int fd, const struct snap_memory *m, char *err, size_
 	memcpy(&v, t + 40, 8);
 	if (v != snapfmt__hash(t, 40))
 		return rfail(-EINVAL, err, errlen, "memory file trailer is corrupt (checksum mismatch)");
+	memcpy(&v32, t + 8, 4);
+	if (v32 != 1)
+		return rfail(v32 > 1 ? -EPROTO : -EINVAL, err, errlen,
+			     "memory file trailer version %u %s", v32, v32 > 1 ? "is newer than this khyve reads" : "is invalid");
+	memcpy(&v32, t + 12, 4);
+	if (v32 != MEMFILE_TRAILER)
+		return rfail(-EINVAL, err, errlen, "memory file trailer size %u, expected %d", v32, MEMFILE_TRAILER);
 	memcpy(&v, t + 32, 8);
 	if (memcmp(t + 16, m->uuid, 16) || v != m->mem_size) {
 		snapfmt__uuid_str(m->uuid, want);

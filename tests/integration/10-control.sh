@@ -1,0 +1,434 @@
+# The control socket and khyvectl (docs/control-protocol.md, docs/khyvectl.8):
+# khyvectl's requests, raw-socket abuse of the protocol (the VM must keep
+# running and answer the next good request), socket creation rules, several
+# VMs side by side, descriptor hygiene.  Long-running VMs are echo.elf with
+# COM1 on null: it waits for input forever.
+. tests/lib.sh
+
+CTL=$BUILD/khyvectl
+CTLABS=$(cd "$(dirname "$CTL")" 2>/dev/null && pwd)/khyvectl
+PY=tests/integration/control_client.py
+RUN=$TMP/run
+NAME=ctl-$$
+VMPIDS=
+trap 'kill -9 $VMPIDS 2>/dev/null; rm -rf "$TMP"' EXIT
+
+# start_vm NAME RUNDIR: start a VM in the background, $STARTED its pid;
+# fails unless it answers --status on its socket within 10 s (a stale socket
+# of a killed one answers nothing).
+start_vm() {
+	local name=$1 dir=$2 i
+	"$KHYVE" -m 16M -l com1,null -k "$FIX/echo.elf" --rundir "$dir" "$name" \
+		</dev/null >/dev/null 2>"$TMP/$name.err" &
+	STARTED=$!
+	VMPIDS="$VMPIDS $STARTED"
+	for i in $(seq 200); do
+		if [ -S "$dir/$name.sock" ] &&
+		   "$CTL" --vm="$name" --rundir="$dir" --timeout=5 --status 2>/dev/null |
+		   grep -q "\"pid\": $STARTED,"; then
+			return 0
+		fi
+		kill -0 "$STARTED" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+
+# stop_vm NAME PID: SIGTERM must stop it with status 0, no sanitizer report,
+# and its socket gone.
+stop_vm() {
+	local name=$1 pid=$2 dir=${3:-$RUN} rc i check
+	check=stop${name#"$NAME"}	# stable check names: stop, stop-b, ...
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 200); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null	# still there after 20 s: fails below
+	wait "$pid"
+	rc=$?
+	if sanitizer_report "$TMP/$name.err"; then
+		fail "$check" "sanitizer report: $(head -5 "$TMP/$name.err" | tr '\n' ' ')"
+	elif [ $rc -ne 0 ]; then
+		fail "$check" "exit status $rc, want 0: $(tail -3 "$TMP/$name.err" | tr '\n' ' ')"
+	elif [ -e "$dir/$name.sock" ]; then
+		fail "$check" "socket $dir/$name.sock left behind"
+	else
+		pass "$check"
+	fi
+}
+
+# ctl ARGS...: khyvectl with a time limit; stdout in $TMP/ctl.out, stderr in
+# $TMP/ctl.err, status in $rc.
+ctl() {
+	timeout -k 5 30 "$CTL" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
+	rc=$?
+}
+
+# field FILE KEY: a top-level field of the JSON object in FILE
+field() {
+	python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))[sys.argv[2]]; print(json.dumps(v) if isinstance(v,(list,dict)) else v)' "$1" "$2" 2>/dev/null
+}
+
+# alive NAME: after a check, the VM NAME still runs and answers --status
+alive() {
+	local check=$1 name=${2:-$NAME} pid=${3:-$VM}
+	if ! kill -0 "$pid" 2>/dev/null; then
+		fail "$check" "khyve $name is gone: $(tail -3 "$TMP/$name.err" | tr '\n' ' ')"
+		return 1
+	fi
+	ctl --vm="$name" --rundir="$RUN" --status
+	if [ $rc -ne 0 ] || [ "$(field "$TMP/ctl.out" state)" != running ]; then
+		fail "$check" "--status afterwards: status $rc, $(cat "$TMP/ctl.out" "$TMP/ctl.err" | tr '\n' ' ')"
+		return 1
+	fi
+	return 0
+}
+
+# raw NAME SCENARIO [ARG]: a control_client.py scenario, then the VM must be
+# alive and answer
+raw() {
+	local name=$1 out
+	shift
+	out=$(timeout -k 5 40 python3 "$PY" "$RUN/$NAME.sock" "$@" 2>&1)
+	if [ $? -ne 0 ]; then
+		fail "$name" "$(echo "$out" | head -3 | tr '\n' ' ')"
+	elif alive "$name"; then
+		pass "$name"
+	fi
+}
+
+# usage NAME ARGS...: khyvectl must exit 2 with a message on stderr
+usage() {
+	local name=$1
+	shift
+	ctl "$@"
+	if [ $rc -eq 2 ] && grep -q '^khyvectl: ' "$TMP/ctl.err" && [ ! -s "$TMP/ctl.out" ]; then
+		pass "$name"
+	else
+		fail "$name" "status $rc, want 2; stderr: $(head -c 300 "$TMP/ctl.err")"
+	fi
+}
+
+if [ ! -x "$CTL" ]; then
+	fail khyvectl "not built ($CTL)"
+	exit 0
+fi
+
+# ---- khyvectl's command line (no VM needed) -------------------------------
+usage ctl-no-args
+usage ctl-no-vm --pause
+usage ctl-no-action --vm=x
+usage ctl-two-actions --vm=x --pause --resume
+usage ctl-unknown-option --vm=x --frobnicate
+usage ctl-missing-arg --vm=x --checkpoint
+usage ctl-arg-not-taken --vm=x --pause=now
+usage ctl-empty-file --vm=x --checkpoint=
+usage ctl-extra-arg --vm=x --status extra
+usage ctl-bad-name --vm=a/b --status
+usage ctl-json-without-inspect --vm=x --status --json
+usage ctl-inspect-with-vm --vm=x --inspect=f
+usage ctl-bad-timeout --vm=x --status --timeout=soon
+
+ctl --help
+if [ $rc -eq 0 ] && grep -q '^Usage: khyvectl --vm=NAME' "$TMP/ctl.out"; then
+	pass ctl-help
+else
+	fail ctl-help "status $rc: $(head -3 "$TMP/ctl.out")"
+fi
+# the manual names every option of --help, and the reverse
+opts_help=$(grep -o -- '--[a-z][a-z-]*' "$TMP/ctl.out" | sort -u)
+opts_man=$(grep -o -- '\\-\\-[a-z][a-z-]*' docs/khyvectl.8 | sed 's/\\//g' | sort -u)
+if [ -n "$opts_help" ] && [ "$opts_help" = "$opts_man" ]; then
+	pass ctl-man-in-step
+else
+	fail ctl-man-in-step "--help: $(echo $opts_help), man page: $(echo $opts_man)"
+fi
+if command -v man >/dev/null && MANWIDTH=80 man -l docs/khyvectl.8 2>"$TMP/man.err" | grep -q 'checkpoint' &&
+   ! grep -q . "$TMP/man.err"; then
+	pass ctl-man-renders
+else
+	fail ctl-man-renders "man -l docs/khyvectl.8: $(head -3 "$TMP/man.err")"
+fi
+
+ctl --vm=nosuch --rundir="$TMP/nowhere" --status
+if [ $rc -eq 1 ] && [ "$(cat "$TMP/ctl.err")" = "khyvectl: no VM named nosuch (no socket at $TMP/nowhere/nosuch.sock)" ]; then
+	pass ctl-no-such-vm
+else
+	fail ctl-no-such-vm "status $rc: $(cat "$TMP/ctl.err")"
+fi
+
+ctl --inspect="$TMP/no-such-snapshot"
+if [ $rc -eq 1 ] && grep -q '^khyvectl: ' "$TMP/ctl.err"; then
+	pass ctl-inspect-missing
+else
+	fail ctl-inspect-missing "status $rc: $(cat "$TMP/ctl.err")"
+fi
+
+# a server that never answers: khyvectl gives up with a clear message
+mkdir -m 700 "$TMP/silent"
+timeout 20 python3 "$PY" "$TMP/silent/mute.sock" silent-server 4 &
+spid=$!
+for i in $(seq 100); do [ -S "$TMP/silent/mute.sock" ] && break; sleep 0.05; done
+ctl --vm=mute --rundir="$TMP/silent" --timeout=1 --status
+if [ $rc -eq 1 ] && grep -q '^khyvectl: no answer from VM mute within 1 s$' "$TMP/ctl.err"; then
+	pass ctl-timeout
+else
+	fail ctl-timeout "status $rc: $(cat "$TMP/ctl.err")"
+fi
+kill $spid 2>/dev/null
+wait $spid 2>/dev/null
+
+# ---- the socket ------------------------------------------------------------
+if ! start_vm "$NAME" "$RUN"; then
+	fail start "khyve did not create $RUN/$NAME.sock: $(cat "$TMP/$NAME.err")"
+	exit 0
+fi
+VM=$STARTED
+if [ "$(stat -c %a "$RUN")" = 700 ] && [ "$(stat -c %a "$RUN/$NAME.sock")" = 600 ]; then
+	pass socket-modes
+else
+	fail socket-modes "rundir $(stat -c %a "$RUN"), socket $(stat -c %a "$RUN/$NAME.sock")"
+fi
+
+ctl --vm="$NAME" --rundir="$RUN" --status
+devs=$(field "$TMP/ctl.out" devices)
+if [ $rc -eq 0 ] && [ "$(field "$TMP/ctl.out" name)" = "$NAME" ] &&
+   [ "$(field "$TMP/ctl.out" state)" = running ] &&
+   [ "$(field "$TMP/ctl.out" vcpus)" = 1 ] &&
+   [ "$(field "$TMP/ctl.out" memory)" = $((16 << 20)) ] &&
+   [ "$(field "$TMP/ctl.out" pid)" = "$VM" ] &&
+   [ "$(field "$TMP/ctl.out" uptime_ms)" -ge 0 ] 2>/dev/null &&
+   echo "$devs" | grep -q '"uart.com1"'; then
+	pass status-fields
+else
+	fail status-fields "status $rc: $(cat "$TMP/ctl.out" "$TMP/ctl.err" | tr '\n' ' ')"
+fi
+# separate-argument forms work as well as --opt=value
+ctl --vm "$NAME" --rundir "$RUN" --status
+[ $rc -eq 0 ] && pass ctl-separate-args || fail ctl-separate-args "status $rc: $(cat "$TMP/ctl.err")"
+
+# ---- pause and resume, in and out of order -------------------------------
+ok=1 why=
+step() {	# step WANT_RC WANT_STDERR ARGS...
+	local want=$1 msg=$2
+	shift 2
+	ctl --vm="$NAME" --rundir="$RUN" "$@"
+	if [ $rc -ne "$want" ] || { [ -n "$msg" ] && [ "$(cat "$TMP/ctl.err")" != "$msg" ]; } ||
+	   { [ -z "$msg" ] && [ -s "$TMP/ctl.err" ]; }; then
+		ok=0
+		why="$why [$* -> $rc: $(cat "$TMP/ctl.err")]"
+	fi
+}
+step 0 "" --pause
+step 0 "" --status
+[ "$(field "$TMP/ctl.out" state)" = paused ] || { ok=0; why="$why [state $(field "$TMP/ctl.out" state) after --pause]"; }
+step 1 "khyvectl: already paused" --pause
+step 0 "" --resume
+step 0 "" --status
+[ "$(field "$TMP/ctl.out" state)" = running ] || { ok=0; why="$why [state $(field "$TMP/ctl.out" state) after --resume]"; }
+step 1 "khyvectl: not paused" --resume
+[ $ok -eq 1 ] && alive pause-resume && pass pause-resume
+[ $ok -eq 1 ] || fail pause-resume "$why"
+
+# ---- saves: whatever the outcome, the VM keeps running --------------------
+mkdir -p "$TMP/snaps"
+(cd "$TMP/snaps" && timeout -k 5 120 "$CTL" --vm="$NAME" --rundir="$RUN" --checkpoint=snap \
+	</dev/null >"$TMP/save.out" 2>"$TMP/ctl.err")
+rc=$?
+saved=$rc
+if [ $rc -ne 0 ] && { [ $rc -ne 1 ] || [ "$(wc -l <"$TMP/ctl.err")" -ne 1 ] ||
+			! grep -q '^khyvectl: ' "$TMP/ctl.err"; }; then
+	fail checkpoint-vm-runs "status $rc: $(cat "$TMP/ctl.err")"
+elif alive checkpoint-vm-runs; then
+	pass checkpoint-vm-runs
+fi
+if [ $saved -eq 0 ]; then
+	# the relative name was resolved in khyvectl's directory, not khyve's;
+	# silent on a pipe
+	if [ -f "$TMP/snaps/snap" ] && [ -f "$TMP/snaps/snap.state" ] && [ ! -e snap ] &&
+	   [ ! -s "$TMP/save.out" ]; then
+		pass checkpoint-relative-path
+	else
+		fail checkpoint-relative-path "$(ls "$TMP/snaps"), stdout: $(head -c 200 "$TMP/save.out")"
+	fi
+	# on a terminal: progress on one line, then a summary
+	if command -v script >/dev/null; then
+		(cd "$TMP/snaps" && timeout -k 5 60 script -qec \
+			"'$CTLABS' --vm='$NAME' --rundir='$RUN' --checkpoint=snap-tty" /dev/null \
+			</dev/null >"$TMP/tty.out" 2>&1)
+		rc=$?
+		if [ $rc -eq 0 ] && grep -q 'saving: .* of .* (100%), .* MB/s' "$TMP/tty.out" &&
+		   grep -q 'saved snap-tty: .* of RAM' "$TMP/tty.out"; then
+			pass checkpoint-tty-progress
+		else
+			fail checkpoint-tty-progress "status $rc: $(tr '\r\033' '|^' <"$TMP/tty.out" | head -c 400)"
+		fi
+	else
+		skip checkpoint-tty-progress "no script(1)"
+	fi
+else
+	skip checkpoint-relative-path "saving failed: $(cat "$TMP/ctl.err")"
+fi
+for act in checkpoint suspend; do
+	ctl --vm="$NAME" --rundir="$RUN" --$act="$TMP/no/such/dir/snap"
+	if [ $rc -ne 1 ] || ! grep -q '^khyvectl: ' "$TMP/ctl.err"; then
+		fail $act-bad-dir "status $rc, want 1: $(cat "$TMP/ctl.err")"
+	elif alive $act-bad-dir; then
+		pass $act-bad-dir
+	fi
+done
+
+# ---- the protocol, by hand -----------------------------------------------
+raw raw-bad-json bad-json
+raw raw-not-object not-object
+raw raw-bad-requests bad-requests
+raw raw-id-echo id-echo
+raw raw-long-line long-line
+raw raw-eof-partial eof-partial
+export TMPDIR_FD=$TMP	# the directory the scenarios pass as a descriptor
+raw raw-fds fds
+raw raw-stalled-client stall
+raw raw-20-clients many
+raw raw-never-reads flood
+
+# a khyve that does not answer (stopped): khyvectl gives up, the VM goes on
+kill -STOP "$VM"
+ctl --vm="$NAME" --rundir="$RUN" --timeout=1 --status
+kill -CONT "$VM"
+if [ $rc -eq 1 ] && [ "$(cat "$TMP/ctl.err")" = "khyvectl: no answer from VM $NAME within 1 s" ]; then
+	alive hung-vm-timeout && pass hung-vm-timeout
+else
+	fail hung-vm-timeout "status $rc: $(cat "$TMP/ctl.err")"
+fi
+
+# ---- descriptors: khyve's count stays flat ---------------------------------
+nfds() { ls "/proc/$VM/fd" 2>/dev/null | wc -l; }
+sleep 0.2
+before=$(nfds)
+out=$(timeout -k 5 60 python3 "$PY" "$RUN/$NAME.sock" fd-loop 50 2>&1) || fail fd-leak "$out"
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	(cd "$TMP/snaps" && "$CTL" --vm="$NAME" --rundir="$RUN" --checkpoint="no/such/$i" \
+		</dev/null >/dev/null 2>&1)
+done
+for i in $(seq 20); do
+	sleep 0.1
+	after=$(nfds)
+	[ "$after" -eq "$before" ] && break
+done
+if [ "$before" -gt 0 ] && [ "$after" -eq "$before" ]; then
+	alive fd-leak && pass fd-leak
+else
+	fail fd-leak "khyve had $before descriptors before 60 requests with descriptors, $after after: $(ls -l /proc/$VM/fd | tail -5 | tr '\n' ' ')"
+fi
+
+# ---- a client of another uid is refused -----------------------------------
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && [ -x /usr/bin/python3 ]; then
+	# widen the permissions so that only the peer check stands in the way
+	cp "$PY" "$CTL" "$TMP/" && chmod 755 "$TMP/khyvectl" && chmod 644 "$TMP/control_client.py"
+	chmod 711 "$TMP" "$RUN"
+	chmod 666 "$RUN/$NAME.sock"
+	nobody="setpriv --reuid=65534 --regid=65534 --clear-groups"
+	out=$(timeout -k 5 30 $nobody /usr/bin/python3 "$TMP/control_client.py" "$RUN/$NAME.sock" refused 2>&1)
+	if [ $? -ne 0 ]; then
+		fail peer-uid-refused "$out"
+	elif alive peer-uid-refused; then
+		pass peer-uid-refused
+	fi
+	timeout -k 5 30 $nobody "$TMP/khyvectl" --vm="$NAME" --rundir="$RUN" --pause \
+		</dev/null >/dev/null 2>"$TMP/nobody.err"
+	rc=$?
+	if [ $rc -eq 1 ] && grep -q '^khyvectl: permission denied: uid 65534 is neither the VM owner' "$TMP/nobody.err"; then
+		alive peer-uid-khyvectl && pass peer-uid-khyvectl
+	else
+		fail peer-uid-khyvectl "status $rc: $(cat "$TMP/nobody.err")"
+	fi
+	chmod 700 "$TMP" "$RUN"
+	chmod 600 "$RUN/$NAME.sock"
+else
+	skip peer-uid-refused "needs root and setpriv"
+fi
+
+# ---- names: one socket per VM ----------------------------------------------
+expect_error same-name-refused "a VM named $NAME is already running ($RUN/$NAME.sock)" \
+	-m 16M -l com1,null -k "$FIX/echo.elf" --rundir "$RUN" "$NAME"
+[ -S "$RUN/$NAME.sock" ] && alive same-name-first-intact && pass same-name-first-intact
+
+if start_vm "$NAME-b" "$RUN"; then
+	VMB=$STARTED
+	ctl --vm="$NAME-b" --rundir="$RUN" --pause
+	ctl --vm="$NAME-b" --rundir="$RUN" --status
+	b_state=$(field "$TMP/ctl.out" state) b_name=$(field "$TMP/ctl.out" name) b_pid=$(field "$TMP/ctl.out" pid)
+	ctl --vm="$NAME" --rundir="$RUN" --status
+	a_state=$(field "$TMP/ctl.out" state) a_pid=$(field "$TMP/ctl.out" pid)
+	if [ "$b_state/$b_name/$b_pid" = "paused/$NAME-b/$VMB" ] && [ "$a_state/$a_pid" = "running/$VM" ]; then
+		pass side-by-side
+	else
+		fail side-by-side "b: $b_state/$b_name/$b_pid (pid $VMB), a: $a_state/$a_pid (pid $VM)"
+	fi
+	stop_vm "$NAME-b" "$VMB"	# paused VMs stop too
+else
+	fail side-by-side "second VM did not start: $(cat "$TMP/$NAME-b.err")"
+fi
+
+# a killed khyve leaves its socket; the next one with that name replaces it
+if start_vm "$NAME-s" "$RUN"; then
+	kill -9 "$STARTED"
+	{ wait "$STARTED"; } 2>/dev/null
+	if [ -S "$RUN/$NAME-s.sock" ] && start_vm "$NAME-s" "$RUN"; then
+		VMS=$STARTED
+		ctl --vm="$NAME-s" --rundir="$RUN" --status
+		if [ $rc -eq 0 ] && [ "$(field "$TMP/ctl.out" pid)" = "$VMS" ]; then
+			pass stale-socket-replaced
+		else
+			fail stale-socket-replaced "status $rc: $(cat "$TMP/ctl.out" "$TMP/ctl.err")"
+		fi
+		stop_vm "$NAME-s" "$VMS"
+	else
+		fail stale-socket-replaced "restart failed: $(cat "$TMP/$NAME-s.err")"
+	fi
+else
+	fail stale-socket-replaced "first VM did not start: $(cat "$TMP/$NAME-s.err")"
+fi
+
+# ---- where the socket may not be created ---------------------------------
+ln -s "$RUN" "$TMP/link"
+expect_error rundir-symlink "run directory $TMP/link is a symbolic link" \
+	-l com1,null -k "$FIX/echo.elf" --rundir "$TMP/link" vm1
+: >"$TMP/plain"
+expect_error rundir-not-dir "run directory $TMP/plain is not a directory" \
+	-l com1,null -k "$FIX/echo.elf" --rundir "$TMP/plain" vm1
+mkdir -m 777 "$TMP/open"
+chmod 777 "$TMP/open"
+expect_error rundir-world-writable "run directory $TMP/open is writable by others (mode 0777)" \
+	-l com1,null -k "$FIX/echo.elf" --rundir "$TMP/open" vm1
+: >"$RUN/plainfile.sock"
+expect_error socket-path-not-socket "$RUN/plainfile.sock exists and is not a socket" \
+	-l com1,null -k "$FIX/echo.elf" --rundir "$RUN" plainfile
+long=$TMP/$(printf 'd%.0s' $(seq 100))
+expect_error socket-path-too-long "is too long" -l com1,null -k "$FIX/echo.elf" --rundir "$long" vm1
+# missing directories are made, 0700
+mkdir -p "$TMP/deep"
+if start_vm "$NAME-d" "$TMP/deep/a/b"; then
+	m=$(stat -c %a "$TMP/deep/a" "$TMP/deep/a/b" | tr '\n' ' ')
+	[ "$m" = "700 700 " ] && pass rundir-parents-0700 || fail rundir-parents-0700 "modes $m"
+	stop_vm "$NAME-d" "$STARTED" "$TMP/deep/a/b"
+else
+	fail rundir-parents-0700 "$(cat "$TMP/$NAME-d.err")"
+fi
+
+# suspend: the reply, then khyve exits 5 and removes its socket
+if [ $saved -eq 0 ]; then
+	ctl --vm="$NAME" --rundir="$RUN" --suspend="$TMP/snaps/final"
+	for i in $(seq 100); do kill -0 "$VM" 2>/dev/null || break; sleep 0.1; done
+	wait "$VM"
+	vrc=$?
+	if [ $rc -eq 0 ] && [ $vrc -eq 5 ] && [ -f "$TMP/snaps/final.state" ] &&
+	   [ ! -e "$RUN/$NAME.sock" ] && ! sanitizer_report "$TMP/$NAME.err"; then
+		pass suspend-exits-5
+	else
+		fail suspend-exits-5 "khyvectl $rc ($(cat "$TMP/ctl.err")), khyve $vrc, socket: $(ls "$RUN")"
+	fi
+else
+	stop_vm "$NAME" "$VM"
+fi
