@@ -92,6 +92,7 @@ demo: all
 
 bench: all
 	$(Q)python3 bench/boot.py $(BUILD)
+	$(Q)python3 bench/snapshot.py $(BUILD)
 
 clean:
 	rm -rf build build-asan

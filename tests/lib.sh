@@ -3,7 +3,7 @@
 #   PASS name | FAIL name: reason | SKIP name: reason
 # tests/run.sh counts those lines.
 
-BUILD=${BUILD:-build}
+BUILD=$(cd "${BUILD:-build}" && pwd)
 KHYVE=$BUILD/khyve
 GUEST=$BUILD/guest/testguest
 GUEST64=$BUILD/guest/testguest.elf64

@@ -59,3 +59,10 @@ fi
 
 # --help goes to stdout and succeeds
 if "$KHYVE" --help | grep -q "Usage: khyve"; then pass help; else fail help "no usage text"; fi
+
+# the man page documents every option --help lists
+missing=
+for opt in $("$KHYVE" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
+	man -l docs/khyve.8 2>/dev/null | col -b | grep -q -- "$opt" || missing="$missing $opt"
+done
+[ -z "$missing" ] && pass man-page-in-step || fail man-page-in-step "docs/khyve.8 lacks:$missing"

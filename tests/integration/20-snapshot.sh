@@ -164,3 +164,5 @@ start big -c 1 -m 4G -k "$GUEST" -A "$cmd" --debug-exit && {
 		fail sparse-memory-file "file size $size"
 	fi
 }
+
+exit 0

@@ -109,3 +109,5 @@ kill $pid; wait $pid 2>/dev/null
 
 # the state file missing altogether
 refuse state-missing "cannot read snapshot state '$TMP/none.state'" "$TMP/none"
+
+exit 0
