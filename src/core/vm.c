@@ -72,12 +72,13 @@ int vm__open_kvm(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-static int vm__set_memory(struct vm *vm)
+static int vm__set_memory(struct vm *vm, uint32_t flags)
 {
 	for (unsigned int i = 0; i < vm->mem.nregions; i++) {
 		const struct mem_region *rg = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region m = {
 			.slot = i,
+			.flags = flags,
 			.guest_phys_addr = rg->gpa,
 			.memory_size = rg->size,
 			.userspace_addr = (uint64_t)(uintptr_t)(vm->mem.base + rg->offset),
@@ -129,7 +130,7 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 		return fail(ret, err, errlen, "cannot %s %llu MiB of guest memory: %s",
 			    mem_fd >= 0 ? "map" : "allocate",
 			    (unsigned long long)(cfg->mem_size >> 20), strerror(-ret));
-	ret = vm__set_memory(vm);
+	ret = vm__set_memory(vm, 0);
 	if (ret)
 		return fail(ret, err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
 
@@ -164,6 +165,20 @@ uint64_t vm__now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int vm__dirty_log(struct vm *vm, bool on)
+{
+	return vm__set_memory(vm, on ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+}
+
+int vm__get_dirty(struct vm *vm, unsigned int region, uint64_t *bitmap)
+{
+	struct kvm_dirty_log log = { .slot = region, .dirty_bitmap = bitmap };
+
+	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+		return -errno;
+	return 0;
 }
 
 int vm__pause(struct vm *vm)

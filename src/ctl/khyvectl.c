@@ -387,7 +387,7 @@ static json_t *read_reply(int fd, const struct ctl_opts *o, bool show_progress,
 	for (;;) {
 		char *nl;
 
-		while ((nl = memchr(buf, '\n', len)) != NULL) {
+		while (len && (nl = memchr(buf, '\n', len)) != NULL) {
 			size_t l = (size_t)(nl - buf);
 			json_error_t jerr;
 			json_t *m = json_loadb(buf, l, 0, &jerr);

@@ -4,8 +4,14 @@
  * Order of work, so that a failure at any point leaves the VM running and
  * nothing at FILE/FILE.state that was not there before:
  *   1. create both files under temporary names next to FILE;
- *   2. pause the vCPUs (unless a user paused them), capture every vCPU,
- *      the irqchip, PIT, clock and devices, write guest memory, resume;
+ *   2. while the guest runs, with KVM dirty-page logging on, write every
+ *      non-zero page of guest memory (pre-copy);
+ *   3. pause the vCPUs, write again only the pages the guest wrote during
+ *      step 2 (or punch them out if they became zero), capture every vCPU,
+ *      the irqchip, PIT, clock and devices, resume: the guest is stopped
+ *      only for the pages it dirtied, not for all of its memory.  (A VM a
+ *      user paused, or one where dirty logging is unavailable, is written
+ *      whole in this step instead.)
  *   3. write the memory file's trailer and the state file, fsync both;
  *   4. rename the memory file, then the state file, over FILE and
  *      FILE.state, and fsync the directory.
@@ -43,7 +49,8 @@ struct save_ctx {
 	int mem_fd, state_fd;
 	/* fault injection for tests: fail the Nth write with EIO */
 	long fault_at, nwrites;
-	uint64_t data_bytes;
+	uint64_t *written;	/* one bit per page of the file holding data */
+	uint64_t dirty_pages;	/* pages rewritten while paused */
 	char *err;
 	size_t errlen;
 };
@@ -78,6 +85,33 @@ static int save_pwrite(struct save_ctx *c, int fd, const void *buf, size_t len, 
 		len -= (size_t)r;
 		off += (uint64_t)r;
 	}
+	return 0;
+}
+
+static void mark(uint64_t *bm, uint64_t page, uint64_t n, bool set)
+{
+	for (uint64_t i = page; i < page + n; i++) {
+		if (set)
+			bm[i / 64] |= 1ULL << (i % 64);
+		else
+			bm[i / 64] &= ~(1ULL << (i % 64));
+	}
+}
+
+static bool test_bit(const uint64_t *bm, uint64_t i)
+{
+	return bm[i / 64] >> (i % 64) & 1;
+}
+
+/* Write pages [page, page+n) of guest RAM (host-mapping order) to the file. */
+static int write_run(struct save_ctx *c, uint64_t page, uint64_t n)
+{
+	uint64_t o = page * PAGE;
+	int ret = save_pwrite(c, c->mem_fd, c->vm->mem.base + o, n * PAGE, o);
+
+	if (ret)
+		return fail(c, ret, "writing guest memory to '%s': %s", c->opts->path, strerror(-ret));
+	mark(c->written, page, n, true);
 	return 0;
 }
 
@@ -125,13 +159,9 @@ static int write_memory(struct save_ctx *c)
 				continue;
 			}
 			if (run >= 0) {
-				uint64_t o = off + (uint64_t)run * PAGE, n = (uint64_t)(i - run) * PAGE;
-
-				ret = save_pwrite(c, c->mem_fd, mem->base + o, n, o);
+				ret = write_run(c, off / PAGE + (uint64_t)run, (uint64_t)(i - run));
 				if (ret)
-					return fail(c, ret, "writing guest memory to '%s': %s", c->opts->path,
-						    strerror(-ret));
-				c->data_bytes += n;
+					return ret;
 				run = -1;
 			}
 		}
@@ -139,6 +169,70 @@ static int write_memory(struct save_ctx *c)
 			c->opts->progress(c->opts->progress_arg, off + len, mem->size);
 	}
 	return 0;
+}
+
+/*
+ * With the vCPUs stopped: the pages the guest wrote since dirty logging
+ * started hold what they hold now; rewrite them, or make them holes again
+ * if they became zero.
+ */
+static int write_dirty(struct save_ctx *c)
+{
+	struct vm *vm = c->vm;
+	int ret = 0;
+
+	for (unsigned int r = 0; r < vm->mem.nregions && !ret; r++) {
+		const struct mem_region *rg = &vm->mem.regions[r];
+		uint64_t npages = rg->size / PAGE, base = rg->offset / PAGE, run = 0, nrun = 0;
+		uint64_t *dirty = calloc((npages + 63) / 64, sizeof(uint64_t));
+
+		if (!dirty)
+			return fail(c, -ENOMEM, "out of memory");
+		ret = vm__get_dirty(vm, r, dirty);
+		if (ret) {
+			free(dirty);
+			return fail(c, ret, "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
+		}
+		for (uint64_t i = 0; i <= npages && !ret; i++) {
+			bool data = false;
+
+			if (i < npages && test_bit(dirty, i)) {
+				c->dirty_pages++;
+				data = !page_is_zero(vm->mem.base + (base + i) * PAGE);
+				if (!data && test_bit(c->written, base + i)) {
+					if (fallocate(c->mem_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						      (off_t)((base + i) * PAGE), PAGE) < 0) {
+						static const uint8_t zero[PAGE];
+
+						ret = save_pwrite(c, c->mem_fd, zero, PAGE, (base + i) * PAGE);
+						if (ret)
+							ret = fail(c, ret, "writing guest memory to '%s': %s",
+								   c->opts->path, strerror(-ret));
+					}
+					mark(c->written, base + i, 1, false);
+				}
+			}
+			if (data) {
+				if (!nrun)
+					run = i;
+				nrun++;
+			} else if (nrun) {
+				ret = write_run(c, base + run, nrun);
+				nrun = 0;
+			}
+		}
+		free(dirty);
+	}
+	return ret;
+}
+
+static uint64_t data_bytes(const struct save_ctx *c)
+{
+	uint64_t n = 0, words = (c->vm->mem.size / PAGE + 63) / 64;
+
+	for (uint64_t i = 0; i < words; i++)
+		n += (uint64_t)__builtin_popcountll(c->written[i]);
+	return n * PAGE;
 }
 
 static int write_trailer(struct save_ctx *c, const uint8_t uuid[16])
@@ -283,13 +377,18 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 	};
 	struct snap_state st;
 	uint64_t t0 = vm__now_ns(), tp = 0;
-	bool paused_here = false;
+	bool paused_here = false, live = false;
 	const char *fault = getenv("KHYVE_FAULT_SAVE_WRITE");
 	int ret;
 
 	memset(&st, 0, sizeof(st));
 	memset(res, 0, sizeof(*res));
 	c.fault_at = fault ? strtol(fault, NULL, 10) : 0;
+	c.written = calloc((vm->mem.size / PAGE + 63) / 64, sizeof(uint64_t));
+	if (!c.written) {
+		ret = fail(&c, -ENOMEM, "out of memory");
+		goto out;
+	}
 	ret = open_target(&c);
 	if (ret)
 		goto out;
@@ -303,6 +402,20 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 	st.memory.nregions = vm->mem.nregions;
 	memcpy(st.memory.regions, vm->mem.regions, sizeof(st.memory.regions));
 
+	/* pre-copy while the guest runs; KHYVE_SAVE_STOP_COPY=1 turns it off */
+	if (!vm->user_paused && !getenv("KHYVE_SAVE_STOP_COPY")) {
+		live = vm__dirty_log(vm, true) == 0;
+		if (!live)
+			pr_debug("dirty logging unavailable: saving with the vCPUs stopped throughout");
+	}
+	if (live) {
+		ret = write_dirty(&c);	/* starts the interval; nothing is dirty yet */
+		c.dirty_pages = 0;
+		if (!ret)
+			ret = write_memory(&c);
+		if (ret)
+			goto out;
+	}
 	if (!vm->user_paused) {
 		vcpu__pause_all(vm);
 		paused_here = true;
@@ -310,7 +423,7 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 	tp = vm__now_ns();
 	ret = capture(&c, &st);
 	if (!ret)
-		ret = write_memory(&c);
+		ret = live ? write_dirty(&c) : write_memory(&c);
 	if (paused_here)
 		vcpu__resume_all(vm);
 	res->pause_ns = vm__now_ns() - tp;
@@ -318,7 +431,7 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 		goto out;
 
 	st.meta.tsc_khz = st.vcpus[0].tsc_khz;
-	st.memory.data_bytes = c.data_bytes;
+	st.memory.data_bytes = data_bytes(&c);
 	ret = write_trailer(&c, st.memory.uuid);
 	if (ret)
 		goto out;
@@ -342,10 +455,14 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 		pr_warn("fsync of the snapshot directory: %s", strerror(errno));
 
 	res->mem_bytes = vm->mem.size;
-	res->data_bytes = c.data_bytes;
+	res->data_bytes = st.memory.data_bytes;
+	res->dirty_pages = c.dirty_pages;
 	snapfmt__uuid_str(st.uuid, res->uuid);
 	ret = 0;
 out:
+	if (live && vm__dirty_log(vm, false))
+		pr_warn("could not turn dirty-page logging off: %s", strerror(errno));
+	free(c.written);
 	if (c.mem_fd >= 0)
 		close(c.mem_fd);
 	if (c.state_fd >= 0)

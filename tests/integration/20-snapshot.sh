@@ -145,24 +145,30 @@ if [ -e "$TMP/susp.state" ]; then
 fi
 
 # a 4 GiB guest that touches little gives a memory file about that big
-cmd="workload=mem rounds=1 memmb=64 seed=1"
-start big -c 1 -m 4G -k "$GUEST" -A "$cmd" --debug-exit && {
+cmd="workload=mem rounds=100000 memmb=64 seed=1"
+if start big -c 1 -m 4G -k "$GUEST" -A "$cmd"; then
 	vm=$PID
-	sleep 0.5
-	ctl --vm=big --checkpoint="$TMP/big"
+	for i in $(seq 500); do grep -q "^round 1" "$TMP/big.out" && break; sleep 0.02; done
+	ctl --vm=big --checkpoint="$TMP/big" || echo "# big: $(cat "$TMP/ctl.err")"
+	kill $vm
 	wait $vm
-	alloc=$(( $(stat -c %b "$TMP/big") * $(stat -c %B "$TMP/big") ))
-	data=$("$CTL" --inspect="$TMP/big" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory"]["data_bytes"])')
-	size=$(stat -c %s "$TMP/big")
-	if [ "$size" -eq $((4 << 30 + 4096)) ] 2>/dev/null || [ "$size" -eq $(( (4 << 30) + 4096 )) ]; then
-		if [ "$alloc" -le $(( data + data / 20 + (1 << 20) )) ] && [ "$data" -lt $((100 << 20)) ]; then
+	if [ -e "$TMP/big" ]; then
+		alloc=$(( $(stat -c %b "$TMP/big") * $(stat -c %B "$TMP/big") ))
+		data=$("$CTL" --inspect="$TMP/big" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory"]["data_bytes"])')
+		size=$(stat -c %s "$TMP/big")
+		if [ "$size" -ne $(( (4 << 30) + 4096 )) ]; then
+			fail sparse-memory-file "file size $size"
+		elif [ "$alloc" -le $(( data + data / 20 + (1 << 20) )) ] && [ "$data" -lt $((100 << 20)) ] &&
+		     [ "$data" -gt $((64 << 20)) ]; then
 			pass sparse-memory-file
 		else
 			fail sparse-memory-file "allocated $alloc bytes for $data bytes of data"
 		fi
 	else
-		fail sparse-memory-file "file size $size"
+		fail sparse-memory-file "no snapshot was written"
 	fi
-}
+else
+	fail sparse-memory-file "VM did not start"
+fi
 
 exit 0

@@ -20,6 +20,8 @@
 
 #include "khyve/memmap.h"
 #include "khyve/multiboot.h"
+#include <stdlib.h>
+
 #include "khyve/util.h"
 
 #define IMG_CAP		(64 * 1024)
@@ -1353,9 +1355,11 @@ static void test_module_does_not_fit(void **state)
 	static uint8_t small[100];
 	struct elf e = simple_elf(false);
 	size_t len = build_elf(&e);
+	/* module data of its own: the loader copies it into guest memory */
+	uint8_t *big = calloc(1, MEM_SIZE);
 	struct mb_module mods[2] = {
 		{ small, sizeof(small), "small.bin" },
-		{ mem.base, MEM_SIZE - 2 * MiB, "big.img x=1" },	/* any readable bytes */
+		{ big, MEM_SIZE - 2 * MiB, "big.img x=1" },
 	};
 
 	(void)state;
@@ -1369,6 +1373,7 @@ static void test_module_does_not_fit(void **state)
 	mods[0] = mods[1];
 	mods[0].string = "first";
 	assert_fails(load_mods(len, "", mods, 1), -ENOSPC, "first");
+	free(big);
 }
 
 /* A low kernel with a large module: the module must skip the BIOS area. */
