@@ -1,0 +1,206 @@
+/*
+ * Every registered device with snapshot hooks, the Firecracker way:
+ * drive the live device into a non-trivial state, save -> encode -> decode
+ * -> restore into a freshly created device -> save -> encode, and require
+ * the two encodings to be identical byte for byte.  No KVM is needed: the
+ * devices are created on a VM that has a bus and a configuration only.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "khyve/device.h"
+#include "khyve/serial.h"
+#include "khyve/snapfmt.h"
+#include "khyve/vm.h"
+
+struct fake {
+	struct vm vm;
+	struct vm_config cfg;
+};
+
+static void fake_vm(struct fake *f)
+{
+	static char name[] = "t";
+	char err[256];
+
+	memset(f, 0, sizeof(*f));
+	f->cfg.name = name;
+	f->cfg.ncpus = 1;
+	f->cfg.mem_size = 16 << 20;
+	f->cfg.com1 = CONSOLE_STDIO;	/* so vm.console lets us feed input */
+	f->cfg.debug_exit = true;
+	f->cfg.debug_exit_port = 0xf4;
+	f->vm.cfg = &f->cfg;
+	f->vm.kvm_fd = f->vm.vm_fd = f->vm.exit_efd = -1;
+	f->vm.mem.src_fd = -1;
+	atomic_store(&f->vm.exit_status, -1);
+	bus__init(&f->vm.bus);
+	if (device__init_all(&f->vm, err, sizeof(err)))
+		fail_msg("device__init_all: %s", err);
+}
+
+static void out8(struct vm *vm, uint16_t port, uint8_t v)
+{
+	bus__access(&vm->bus, BUS_PIO, port, &v, 1, true);
+}
+
+static uint8_t in8(struct vm *vm, uint16_t port)
+{
+	uint8_t v = 0;
+
+	bus__access(&vm->bus, BUS_PIO, port, &v, 1, false);
+	return v;
+}
+
+/* Put every device with state somewhere far from its reset state. */
+static void drive(struct vm *vm)
+{
+	static const uint8_t input[] = "hello";
+
+	out8(vm, 0x3fb, 0x83);		/* LCR: DLAB */
+	out8(vm, 0x3f8, 0x01);		/* DLL */
+	out8(vm, 0x3f9, 0x00);		/* DLM */
+	out8(vm, 0x3fb, 0x1b);		/* LCR: 8E1 */
+	out8(vm, 0x3fa, 0xc7);		/* FCR: FIFO on, cleared, trigger 14 */
+	out8(vm, 0x3f9, 0x05);		/* IER: RDI | RLSI */
+	out8(vm, 0x3fc, 0x0b);		/* MCR: DTR RTS OUT2 */
+	out8(vm, 0x3ff, 0x5a);		/* SCR */
+	assert_int_equal(serial__input(vm->console, input, 5), 5);
+	assert_int_equal(in8(vm, 0x3f8), 'h');	/* four bytes stay in the FIFO */
+	out8(vm, 0x64, 0xd1);		/* i8042: output-port write pending */
+}
+
+static void encode(const struct device_ops *ops, const void *st, struct sbuf *b)
+{
+	b->len = 0;
+	ops->encode(b, st);
+	assert_int_equal(b->err, 0);
+}
+
+static struct device_instance *find(struct vm *vm, const struct device_ops *ops)
+{
+	for (struct device_instance *d = vm->devices; d; d = d->next)
+		if (d->ops == ops)
+			return d;
+	return NULL;
+}
+
+static void test_round_trip_every_device(void **state)
+{
+	struct fake a, b, fresh;
+	unsigned int tested = 0;
+
+	(void)state;
+	fake_vm(&a);
+	fake_vm(&b);
+	fake_vm(&fresh);
+	drive(&a.vm);
+	for (struct device_instance *d = a.vm.devices; d; d = d->next) {
+		const struct device_ops *ops = d->ops;
+		struct sbuf e1 = { 0 }, e3 = { 0 }, e0 = { 0 };
+		struct dec dec = { .section = ops->name };
+		char err[256] = "";
+		void *s1, *s2, *s3, *s0;
+		cbor_item_t *m;
+
+		if (!d->priv || !ops->save)
+			continue;
+		assert_non_null(ops->encode);
+		assert_non_null(ops->decode);
+		assert_non_null(ops->restore);
+		dec.err = err;
+		dec.errlen = sizeof(err);
+		s0 = calloc(1, ops->state_size);
+		s1 = calloc(1, ops->state_size);
+		s2 = calloc(1, ops->state_size);
+		s3 = calloc(1, ops->state_size);
+		ops->save(d->priv, s1);
+		encode(ops, s1, &e1);
+		/* driving changed something, or the test proves nothing */
+		ops->save(find(&fresh.vm, ops)->priv, s0);
+		encode(ops, s0, &e0);
+		if (e0.len == e1.len && !memcmp(e0.p, e1.p, e1.len))
+			fail_msg("device %s: driven state encodes like a fresh one", ops->name);
+		m = dec__load(&dec, e1.p, e1.len);
+		assert_non_null(m);
+		ops->decode(&dec, m, ops->state_version, s2);
+		cbor_decref(&m);
+		if (dec.ret)
+			fail_msg("device %s: decode: %s", ops->name, err);
+		assert_int_equal(ops->restore(find(&b.vm, ops)->priv, s2, err, sizeof(err)), 0);
+		ops->save(find(&b.vm, ops)->priv, s3);
+		encode(ops, s3, &e3);
+		assert_int_equal(e1.len, e3.len);
+		if (memcmp(e1.p, e3.p, e1.len))
+			fail_msg("device %s: save after restore differs", ops->name);
+		print_message("    %s: %zu bytes, round trip identical\n", ops->name, e1.len);
+		tested++;
+		free(s0); free(s1); free(s2); free(s3);
+		sbuf__free(&e0); sbuf__free(&e1); sbuf__free(&e3);
+	}
+	assert_true(tested >= 2);	/* uart.com1 and i8042 at least */
+	device__exit_all(&a.vm);
+	device__exit_all(&b.vm);
+	device__exit_all(&fresh.vm);
+}
+
+/* A decoder must refuse what its device could never be in. */
+static void test_decode_refuses_impossible_state(void **state)
+{
+	static const struct { const char *dev, *key; uint8_t val; } bad[] = {
+		{ "uart.com1", "ier", 0xf0 }, { "uart.com1", "mcr", 0xe0 },
+		{ "uart.com1", "irq_level", 2 }, { "i8042", "pending_cmd", 0x42 },
+	};
+
+	(void)state;
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const struct device_ops *ops = device__find(bad[i].dev);
+		struct fake f;
+		struct sbuf e = { 0 }, patched = { 0 };
+		struct dec dec = { .section = bad[i].dev };
+		char err[256] = "", key[32];
+		void *s = calloc(1, ops->state_size);
+		uint8_t *at;
+		cbor_item_t *m;
+
+		assert_non_null(ops);
+		fake_vm(&f);
+		ops->save(find(&f.vm, ops)->priv, s);
+		encode(ops, s, &e);
+		/* find "key" followed by 0x18 xx and change xx */
+		snprintf(key, sizeof(key), "%c%s", (char)(0x60 + strlen(bad[i].key)), bad[i].key);
+		at = memmem(e.p, e.len, key, strlen(key));
+		assert_non_null(at);
+		at += strlen(key);
+		assert_int_equal(at[0], 0x18);
+		at[1] = bad[i].val;
+		dec.err = err;
+		dec.errlen = sizeof(err);
+		m = dec__load(&dec, e.p, e.len);
+		assert_non_null(m);
+		ops->decode(&dec, m, ops->state_version, s);
+		cbor_decref(&m);
+		if (!dec.ret)
+			fail_msg("%s.%s = 0x%x was accepted", bad[i].dev, bad[i].key, bad[i].val);
+		assert_non_null(strstr(err, bad[i].dev));
+		free(s);
+		sbuf__free(&e);
+		sbuf__free(&patched);
+		device__exit_all(&f.vm);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip_every_device),
+		cmocka_unit_test(test_decode_refuses_impossible_state),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
