@@ -43,6 +43,13 @@ void memmap__layout(struct guest_mem *mem, uint64_t size);
  */
 void *memmap__gpa_to_hva(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 
+/*
+ * Zero [p, p+len) of guest RAM.  Whole pages are dropped with
+ * MADV_DONTNEED instead of written, so a large .bss costs no page faults
+ * and no resident memory until the guest touches it.
+ */
+void memmap__zero(const struct guest_mem *mem, uint8_t *p, uint64_t len);
+
 /* End of RAM below the MMIO hole. */
 uint64_t memmap__low_end(const struct guest_mem *mem);
 

@@ -36,6 +36,19 @@ void *memmap__gpa_to_hva(const struct guest_mem *mem, uint64_t gpa, uint64_t len
 	return NULL;
 }
 
+void memmap__zero(const struct guest_mem *mem, uint8_t *p, uint64_t len)
+{
+	uintptr_t a = (uintptr_t)p, lo = (a + 4095) & ~(uintptr_t)4095, hi = (a + len) & ~(uintptr_t)4095;
+
+	/* a file-backed (restored) mapping would drop back to the file's bytes */
+	if (mem->src_fd >= 0 || hi <= lo || madvise((void *)lo, hi - lo, MADV_DONTNEED) < 0) {
+		memset(p, 0, len);
+		return;
+	}
+	memset(p, 0, lo - a);
+	memset((void *)hi, 0, a + len - hi);
+}
+
 uint64_t memmap__low_end(const struct guest_mem *mem)
 {
 	return mem->regions[0].size;

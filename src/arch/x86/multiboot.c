@@ -113,7 +113,7 @@ static int load_aout(struct guest_mem *mem, const uint8_t *img, size_t len, size
 		return ret;
 	uint8_t *dst = memmap__gpa_to_hva(mem, load_addr, memsz);
 	memcpy(dst, img + file_off, size);
-	memset(dst + size, 0, memsz - size);
+	memmap__zero(mem, dst + size, memsz - size);
 	out->entry = entry;
 	out->load_start = load_addr;
 	out->load_end = load_addr + memsz;
@@ -229,7 +229,7 @@ static int load_elf(struct guest_mem *mem, const uint8_t *img, size_t len,
 			continue;
 		uint8_t *dst = memmap__gpa_to_hva(mem, ph.paddr, ph.memsz);
 		memcpy(dst, img + ph.offset, ph.filesz);
-		memset(dst + ph.filesz, 0, ph.memsz - ph.filesz);
+		memmap__zero(mem, dst + ph.filesz, ph.memsz - ph.filesz);
 	}
 	out->entry = (uint32_t)entry;
 	out->load_start = lo;
