@@ -28,7 +28,6 @@ struct snapshot_save_result {
 	uint64_t data_bytes;		/* non-zero bytes written to FILE */
 	uint64_t state_bytes;		/* size of FILE.state */
 	uint64_t pause_ns;		/* how long the vCPUs were stopped */
-	uint64_t dirty_pages;		/* pages written again while stopped */
 	uint64_t total_ns;
 	char uuid[37];
 };

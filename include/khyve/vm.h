@@ -82,14 +82,6 @@ void vm__destroy(struct vm *vm);
 
 uint64_t vm__now_ns(void);
 
-/*
- * KVM dirty-page logging on every memory region.  vm__get_dirty fills one
- * bit per 4 KiB page of the region (64-bit words) with the pages the guest
- * wrote since the last call, and starts a new interval.
- */
-int vm__dirty_log(struct vm *vm, bool on);
-int vm__get_dirty(struct vm *vm, unsigned int region, uint64_t *bitmap);
-
 /* Control requests, main thread only: -EALREADY if already in that state. */
 int vm__pause(struct vm *vm);
 int vm__resume(struct vm *vm);

@@ -364,13 +364,12 @@ static int cmd_save(struct control *ctl, struct client *c, const struct request 
 	}
 	pr_info("control: %s saved to %s (%.3f ms paused, %.3f ms in all)", verb, file,
 		ns_to_ms(res.pause_ns), ns_to_ms(res.total_ns));
-	*result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f}",
+	*result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f}",
 			    "file", file,
 			    "uuid", res.uuid,
 			    "mem_bytes", (json_int_t)res.mem_bytes,
 			    "data_bytes", (json_int_t)res.data_bytes,
 			    "state_bytes", (json_int_t)res.state_bytes,
-			    "dirty_pages", (json_int_t)res.dirty_pages,
 			    "pause_ms", ns_to_ms(res.pause_ns),
 			    "total_ms", ns_to_ms(res.total_ns));
 	return 0;

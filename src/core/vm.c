@@ -16,6 +16,7 @@
 #include "khyve/log.h"
 #include "khyve/mptable.h"
 #include "khyve/msr.h"
+#include "khyve/pci.h"
 #include "khyve/vm.h"
 
 /* Top of the 32-bit hole, clear of the IOAPIC and LAPIC pages. */
@@ -72,13 +73,12 @@ int vm__open_kvm(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-static int vm__set_memory(struct vm *vm, uint32_t flags)
+static int vm__set_memory(struct vm *vm)
 {
 	for (unsigned int i = 0; i < vm->mem.nregions; i++) {
 		const struct mem_region *rg = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region m = {
 			.slot = i,
-			.flags = flags,
 			.guest_phys_addr = rg->gpa,
 			.memory_size = rg->size,
 			.userspace_addr = (uint64_t)(uintptr_t)(vm->mem.base + rg->offset),
@@ -130,7 +130,7 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 		return fail(ret, err, errlen, "cannot %s %llu MiB of guest memory: %s",
 			    mem_fd >= 0 ? "map" : "allocate",
 			    (unsigned long long)(cfg->mem_size >> 20), strerror(-ret));
-	ret = vm__set_memory(vm, 0);
+	ret = vm__set_memory(vm);
 	if (ret)
 		return fail(ret, err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
 
@@ -139,7 +139,12 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 		return fail(ret, err, errlen, "cannot create the in-kernel irqchip and PIT: %s",
 			    strerror(-ret));
 	/* a restored guest has its MP table in the memory image already */
-	ret = mem_fd >= 0 ? 0 : mptable__write(&vm->mem, vm->ncpus);
+	if (mem_fd < 0) {
+		struct mptable_pci_irq irqs[CONFIG_MAX_SLOTS];
+		unsigned int nirqs = pci__irq_routes(cfg, irqs);
+
+		ret = mptable__write_pci(&vm->mem, vm->ncpus, cfg->nslots > 0, irqs, nirqs);
+	}
 	if (ret)
 		return fail(ret, err, errlen, "cannot write the MP table for %u vCPUs", vm->ncpus);
 
@@ -165,20 +170,6 @@ uint64_t vm__now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-int vm__dirty_log(struct vm *vm, bool on)
-{
-	return vm__set_memory(vm, on ? KVM_MEM_LOG_DIRTY_PAGES : 0);
-}
-
-int vm__get_dirty(struct vm *vm, unsigned int region, uint64_t *bitmap)
-{
-	struct kvm_dirty_log log = { .slot = region, .dirty_bitmap = bitmap };
-
-	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
-		return -errno;
-	return 0;
 }
 
 int vm__pause(struct vm *vm)

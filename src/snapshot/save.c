@@ -4,14 +4,14 @@
  * Order of work, so that a failure at any point leaves the VM running and
  * nothing at FILE/FILE.state that was not there before:
  *   1. create both files under temporary names next to FILE;
- *   2. while the guest runs, with KVM dirty-page logging on, write every
- *      non-zero page of guest memory (pre-copy);
- *   3. pause the vCPUs, write again only the pages the guest wrote during
- *      step 2 (or punch them out if they became zero), capture every vCPU,
- *      the irqchip, PIT, clock and devices, resume: the guest is stopped
- *      only for the pages it dirtied, not for all of its memory.  (A VM a
- *      user paused, or one where dirty logging is unavailable, is written
- *      whole in this step instead.)
+ *   2. pause the vCPUs (unless a user paused them), capture every vCPU,
+ *      the irqchip, PIT, clock and devices, fork() a writer process, and
+ *      resume: the child's copy-on-write view of guest memory is frozen at
+ *      the pause, so the guest runs on while the child writes it.  The
+ *      pause lasts as long as the capture and the fork (page tables only),
+ *      not as long as writing memory; the price is that pages the guest
+ *      writes meanwhile are copied once.  If fork() fails, memory is
+ *      written with the vCPUs stopped instead;
  *   3. write the memory file's trailer and the state file, fsync both;
  *   4. rename the memory file, then the state file, over FILE and
  *      FILE.state, and fsync the directory.
@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "khyve/device.h"
@@ -50,7 +51,7 @@ struct save_ctx {
 	/* fault injection for tests: fail the Nth write with EIO */
 	long fault_at, nwrites;
 	uint64_t *written;	/* one bit per page of the file holding data */
-	uint64_t dirty_pages;	/* pages rewritten while paused */
+	volatile uint64_t *done;	/* progress, shared with the parent when forked */
 	char *err;
 	size_t errlen;
 };
@@ -88,19 +89,10 @@ static int save_pwrite(struct save_ctx *c, int fd, const void *buf, size_t len, 
 	return 0;
 }
 
-static void mark(uint64_t *bm, uint64_t page, uint64_t n, bool set)
+static void mark(uint64_t *bm, uint64_t page, uint64_t n)
 {
-	for (uint64_t i = page; i < page + n; i++) {
-		if (set)
-			bm[i / 64] |= 1ULL << (i % 64);
-		else
-			bm[i / 64] &= ~(1ULL << (i % 64));
-	}
-}
-
-static bool test_bit(const uint64_t *bm, uint64_t i)
-{
-	return bm[i / 64] >> (i % 64) & 1;
+	for (uint64_t i = page; i < page + n; i++)
+		bm[i / 64] |= 1ULL << (i % 64);
 }
 
 /* Write pages [page, page+n) of guest RAM (host-mapping order) to the file. */
@@ -111,7 +103,7 @@ static int write_run(struct save_ctx *c, uint64_t page, uint64_t n)
 
 	if (ret)
 		return fail(c, ret, "writing guest memory to '%s': %s", c->opts->path, strerror(-ret));
-	mark(c->written, page, n, true);
+	mark(c->written, page, n);
 	return 0;
 }
 
@@ -165,65 +157,12 @@ static int write_memory(struct save_ctx *c)
 				run = -1;
 			}
 		}
-		if (c->opts->progress)
+		if (c->done)
+			*c->done = off + len;
+		else if (c->opts->progress)
 			c->opts->progress(c->opts->progress_arg, off + len, mem->size);
 	}
 	return 0;
-}
-
-/*
- * With the vCPUs stopped: the pages the guest wrote since dirty logging
- * started hold what they hold now; rewrite them, or make them holes again
- * if they became zero.
- */
-static int write_dirty(struct save_ctx *c)
-{
-	struct vm *vm = c->vm;
-	int ret = 0;
-
-	for (unsigned int r = 0; r < vm->mem.nregions && !ret; r++) {
-		const struct mem_region *rg = &vm->mem.regions[r];
-		uint64_t npages = rg->size / PAGE, base = rg->offset / PAGE, run = 0, nrun = 0;
-		uint64_t *dirty = calloc((npages + 63) / 64, sizeof(uint64_t));
-
-		if (!dirty)
-			return fail(c, -ENOMEM, "out of memory");
-		ret = vm__get_dirty(vm, r, dirty);
-		if (ret) {
-			free(dirty);
-			return fail(c, ret, "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
-		}
-		for (uint64_t i = 0; i <= npages && !ret; i++) {
-			bool data = false;
-
-			if (i < npages && test_bit(dirty, i)) {
-				c->dirty_pages++;
-				data = !page_is_zero(vm->mem.base + (base + i) * PAGE);
-				if (!data && test_bit(c->written, base + i)) {
-					if (fallocate(c->mem_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-						      (off_t)((base + i) * PAGE), PAGE) < 0) {
-						static const uint8_t zero[PAGE];
-
-						ret = save_pwrite(c, c->mem_fd, zero, PAGE, (base + i) * PAGE);
-						if (ret)
-							ret = fail(c, ret, "writing guest memory to '%s': %s",
-								   c->opts->path, strerror(-ret));
-					}
-					mark(c->written, base + i, 1, false);
-				}
-			}
-			if (data) {
-				if (!nrun)
-					run = i;
-				nrun++;
-			} else if (nrun) {
-				ret = write_run(c, base + run, nrun);
-				nrun = 0;
-			}
-		}
-		free(dirty);
-	}
-	return ret;
 }
 
 static uint64_t data_bytes(const struct save_ctx *c)
@@ -344,6 +283,7 @@ static int capture(struct save_ctx *c, struct snap_state *st)
 		if (!st->devs[st->ndevs].state)
 			return fail(c, -ENOMEM, "out of memory");
 		st->devs[st->ndevs].ops = d->ops;
+		snprintf(st->devs[st->ndevs].name, sizeof(st->devs[st->ndevs].name), "%s", d->name);
 		d->ops->save(d->priv, st->devs[st->ndevs].state);
 		st->ndevs++;
 	}
@@ -368,6 +308,87 @@ static int write_state(struct save_ctx *c, struct snap_state *st, uint64_t *byte
 	return 0;
 }
 
+/* What the writer process reports, in a page shared with the parent. */
+struct writer_result {
+	volatile uint64_t done;
+	uint64_t data_bytes;
+	long nwrites;		/* so fault injection counts across both processes */
+	int ret;
+	char msg[400];
+};
+
+/*
+ * Fork the process that writes guest memory.  Called with the vCPUs parked
+ * and the state captured, so the child's (copy-on-write) memory is exactly
+ * the saved instant.  The child is one thread of a multithreaded process:
+ * it only makes system calls and touches memory allocated before the fork,
+ * then _exit()s.  Returns the child's pid, or -1 if there is none (the
+ * caller then writes memory itself).
+ */
+static pid_t fork_writer(struct save_ctx *c, const struct snap_state *st, struct writer_result **out)
+{
+	struct writer_result *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t pid;
+
+	if (r == MAP_FAILED)
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		pr_debug("fork: %s; saving with the vCPUs stopped", strerror(errno));
+		munmap(r, sizeof(*r));
+		return -1;
+	}
+	if (pid == 0) {
+		char msg[sizeof(r->msg)] = "";
+		int ret;
+
+		c->err = msg;
+		c->errlen = sizeof(msg);
+		c->done = &r->done;
+		ret = write_memory(c);
+		if (!ret)
+			ret = write_trailer(c, st->memory.uuid);
+		if (!ret && fsync(c->mem_fd) < 0)
+			ret = fail(c, -errno, "syncing '%s' to disk: %s", c->opts->path, strerror(errno));
+		r->data_bytes = data_bytes(c);
+		r->nwrites = c->nwrites;
+		memcpy(r->msg, msg, sizeof(msg));
+		r->ret = ret;
+		_exit(0);
+	}
+	*out = r;
+	return pid;
+}
+
+/* Wait for the writer, reporting its progress; main thread, guest running. */
+static int wait_writer(struct save_ctx *c, pid_t pid, struct writer_result *r)
+{
+	int status;
+
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR)
+			return fail(c, -errno, "waiting for the memory writer: %s", strerror(errno));
+		if (c->opts->progress)
+			c->opts->progress(c->opts->progress_arg, r->done, c->vm->mem.size);
+		usleep(5000);
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		return fail(c, -EIO, "the memory writer process died (%s %d)",
+			    WIFSIGNALED(status) ? "signal" : "status",
+			    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	c->nwrites = r->nwrites;
+	if (r->ret)
+		return fail(c, r->ret, "%s", r->msg);
+	if (c->opts->progress)
+		c->opts->progress(c->opts->progress_arg, c->vm->mem.size, c->vm->mem.size);
+	return 0;
+}
+
 int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 		   struct snapshot_save_result *res, char *err, size_t errlen)
 {
@@ -377,7 +398,9 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 	};
 	struct snap_state st;
 	uint64_t t0 = vm__now_ns(), tp = 0;
-	bool paused_here = false, live = false;
+	bool paused_here = false;
+	struct writer_result *cr = NULL;
+	pid_t child = -1;
 	const char *fault = getenv("KHYVE_FAULT_SAVE_WRITE");
 	int ret;
 
@@ -402,39 +425,29 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 	st.memory.nregions = vm->mem.nregions;
 	memcpy(st.memory.regions, vm->mem.regions, sizeof(st.memory.regions));
 
-	/* pre-copy while the guest runs; KHYVE_SAVE_STOP_COPY=1 turns it off */
-	if (!vm->user_paused && !getenv("KHYVE_SAVE_STOP_COPY")) {
-		live = vm__dirty_log(vm, true) == 0;
-		if (!live)
-			pr_debug("dirty logging unavailable: saving with the vCPUs stopped throughout");
-	}
-	if (live) {
-		ret = write_dirty(&c);	/* starts the interval; nothing is dirty yet */
-		c.dirty_pages = 0;
-		if (!ret)
-			ret = write_memory(&c);
-		if (ret)
-			goto out;
-	}
 	if (!vm->user_paused) {
 		vcpu__pause_all(vm);
 		paused_here = true;
 	}
 	tp = vm__now_ns();
 	ret = capture(&c, &st);
-	if (!ret)
-		ret = live ? write_dirty(&c) : write_memory(&c);
+	if (!ret) {
+		/* KHYVE_SAVE_STOP_COPY=1: no writer process (for comparison) */
+		child = paused_here && !getenv("KHYVE_SAVE_STOP_COPY") ?
+			fork_writer(&c, &st, &cr) : -1;
+		if (child < 0)
+			ret = write_memory(&c) ?: write_trailer(&c, st.memory.uuid);
+	}
 	if (paused_here)
 		vcpu__resume_all(vm);
 	res->pause_ns = vm__now_ns() - tp;
+	if (!ret && child > 0)
+		ret = wait_writer(&c, child, cr);
 	if (ret)
 		goto out;
 
 	st.meta.tsc_khz = st.vcpus[0].tsc_khz;
-	st.memory.data_bytes = data_bytes(&c);
-	ret = write_trailer(&c, st.memory.uuid);
-	if (ret)
-		goto out;
+	st.memory.data_bytes = child > 0 ? cr->data_bytes : data_bytes(&c);
 	ret = write_state(&c, &st, &res->state_bytes);
 	if (ret)
 		goto out;
@@ -456,12 +469,11 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 
 	res->mem_bytes = vm->mem.size;
 	res->data_bytes = st.memory.data_bytes;
-	res->dirty_pages = c.dirty_pages;
 	snapfmt__uuid_str(st.uuid, res->uuid);
 	ret = 0;
 out:
-	if (live && vm__dirty_log(vm, false))
-		pr_warn("could not turn dirty-page logging off: %s", strerror(errno));
+	if (cr)
+		munmap(cr, sizeof(*cr));
 	free(c.written);
 	if (c.mem_fd >= 0)
 		close(c.mem_fd);
