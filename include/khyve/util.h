@@ -16,6 +16,10 @@
  */
 int util__parse_size(const char *s, uint64_t *out);
 
+/* Format a one-line reason into err (if any) and return ret. */
+int util__fail(int ret, char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Parse a whole unsigned decimal or 0x-prefixed number; -EINVAL otherwise. */
 int util__parse_u64(const char *s, uint64_t *out);
 

@@ -29,6 +29,7 @@
 #include "khyve/device.h"
 #include "khyve/log.h"
 #include "khyve/snapshot.h"
+#include "khyve/util.h"
 #include "khyve/vm.h"
 
 #define CONTROL_MAX_CLIENTS	(CONTROL_MAX_POLLFDS - 1)
@@ -99,16 +100,6 @@ struct command {
 		   json_t **result, char *err, size_t errlen);
 };
 
-__attribute__((format(printf, 4, 5)))
-static int fail(int ret, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
 
 /* ---- output ---------------------------------------------------------- */
 
@@ -247,11 +238,11 @@ static int cmd_status(struct control *ctl, struct client *c, const struct reques
 
 	(void)c; (void)rq;
 	if (!devs)
-		return fail(-ENOMEM, err, errlen, "out of memory");
+		return util__fail(-ENOMEM, err, errlen, "out of memory");
 	for (struct device_instance *d = vm->devices; d; d = d->next) {
 		if (json_array_append_new(devs, json_string(d->ops->name))) {
 			json_decref(devs);
-			return fail(-ENOMEM, err, errlen, "out of memory");
+			return util__fail(-ENOMEM, err, errlen, "out of memory");
 		}
 	}
 	*result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o}",
@@ -263,7 +254,7 @@ static int cmd_status(struct control *ctl, struct client *c, const struct reques
 			    "pid", (json_int_t)getpid(),
 			    "devices", devs);
 	if (!*result)
-		return fail(-ENOMEM, err, errlen, "out of memory");
+		return util__fail(-ENOMEM, err, errlen, "out of memory");
 	return 0;
 }
 
@@ -272,7 +263,7 @@ static int cmd_pause(struct control *ctl, struct client *c, const struct request
 {
 	(void)c; (void)rq;
 	if (vm__pause(ctl->vm) == -EALREADY)
-		return fail(-EALREADY, err, errlen, "already paused");
+		return util__fail(-EALREADY, err, errlen, "already paused");
 	pr_debug("control: paused by pid %d", (int)c->pid);
 	*result = json_pack("{s:s}", "state", "paused");
 	return 0;
@@ -283,7 +274,7 @@ static int cmd_resume(struct control *ctl, struct client *c, const struct reques
 {
 	(void)c; (void)rq;
 	if (vm__resume(ctl->vm) == -EALREADY)
-		return fail(-EALREADY, err, errlen, "not paused");
+		return util__fail(-EALREADY, err, errlen, "not paused");
 	pr_debug("control: resumed by pid %d", (int)c->pid);
 	*result = json_pack("{s:s}", "state", "running");
 	return 0;
@@ -338,18 +329,18 @@ static int cmd_save(struct control *ctl, struct client *c, const struct request 
 	int ret;
 
 	if (!file[0])
-		return fail(-EINVAL, err, errlen, "argument \"file\" is empty");
+		return util__fail(-EINVAL, err, errlen, "argument \"file\" is empty");
 	if (strlen(file) >= PATH_MAX)
-		return fail(-ENAMETOOLONG, err, errlen, "argument \"file\" is longer than %d bytes",
+		return util__fail(-ENAMETOOLONG, err, errlen, "argument \"file\" is longer than %d bytes",
 			    PATH_MAX - 1);
 	if (file[0] != '/') {
 		/* khyve's own working directory means nothing to the client */
 		if (rq->dirfd < 0)
-			return fail(-EINVAL, err, errlen,
+			return util__fail(-EINVAL, err, errlen,
 				    "relative path \"%.200s\" needs a directory descriptor passed with "
 				    "the request (SCM_RIGHTS); pass one or give an absolute path", file);
 		if (fstat(rq->dirfd, &st) < 0 || !S_ISDIR(st.st_mode))
-			return fail(-ENOTDIR, err, errlen,
+			return util__fail(-ENOTDIR, err, errlen,
 				    "the descriptor passed with the request is not a directory");
 		opts.dirfd = rq->dirfd;
 	}
@@ -425,14 +416,14 @@ static int request__parse(json_t *msg, struct request *rq, const struct command 
 
 	json_object_foreach(msg, key, v) {
 		if (strcmp(key, "id") && strcmp(key, "cmd") && strcmp(key, "args"))
-			return fail(-EINVAL, err, errlen, "unknown member \"%.64s\" in the request "
+			return util__fail(-EINVAL, err, errlen, "unknown member \"%.64s\" in the request "
 				    "(expected \"id\", \"cmd\" and \"args\")", key);
 	}
 	v = json_object_get(msg, "cmd");
 	if (!v)
-		return fail(-EINVAL, err, errlen, "missing \"cmd\"");
+		return util__fail(-EINVAL, err, errlen, "missing \"cmd\"");
 	if (!json_is_string(v))
-		return fail(-EINVAL, err, errlen, "\"cmd\" must be a string, not %s",
+		return util__fail(-EINVAL, err, errlen, "\"cmd\" must be a string, not %s",
 			    type_name(json_typeof(v)));
 	name = json_string_value(v);
 	*cmd = NULL;
@@ -440,27 +431,27 @@ static int request__parse(json_t *msg, struct request *rq, const struct command 
 		if (!strcmp(name, commands[i].name))
 			*cmd = &commands[i];
 	if (!*cmd)
-		return fail(-EINVAL, err, errlen, "unknown command \"%.64s\" (expected checkpoint, "
+		return util__fail(-EINVAL, err, errlen, "unknown command \"%.64s\" (expected checkpoint, "
 			    "suspend, pause, resume or status)", name);
 
 	rq->args = json_object_get(msg, "args");
 	if (rq->args && !json_is_object(rq->args))
-		return fail(-EINVAL, err, errlen, "\"args\" must be an object, not %s",
+		return util__fail(-EINVAL, err, errlen, "\"args\" must be an object, not %s",
 			    type_name(json_typeof(rq->args)));
 	json_object_foreach(rq->args, key, v) {
 		for (a = (*cmd)->args; a->name; a++)
 			if (!strcmp(a->name, key))
 				break;
 		if (!a->name)
-			return fail(-EINVAL, err, errlen, "unknown argument \"%.64s\" for %s%s", key,
+			return util__fail(-EINVAL, err, errlen, "unknown argument \"%.64s\" for %s%s", key,
 				    name, (*cmd)->args[0].name ? "" : " (it takes none)");
 		if (json_typeof(v) != a->type)
-			return fail(-EINVAL, err, errlen, "argument \"%s\" of %s must be %s, not %s",
+			return util__fail(-EINVAL, err, errlen, "argument \"%s\" of %s must be %s, not %s",
 				    a->name, name, type_name(a->type), type_name(json_typeof(v)));
 	}
 	for (a = (*cmd)->args; a->name; a++)
 		if (a->required && !json_object_get(rq->args, a->name))
-			return fail(-EINVAL, err, errlen, "%s needs the argument \"%s\"", name, a->name);
+			return util__fail(-EINVAL, err, errlen, "%s needs the argument \"%s\"", name, a->name);
 	return 0;
 }
 
@@ -870,19 +861,19 @@ static int rundir__check(const char *dir, char *err, size_t errlen)
 	ret = mkdir_parents(dir);
 	umask(old);
 	if (lstat(dir, &st) < 0)
-		return fail(-errno, err, errlen, "cannot create run directory %s: %s", dir,
+		return util__fail(-errno, err, errlen, "cannot create run directory %s: %s", dir,
 			    strerror(ret ? -ret : errno));
 	if (S_ISLNK(st.st_mode))
-		return fail(-ELOOP, err, errlen, "run directory %s is a symbolic link: refusing it",
+		return util__fail(-ELOOP, err, errlen, "run directory %s is a symbolic link: refusing it",
 			    dir);
 	if (!S_ISDIR(st.st_mode))
-		return fail(-ENOTDIR, err, errlen, "run directory %s is not a directory", dir);
+		return util__fail(-ENOTDIR, err, errlen, "run directory %s is not a directory", dir);
 	/* others who may write there could replace our socket with theirs */
 	if (st.st_uid != geteuid() && st.st_uid != 0)
-		return fail(-EPERM, err, errlen, "run directory %s belongs to uid %u, not to you or "
+		return util__fail(-EPERM, err, errlen, "run directory %s belongs to uid %u, not to you or "
 			    "root", dir, (unsigned int)st.st_uid);
 	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return fail(-EPERM, err, errlen, "run directory %s is writable by others (mode %04o): "
+		return util__fail(-EPERM, err, errlen, "run directory %s is writable by others (mode %04o): "
 			    "use a private directory", dir, (unsigned int)(st.st_mode & 07777));
 	return 0;
 }
@@ -897,29 +888,29 @@ static int control__check_existing(const struct sockaddr_un *sa, const char *nam
 	if (lstat(sa->sun_path, &st) < 0) {
 		if (errno == ENOENT)
 			return 0;
-		return fail(-errno, err, errlen, "cannot check %s: %s", sa->sun_path, strerror(errno));
+		return util__fail(-errno, err, errlen, "cannot check %s: %s", sa->sun_path, strerror(errno));
 	}
 	if (!S_ISSOCK(st.st_mode))
-		return fail(-EEXIST, err, errlen, "%s exists and is not a socket: refusing to replace it",
+		return util__fail(-EEXIST, err, errlen, "%s exists and is not a socket: refusing to replace it",
 			    sa->sun_path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return fail(-errno, err, errlen, "socket: %s", strerror(errno));
+		return util__fail(-errno, err, errlen, "socket: %s", strerror(errno));
 	ret = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
 	if (ret == 0 || errno == EAGAIN || errno == EINPROGRESS) {
 		/* it answers (or its backlog is full): that VM is alive */
 		close(fd);
-		return fail(-EADDRINUSE, err, errlen, "a VM named %s is already running (%s)",
+		return util__fail(-EADDRINUSE, err, errlen, "a VM named %s is already running (%s)",
 			    name, sa->sun_path);
 	}
 	ret = -errno;
 	close(fd);
 	if (ret != -ECONNREFUSED)
-		return fail(ret, err, errlen, "cannot check the existing socket %s: %s",
+		return util__fail(ret, err, errlen, "cannot check the existing socket %s: %s",
 			    sa->sun_path, strerror(-ret));
 	/* nobody listens: left behind by a khyve that was killed */
 	if (unlink(sa->sun_path) < 0 && errno != ENOENT)
-		return fail(-errno, err, errlen, "cannot remove the stale socket %s: %s",
+		return util__fail(-errno, err, errlen, "cannot remove the stale socket %s: %s",
 			    sa->sun_path, strerror(errno));
 	pr_debug("control: removed stale socket %s", sa->sun_path);
 	return 0;
@@ -937,15 +928,15 @@ int control__open(struct vm *vm, const char *rundir, struct control **out, char 
 
 	*out = NULL;
 	if (!name || !name[0])
-		return fail(-EINVAL, err, errlen, "the VM has no name for its control socket");
+		return util__fail(-EINVAL, err, errlen, "the VM has no name for its control socket");
 	dlen = strlen(rundir);
 	if (!dlen)
-		return fail(-EINVAL, err, errlen, "invalid run directory ''");
+		return util__fail(-EINVAL, err, errlen, "invalid run directory ''");
 	while (dlen > 1 && rundir[dlen - 1] == '/')
 		dlen--;
 	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%.*s/%s.sock", (int)dlen, rundir, name);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
-		return fail(-ENAMETOOLONG, err, errlen, "control socket path %.*s/%s.sock is too long "
+		return util__fail(-ENAMETOOLONG, err, errlen, "control socket path %.*s/%s.sock is too long "
 			    "(%d bytes; at most %zu): choose a shorter --rundir", (int)dlen, rundir,
 			    name, n, sizeof(sa.sun_path) - 1);
 	sa.sun_path[dlen] = '\0';
@@ -959,14 +950,14 @@ int control__open(struct vm *vm, const char *rundir, struct control **out, char 
 
 	ctl = calloc(1, sizeof(*ctl));
 	if (!ctl)
-		return fail(-ENOMEM, err, errlen, "out of memory");
+		return util__fail(-ENOMEM, err, errlen, "out of memory");
 	ctl->vm = vm;
 	ctl->owner = getuid();
 	ctl->spare_fd = -1;
 	memcpy(ctl->path, sa.sun_path, sizeof(ctl->path));
 	ctl->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (ctl->lfd < 0) {
-		ret = fail(-errno, err, errlen, "socket: %s", strerror(errno));
+		ret = util__fail(-errno, err, errlen, "socket: %s", strerror(errno));
 		goto err_free;
 	}
 	/* born 0600: no moment at which others may connect */
@@ -976,20 +967,20 @@ int control__open(struct vm *vm, const char *rundir, struct control **out, char 
 	if (ret < 0) {
 		ret = -errno;
 		if (ret == -EADDRINUSE)
-			fail(ret, err, errlen, "a VM named %s is already running (%s)", name, sa.sun_path);
+			util__fail(ret, err, errlen, "a VM named %s is already running (%s)", name, sa.sun_path);
 		else
-			fail(ret, err, errlen, "cannot create the control socket %s: %s", sa.sun_path,
+			util__fail(ret, err, errlen, "cannot create the control socket %s: %s", sa.sun_path,
 			     strerror(-ret));
 		goto err_close;
 	}
 	if (lstat(sa.sun_path, &st) < 0) {
-		ret = fail(-errno, err, errlen, "cannot stat %s: %s", sa.sun_path, strerror(errno));
+		ret = util__fail(-errno, err, errlen, "cannot stat %s: %s", sa.sun_path, strerror(errno));
 		goto err_close;
 	}
 	ctl->dev = st.st_dev;
 	ctl->ino = st.st_ino;
 	if (listen(ctl->lfd, CONTROL_BACKLOG) < 0) {
-		ret = fail(-errno, err, errlen, "listen on %s: %s", sa.sun_path, strerror(errno));
+		ret = util__fail(-errno, err, errlen, "listen on %s: %s", sa.sun_path, strerror(errno));
 		unlink(sa.sun_path);
 		goto err_close;
 	}

@@ -16,23 +16,13 @@
 #include "khyve/log.h"
 #include "khyve/mptable.h"
 #include "khyve/msr.h"
-#include "khyve/pci.h"
+#include "khyve/util.h"
 #include "khyve/vm.h"
 
 /* Top of the 32-bit hole, clear of the IOAPIC and LAPIC pages. */
 #define IDENTITY_MAP_ADDR	0xFEFFC000ULL	/* one page */
 #define TSS_ADDR		0xFEFFD000ULL	/* three pages */
 
-__attribute__((format(printf, 4, 5)))
-static int fail(int ret, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
 
 int vm__open_kvm(struct vm *vm, char *err, size_t errlen)
 {
@@ -49,16 +39,16 @@ int vm__open_kvm(struct vm *vm, char *err, size_t errlen)
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0)
-		return fail(-errno, err, errlen, "cannot open /dev/kvm: %s%s", strerror(errno),
+		return util__fail(-errno, err, errlen, "cannot open /dev/kvm: %s%s", strerror(errno),
 			    errno == ENOENT ? " (is the kvm module loaded?)" :
 			    errno == EACCES ? " (are you in the kvm group?)" : "");
 	r = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (r != KVM_API_VERSION)
-		return fail(-EINVAL, err, errlen, "/dev/kvm has API version %d, khyve needs %d",
+		return util__fail(-EINVAL, err, errlen, "/dev/kvm has API version %d, khyve needs %d",
 			    r, KVM_API_VERSION);
 	for (unsigned int i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
 		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, needed[i].cap) <= 0)
-			return fail(-ENOTSUP, err, errlen, "KVM lacks %s", needed[i].name);
+			return util__fail(-ENOTSUP, err, errlen, "KVM lacks %s", needed[i].name);
 	r = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
 	if (r <= 0)
 		r = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
@@ -68,7 +58,7 @@ int vm__open_kvm(struct vm *vm, char *err, size_t errlen)
 		vm->max_vcpus = 254;
 	r = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (r <= 0)
-		return fail(-EINVAL, err, errlen, "KVM_GET_VCPU_MMAP_SIZE failed: %s", strerror(errno));
+		return util__fail(-EINVAL, err, errlen, "KVM_GET_VCPU_MMAP_SIZE failed: %s", strerror(errno));
 	vm->run_size = (size_t)r;
 	return 0;
 }
@@ -109,44 +99,39 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 
 	vm->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->exit_efd < 0)
-		return fail(-errno, err, errlen, "eventfd: %s", strerror(errno));
+		return util__fail(-errno, err, errlen, "eventfd: %s", strerror(errno));
 	ret = cpuid__supported(vm->kvm_fd, &vm->cpuid);
 	if (ret)
-		return fail(ret, err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
+		return util__fail(ret, err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
 	ret = msr__index_list(vm->kvm_fd, &vm->msr_list, &vm->nmsrs);
 	if (ret)
-		return fail(ret, err, errlen, "KVM_GET_MSR_INDEX_LIST: %s", strerror(-ret));
+		return util__fail(ret, err, errlen, "KVM_GET_MSR_INDEX_LIST: %s", strerror(-ret));
 
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0)
-		return fail(-errno, err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+		return util__fail(-errno, err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &ident) < 0)
-		return fail(-errno, err, errlen, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+		return util__fail(-errno, err, errlen, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)TSS_ADDR) < 0)
-		return fail(-errno, err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+		return util__fail(-errno, err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
 
 	ret = mem_fd >= 0 ? memmap__map_file(&vm->mem, mem_fd) : memmap__alloc(&vm->mem);
 	if (ret)
-		return fail(ret, err, errlen, "cannot %s %llu MiB of guest memory: %s",
+		return util__fail(ret, err, errlen, "cannot %s %llu MiB of guest memory: %s",
 			    mem_fd >= 0 ? "map" : "allocate",
 			    (unsigned long long)(cfg->mem_size >> 20), strerror(-ret));
 	ret = vm__set_memory(vm);
 	if (ret)
-		return fail(ret, err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
+		return util__fail(ret, err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
 
 	ret = irqchip__create(vm->vm_fd, (uint8_t)vm->ncpus);
 	if (ret)
-		return fail(ret, err, errlen, "cannot create the in-kernel irqchip and PIT: %s",
+		return util__fail(ret, err, errlen, "cannot create the in-kernel irqchip and PIT: %s",
 			    strerror(-ret));
 	/* a restored guest has its MP table in the memory image already */
-	if (mem_fd < 0) {
-		struct mptable_pci_irq irqs[CONFIG_MAX_SLOTS];
-		unsigned int nirqs = pci__irq_routes(cfg, irqs);
-
-		ret = mptable__write_pci(&vm->mem, vm->ncpus, cfg->nslots > 0, irqs, nirqs);
-	}
+	ret = mem_fd >= 0 ? 0 : mptable__write(&vm->mem, vm->ncpus);
 	if (ret)
-		return fail(ret, err, errlen, "cannot write the MP table for %u vCPUs", vm->ncpus);
+		return util__fail(ret, err, errlen, "cannot write the MP table for %u vCPUs", vm->ncpus);
 
 	ret = device__init_all(vm, err, errlen);
 	if (ret)
@@ -154,12 +139,12 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 
 	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus)
-		return fail(-ENOMEM, err, errlen, "out of memory");
+		return util__fail(-ENOMEM, err, errlen, "out of memory");
 	for (unsigned int i = 0; i < vm->ncpus; i++) {
 		vm->vcpus[i].fd = -1;
 		ret = vcpu__create(vm, i);
 		if (ret)
-			return fail(ret, err, errlen, "cannot create vCPU %u: %s", i, strerror(-ret));
+			return util__fail(ret, err, errlen, "cannot create vCPU %u: %s", i, strerror(-ret));
 	}
 	return 0;
 }

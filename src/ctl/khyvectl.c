@@ -27,6 +27,7 @@
 
 #include "khyve/control.h"
 #include "khyve/snapshot.h"
+#include "khyve/config.h"
 #include "khyve/util.h"
 
 #define EXIT_FAILED 1
@@ -103,29 +104,6 @@ static int usage_error(const char *fmt, ...)
 	return -EINVAL;
 }
 
-__attribute__((format(printf, 4, 5)))
-static int fail(int ret, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
-/* The same rule as khyve's (src/core/config.c), which khyvectl does not link. */
-static bool valid_name(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (!n || n > VMNAME_MAX || s[0] == '.' || s[0] == '-')
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
-			return false;
-	return true;
-}
 
 static int set_action(struct ctl_opts *o, enum action act, const char *opt, const char *file)
 {
@@ -169,7 +147,7 @@ static int parse_args(struct ctl_opts *o, int argc, char **argv)
 	while (!ret && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_VM:
-			if (!valid_name(optarg))
+			if (!config__valid_name(optarg))
 				return usage_error("invalid VM name '%s': 1 to %d of A-Z a-z 0-9 . _ -, "
 						   "not starting with . or -", optarg, VMNAME_MAX);
 			o->vm = optarg;
@@ -258,11 +236,11 @@ static int ctl_connect(const struct ctl_opts *o, int *fdp, char *err, size_t err
 		dlen--;
 	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%.*s/%s.sock", (int)dlen, o->rundir, o->vm);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
-		return fail(-ENAMETOOLONG, err, errlen, "socket path %.*s/%s.sock is too long (at most "
+		return util__fail(-ENAMETOOLONG, err, errlen, "socket path %.*s/%s.sock is too long (at most "
 			    "%zu bytes)", (int)dlen, o->rundir, o->vm, sizeof(sa.sun_path) - 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return fail(-errno, err, errlen, "socket: %s", strerror(errno));
+		return util__fail(-errno, err, errlen, "socket: %s", strerror(errno));
 	if (o->timeout_s) {
 		/* bounds connect() too: it blocks while khyve's listen backlog is full */
 		struct timeval tv = { .tv_sec = o->timeout_s };
@@ -274,14 +252,14 @@ static int ctl_connect(const struct ctl_opts *o, int *fdp, char *err, size_t err
 
 		close(fd);
 		if (e == EAGAIN || e == EWOULDBLOCK || e == EINPROGRESS)
-			return fail(-ETIMEDOUT, err, errlen, "VM %s does not accept connections (waited "
+			return util__fail(-ETIMEDOUT, err, errlen, "VM %s does not accept connections (waited "
 				    "%u s at %s)", o->vm, o->timeout_s, sa.sun_path);
 		if (e == ENOENT)
-			return fail(-e, err, errlen, "no VM named %s (no socket at %s)", o->vm, sa.sun_path);
+			return util__fail(-e, err, errlen, "no VM named %s (no socket at %s)", o->vm, sa.sun_path);
 		if (e == ECONNREFUSED)
-			return fail(-e, err, errlen, "no VM named %s is running (stale socket %s)",
+			return util__fail(-e, err, errlen, "no VM named %s is running (stale socket %s)",
 				    o->vm, sa.sun_path);
-		return fail(-e, err, errlen, "cannot connect to %s: %s", sa.sun_path, strerror(e));
+		return util__fail(-e, err, errlen, "cannot connect to %s: %s", sa.sun_path, strerror(e));
 	}
 	*fdp = fd;
 	return 0;
@@ -397,9 +375,9 @@ static json_t *read_reply(int fd, const struct ctl_opts *o, bool show_progress,
 			if (!m || !json_is_object(m)) {
 				json_decref(m);
 				if (m)
-					fail(-EPROTO, err, errlen, "the VM sent JSON that is not an object");
+					util__fail(-EPROTO, err, errlen, "the VM sent JSON that is not an object");
 				else
-					fail(-EPROTO, err, errlen, "the VM sent invalid JSON: %s", jerr.text);
+					util__fail(-EPROTO, err, errlen, "the VM sent invalid JSON: %s", jerr.text);
 				goto out;
 			}
 			if (json_object_get(m, "ok")) {
@@ -414,14 +392,14 @@ static json_t *read_reply(int fd, const struct ctl_opts *o, bool show_progress,
 			char *n;
 
 			if (cap >= REPLY_MAX) {
-				fail(-EPROTO, err, errlen, "the VM sent a line longer than %d bytes",
+				util__fail(-EPROTO, err, errlen, "the VM sent a line longer than %d bytes",
 				     REPLY_MAX);
 				goto out;
 			}
 			cap = cap ? cap * 2 : 8192;
 			n = realloc(buf, cap);
 			if (!n) {
-				fail(-ENOMEM, err, errlen, "out of memory");
+				util__fail(-ENOMEM, err, errlen, "out of memory");
 				goto out;
 			}
 			buf = n;
@@ -434,7 +412,7 @@ static json_t *read_reply(int fd, const struct ctl_opts *o, bool show_progress,
 			uint64_t waited = now_ns() - last, limit = o->timeout_s * 1000000000ULL;
 
 			if (waited >= limit) {
-				fail(-ETIMEDOUT, err, errlen, "no answer from VM %s within %u s", o->vm,
+				util__fail(-ETIMEDOUT, err, errlen, "no answer from VM %s within %u s", o->vm,
 				     o->timeout_s);
 				goto out;
 			}
@@ -443,7 +421,7 @@ static json_t *read_reply(int fd, const struct ctl_opts *o, bool show_progress,
 		int r = poll(&p, 1, timeout);
 
 		if (r < 0 && errno != EINTR) {
-			fail(-errno, err, errlen, "poll: %s", strerror(errno));
+			util__fail(-errno, err, errlen, "poll: %s", strerror(errno));
 			goto out;
 		}
 		if (r <= 0)
@@ -453,11 +431,11 @@ static json_t *read_reply(int fd, const struct ctl_opts *o, bool show_progress,
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			fail(-errno, err, errlen, "reading from VM %s: %s", o->vm, strerror(errno));
+			util__fail(-errno, err, errlen, "reading from VM %s: %s", o->vm, strerror(errno));
 			goto out;
 		}
 		if (n == 0) {
-			fail(-ECONNRESET, err, errlen, "VM %s closed the connection without replying",
+			util__fail(-ECONNRESET, err, errlen, "VM %s closed the connection without replying",
 			     o->vm);
 			goto out;
 		}
@@ -501,21 +479,21 @@ static int run_request(const struct ctl_opts *o, char *err, size_t errlen)
 		req = NULL;
 	}
 	if (!req) {
-		ret = fail(-EINVAL, err, errlen, "cannot build the request (is FILE valid UTF-8?)");
+		ret = util__fail(-EINVAL, err, errlen, "cannot build the request (is FILE valid UTF-8?)");
 		goto out;
 	}
 	/* khyve opens a relative FILE from our directory, as we see it */
 	if (o->file && o->file[0] != '/') {
 		dirfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (dirfd < 0) {
-			ret = fail(-errno, err, errlen, "cannot open the current directory: %s",
+			ret = util__fail(-errno, err, errlen, "cannot open the current directory: %s",
 				   strerror(errno));
 			goto out;
 		}
 	}
 	line = json_dumps(req, JSON_COMPACT);
 	if (!line) {
-		ret = fail(-ENOMEM, err, errlen, "out of memory");
+		ret = util__fail(-ENOMEM, err, errlen, "out of memory");
 		goto out;
 	}
 	size_t len = strlen(line);
@@ -526,14 +504,14 @@ static int run_request(const struct ctl_opts *o, char *err, size_t errlen)
 	reply = read_reply(fd, o, tty, &prog, err, errlen);
 	progress_clear(&prog);
 	if (!reply) {
-		ret = sret ? fail(sret, err, errlen, "cannot send to VM %s: %s", o->vm,
+		ret = sret ? util__fail(sret, err, errlen, "cannot send to VM %s: %s", o->vm,
 				  strerror(-sret)) : -EPROTO;
 		goto out;
 	}
 	if (!json_is_true(json_object_get(reply, "ok"))) {
 		const char *e = json_string_value(json_object_get(reply, "error"));
 
-		ret = fail(-EIO, err, errlen, "%s", e ? e : "the request failed, for no reason given");
+		ret = util__fail(-EIO, err, errlen, "%s", e ? e : "the request failed, for no reason given");
 		goto out;
 	}
 	res = json_object_get(reply, "result");
@@ -548,7 +526,7 @@ static int run_request(const struct ctl_opts *o, char *err, size_t errlen)
 	}
 	ret = 0;
 	if (fflush(stdout) == EOF)
-		ret = fail(-errno, err, errlen, "writing the output: %s", strerror(errno));
+		ret = util__fail(-errno, err, errlen, "writing the output: %s", strerror(errno));
 out:
 	free(line);
 	json_decref(req);
@@ -574,7 +552,7 @@ int main(int argc, char **argv)
 	if (o.act == ACT_INSPECT) {
 		ret = snapshot__inspect(o.file, o.json, stdout, err, sizeof(err));
 		if (!ret && fflush(stdout) == EOF)
-			ret = fail(-errno, err, sizeof(err), "writing the output: %s", strerror(errno));
+			ret = util__fail(-errno, err, sizeof(err), "writing the output: %s", strerror(errno));
 	} else {
 		ret = run_request(&o, err, sizeof(err));
 	}

@@ -12,6 +12,7 @@
 #include <xxhash.h>
 
 #include "khyve/snapfmt.h"
+#include "khyve/util.h"
 
 /* ---------- output buffer ---------- */
 
@@ -524,17 +525,6 @@ static bool valid_section_name(const uint8_t *p, size_t n)
 	return true;
 }
 
-__attribute__((format(printf, 4, 5)))
-static int perr(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
 int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8_t uuid[16],
 		   struct snap_section **secs, unsigned int *nsecs, bool keep_going,
 		   char *err, size_t errlen)
@@ -548,16 +538,16 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 	*secs = NULL;
 	*nsecs = 0;
 	if (len < SNAP_HEADER_SIZE)
-		return perr(err, errlen, -EINVAL, "file is too short for a header (%zu bytes)", len);
+		return util__fail(-EINVAL, err, errlen, "file is too short for a header (%zu bytes)", len);
 	if (memcmp(p, SNAP_MAGIC, 8))
-		return perr(err, errlen, -EINVAL, "not a khyve snapshot state file (wrong magic)");
+		return util__fail(-EINVAL, err, errlen, "not a khyve snapshot state file (wrong magic)");
 	*format_version = get_le32(p + 8);
 	if (*format_version > SNAP_FORMAT_VERSION)
-		return perr(err, errlen, -EPROTO,
+		return util__fail(-EPROTO, err, errlen,
 			    "format version %u is newer than this khyve reads (%u)",
 			    *format_version, SNAP_FORMAT_VERSION);
 	if (*format_version == 0 || get_le32(p + 12) != SNAP_HEADER_SIZE)
-		return perr(err, errlen, -EINVAL, "header is damaged (version %u, size %u)",
+		return util__fail(-EINVAL, err, errlen, "header is damaged (version %u, size %u)",
 			    *format_version, get_le32(p + 12));
 	memcpy(uuid, p + 16, 16);
 
@@ -566,24 +556,24 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 		uint16_t nl;
 
 		if (left == 0) {
-			ret = perr(err, errlen, -EINVAL,
+			ret = util__fail(-EINVAL, err, errlen,
 				   "file is truncated: no 'end' section after %u sections (at byte %llu)",
 				   n, (unsigned long long)off);
 			goto fail;
 		}
 		if (left < 6 || memcmp(p + off, SNAP_SECTION_MAGIC, 4)) {
-			ret = perr(err, errlen, -EINVAL, "no section frame at byte %llu%s",
+			ret = util__fail(-EINVAL, err, errlen, "no section frame at byte %llu%s",
 				   (unsigned long long)off, left < 6 ? " (file is truncated)" : "");
 			goto fail;
 		}
 		nl = (uint16_t)(p[off + 4] | p[off + 5] << 8);
 		if (left < (uint64_t)SNAP_SECTION_HDR + nl) {
-			ret = perr(err, errlen, -EINVAL, "file is truncated inside the section frame at byte %llu",
+			ret = util__fail(-EINVAL, err, errlen, "file is truncated inside the section frame at byte %llu",
 				   (unsigned long long)off);
 			goto fail;
 		}
 		if (!valid_section_name(p + off + 6, nl)) {
-			ret = perr(err, errlen, -EINVAL, "section at byte %llu has an invalid name",
+			ret = util__fail(-EINVAL, err, errlen, "section at byte %llu has an invalid name",
 				   (unsigned long long)off);
 			goto fail;
 		}
@@ -593,7 +583,7 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 			cap = cap ? cap * 2 : 16;
 			nv = realloc(v, cap * sizeof(*v));
 			if (!nv) {
-				ret = perr(err, errlen, -ENOMEM, "out of memory");
+				ret = util__fail(-ENOMEM, err, errlen, "out of memory");
 				goto fail;
 			}
 			v = nv;
@@ -608,7 +598,7 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 		s->hash = get_le64(p + off + 22 + nl);
 		s->payload = p + off + SNAP_SECTION_HDR + nl;
 		if (s->len > SNAP_SECTION_MAX || s->len > left - SNAP_SECTION_HDR - nl) {
-			ret = perr(err, errlen, -EINVAL,
+			ret = util__fail(-EINVAL, err, errlen,
 				   "section '%s': length %llu runs past the end of the file (%llu bytes left)%s",
 				   s->name, (unsigned long long)s->len,
 				   (unsigned long long)(left - SNAP_SECTION_HDR - nl),
@@ -616,21 +606,21 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 			goto fail;
 		}
 		if (s->flags & ~SNAP_FLAG_REQUIRED) {
-			ret = perr(err, errlen, -EINVAL, "section '%s' has unknown flags 0x%x", s->name, s->flags);
+			ret = util__fail(-EINVAL, err, errlen, "section '%s' has unknown flags 0x%x", s->name, s->flags);
 			goto fail;
 		}
 		if (n == SNAP_MAX_SECTIONS) {
-			ret = perr(err, errlen, -EINVAL, "more than %d sections", SNAP_MAX_SECTIONS);
+			ret = util__fail(-EINVAL, err, errlen, "more than %d sections", SNAP_MAX_SECTIONS);
 			goto fail;
 		}
 		s->hash_ok = snapfmt__hash(s->payload, s->len) == s->hash;
 		if (!s->hash_ok && !keep_going) {
-			ret = perr(err, errlen, -EINVAL, "section '%s': checksum mismatch (corrupt)", s->name);
+			ret = util__fail(-EINVAL, err, errlen, "section '%s': checksum mismatch (corrupt)", s->name);
 			goto fail;
 		}
 		for (unsigned int i = 0; i < n; i++) {
 			if (!strcmp(v[i].name, s->name)) {
-				ret = perr(err, errlen, -EINVAL, "section '%s' appears twice", s->name);
+				ret = util__fail(-EINVAL, err, errlen, "section '%s' appears twice", s->name);
 				goto fail;
 			}
 		}
@@ -642,12 +632,12 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 
 			ended = true;
 			if (s->version != 1 || s->flags != SNAP_FLAG_REQUIRED) {
-				ret = perr(err, errlen, -EINVAL, "section 'end' has version %u flags 0x%x, expected 1 and 0x1",
+				ret = util__fail(-EINVAL, err, errlen, "section 'end' has version %u flags 0x%x, expected 1 and 0x1",
 					   s->version, s->flags);
 				goto fail;
 			}
 			if (!s->hash_ok) {
-				ret = perr(err, errlen, -EINVAL, "section 'end': checksum mismatch (corrupt)");
+				ret = util__fail(-EINVAL, err, errlen, "section 'end': checksum mismatch (corrupt)");
 				goto fail;
 			}
 			m = dec__load(&d, s->payload, s->len);
@@ -660,17 +650,17 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 				goto fail;
 			}
 			if (count != n) {
-				ret = perr(err, errlen, -EINVAL, "section 'end' counts %u sections, file has %u",
+				ret = util__fail(-EINVAL, err, errlen, "section 'end' counts %u sections, file has %u",
 					   count, n);
 				goto fail;
 			}
 			if (fh != snapfmt__hash(p, off) && !keep_going) {
-				ret = perr(err, errlen, -EINVAL, "file checksum mismatch (corrupt header or frames)");
+				ret = util__fail(-EINVAL, err, errlen, "file checksum mismatch (corrupt header or frames)");
 				goto fail;
 			}
 			off += SNAP_SECTION_HDR + nl + s->len;
 			if (off != len) {
-				ret = perr(err, errlen, -EINVAL, "%llu bytes of garbage after the 'end' section",
+				ret = util__fail(-EINVAL, err, errlen, "%llu bytes of garbage after the 'end' section",
 					   (unsigned long long)(len - off));
 				goto fail;
 			}

@@ -21,17 +21,6 @@
 #include "khyve/util.h"
 #include "khyve/vm.h"
 
-__attribute__((format(printf, 3, 4)))
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 static bool streq(const char *a, const char *b)
 {
 	return !strcmp(a ? a : "", b ? b : "");
@@ -47,27 +36,27 @@ static int merge_config(struct vm_config *cmd, struct vm_config *snap, char *err
 	const char *r = cmd->restore;
 
 	if ((cmd->given & GIVEN_CPUS) && cmd->ncpus != snap->ncpus)
-		return fail(err, errlen, "snapshot '%s': -c %u differs from the snapshot's %u vCPUs",
+		return util__fail(-EINVAL, err, errlen, "snapshot '%s': -c %u differs from the snapshot's %u vCPUs",
 			    r, cmd->ncpus, snap->ncpus);
 	if ((cmd->given & GIVEN_MEMORY) && cmd->mem_size != snap->mem_size)
-		return fail(err, errlen, "snapshot '%s': -m differs from the snapshot's %llu MiB",
+		return util__fail(-EINVAL, err, errlen, "snapshot '%s': -m differs from the snapshot's %llu MiB",
 			    r, (unsigned long long)(snap->mem_size >> 20));
 	if ((cmd->given & GIVEN_KERNEL) && !streq(cmd->kernel, snap->kernel))
-		return fail(err, errlen, "snapshot '%s': -k '%s' differs from the snapshot's kernel '%s'",
+		return util__fail(-EINVAL, err, errlen, "snapshot '%s': -k '%s' differs from the snapshot's kernel '%s'",
 			    r, cmd->kernel, snap->kernel ? snap->kernel : "");
 	if ((cmd->given & GIVEN_CMDLINE) && !streq(cmd->cmdline, snap->cmdline))
-		return fail(err, errlen, "snapshot '%s': -A differs from the snapshot's command line", r);
+		return util__fail(-EINVAL, err, errlen, "snapshot '%s': -A differs from the snapshot's command line", r);
 	if (cmd->given & GIVEN_MODULE) {
 		bool same = cmd->nmodules == snap->nmodules;
 
 		for (unsigned int i = 0; same && i < cmd->nmodules; i++)
 			same = streq(cmd->modules[i].string, snap->modules[i].string);
 		if (!same)
-			return fail(err, errlen, "snapshot '%s': -i differs from the snapshot's modules", r);
+			return util__fail(-EINVAL, err, errlen, "snapshot '%s': -i differs from the snapshot's modules", r);
 	}
 	if ((cmd->given & GIVEN_DEBUG_EXIT) &&
 	    (!snap->debug_exit || cmd->debug_exit_port != snap->debug_exit_port))
-		return fail(err, errlen, "snapshot '%s': --debug-exit differs from the snapshot's (%s)", r,
+		return util__fail(-EINVAL, err, errlen, "snapshot '%s': --debug-exit differs from the snapshot's (%s)", r,
 			    snap->debug_exit ? "another port" : "none");
 
 	/* take the snapshot's configuration, keeping what may be overridden */
@@ -117,7 +106,7 @@ static int check_features(struct vm *vm, const struct vcpu_state *v, const char 
 	memset(&fresh, 0, sizeof(fresh));
 	fresh.hdr.nent = VCPU_MAX_CPUID;
 	if (ioctl(vm->vcpus[0].fd, KVM_GET_CPUID2, &fresh) < 0)
-		return fail(err, errlen, "KVM_GET_CPUID2: %s", strerror(errno));
+		return util__fail(-EINVAL, err, errlen, "KVM_GET_CPUID2: %s", strerror(errno));
 	for (unsigned int i = 0; i < ARRAY_SIZE(leaves) && !ret; i++) {
 		const struct kvm_cpuid_entry2 *s = NULL;
 		struct kvm_cpuid_entry2 *h = cpuid__find(host, leaves[i].fn, leaves[i].idx);
@@ -142,7 +131,7 @@ static int check_features(struct vm *vm, const struct vcpu_state *v, const char 
 			have[2] |= 1u << 31;	/* hypervisor bit: khyve sets it */
 		for (unsigned int r = 0; r < 4; r++) {
 			if (want[r] & ~have[r]) {
-				ret = fail(err, errlen,
+				ret = util__fail(-EINVAL, err, errlen,
 					   "snapshot '%s' needs CPU features this host lacks: CPUID leaf 0x%x.%u %s bits 0x%x",
 					   file, leaves[i].fn, leaves[i].idx, regs[r], want[r] & ~have[r]);
 				break;
@@ -159,14 +148,14 @@ static int check_host(struct vm *vm, const struct snap_state *st, const char *fi
 
 	snapsec__host_meta(&host);
 	if (strcmp(host.vendor, st->meta.vendor))
-		return fail(err, errlen, "snapshot '%s' was taken on a %s CPU; this host's is %s",
+		return util__fail(-EINVAL, err, errlen, "snapshot '%s' was taken on a %s CPU; this host's is %s",
 			    file, st->meta.vendor, host.vendor);
 	if (st->ncpus > vm->max_vcpus)
-		return fail(err, errlen, "snapshot '%s' has %u vCPUs; KVM here allows at most %u",
+		return util__fail(-EINVAL, err, errlen, "snapshot '%s' has %u vCPUs; KVM here allows at most %u",
 			    file, st->ncpus, vm->max_vcpus);
 	for (unsigned int i = 0; i < st->ncpus; i++)
 		if (st->vcpus[i].xsave_len > xsave)
-			return fail(err, errlen,
+			return util__fail(-EINVAL, err, errlen,
 				    "snapshot '%s' section 'vcpu.%u': XSAVE area of %u bytes, this host's is %u",
 				    file, i, st->vcpus[i].xsave_len, xsave);
 	return 0;
@@ -234,7 +223,7 @@ int snapshot__restore(struct vm *vm, char *err, size_t errlen)
 		for (i = 0; i < st.ndevs && st.devs[i].ops != d->ops; i++)
 			;
 		if (i == st.ndevs) {
-			ret = fail(err, errlen, "snapshot '%s': section '%s' is missing", path, d->ops->name);
+			ret = util__fail(-EINVAL, err, errlen, "snapshot '%s': section '%s' is missing", path, d->ops->name);
 			goto out;
 		}
 		ret = d->ops->restore(d->priv, st.devs[i].state, why, sizeof(why));

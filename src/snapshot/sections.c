@@ -296,25 +296,14 @@ static const struct {
 	[K_CLOCK] = { "clock", CLOCK_STATE_VERSION },
 };
 
-__attribute__((format(printf, 4, 5)))
-static int rfail(int ret, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
 static int newer(const struct snap_section *sec, uint32_t known, char *err, size_t errlen)
 {
 	if (sec->version > known)
-		return rfail(-EPROTO, err, errlen,
+		return util__fail(-EPROTO, err, errlen,
 			     "section '%s' has version %u, newer than this khyve reads (%u)",
 			     sec->name, sec->version, known);
 	if (sec->version == 0)
-		return rfail(-EINVAL, err, errlen, "section '%s' has version 0", sec->name);
+		return util__fail(-EINVAL, err, errlen, "section '%s' has version 0", sec->name);
 	return 0;
 }
 
@@ -378,12 +367,12 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 	}
 	for (int k = 0; k <= K_MEMORY; k++) {
 		if (!have[k]) {
-			ret = rfail(-EINVAL, err, errlen, "required section '%s' is missing", fixed[k].name);
+			ret = util__fail(-EINVAL, err, errlen, "required section '%s' is missing", fixed[k].name);
 			goto out;
 		}
 	}
 	if (s->memory.mem_size != s->cfg.mem_size) {
-		ret = rfail(-EINVAL, err, errlen,
+		ret = util__fail(-EINVAL, err, errlen,
 			    "section 'memory' field 'size' (%llu) disagrees with section 'config' field "
 			    "'memory' (%llu)", (unsigned long long)s->memory.mem_size,
 			    (unsigned long long)s->cfg.mem_size);
@@ -393,7 +382,7 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 	s->vcpus = calloc(s->ncpus, sizeof(*s->vcpus));
 	have_vcpu = calloc(s->ncpus, sizeof(bool));
 	if (!s->vcpus || !have_vcpu) {
-		ret = rfail(-ENOMEM, err, errlen, "out of memory");
+		ret = util__fail(-ENOMEM, err, errlen, "out of memory");
 		goto out;
 	}
 
@@ -414,14 +403,14 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 			if (!ops || !ops->decode) {
 				if (!(sec->flags & SNAP_FLAG_REQUIRED))
 					continue;	/* optional and unknown: skip */
-				ret = rfail(-EINVAL, err, errlen,
+				ret = util__fail(-EINVAL, err, errlen,
 					    "unknown required section '%s': this khyve cannot restore it",
 					    sec->name);
 				goto out;
 			}
 		}
 		if (cpu >= 0 && (unsigned int)cpu >= s->ncpus) {
-			ret = rfail(-EINVAL, err, errlen, "section '%s' names a vCPU beyond the %u configured",
+			ret = util__fail(-EINVAL, err, errlen, "section '%s' names a vCPU beyond the %u configured",
 				    sec->name, s->ncpus);
 			goto out;
 		}
@@ -464,13 +453,13 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 	}
 	for (int k = K_IRQCHIP; k < K_NFIXED; k++) {
 		if (!have[k]) {
-			ret = rfail(-EINVAL, err, errlen, "required section '%s' is missing", fixed[k].name);
+			ret = util__fail(-EINVAL, err, errlen, "required section '%s' is missing", fixed[k].name);
 			goto out;
 		}
 	}
 	for (unsigned int i = 0; i < s->ncpus; i++) {
 		if (!have_vcpu[i]) {
-			ret = rfail(-EINVAL, err, errlen, "required section 'vcpu.%u' is missing", i);
+			ret = util__fail(-EINVAL, err, errlen, "required section 'vcpu.%u' is missing", i);
 			goto out;
 		}
 	}
@@ -492,32 +481,32 @@ int snapsec__check_memfile(int fd, const struct snap_memory *m, char *err, size_
 	uint32_t v32;
 
 	if (fstat(fd, &st) < 0)
-		return rfail(-errno, err, errlen, "memory file: %s", strerror(errno));
+		return util__fail(-errno, err, errlen, "memory file: %s", strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return rfail(-EINVAL, err, errlen, "memory file is not a regular file");
+		return util__fail(-EINVAL, err, errlen, "memory file is not a regular file");
 	if ((uint64_t)st.st_size != m->file_size)
-		return rfail(-EINVAL, err, errlen,
+		return util__fail(-EINVAL, err, errlen,
 			     "memory file is %llu bytes, the state file expects %llu (truncated or replaced?)",
 			     (unsigned long long)st.st_size, (unsigned long long)m->file_size);
 	if (pread(fd, t, sizeof(t), (off_t)m->mem_size) != (ssize_t)sizeof(t))
-		return rfail(-EIO, err, errlen, "memory file: cannot read its trailer");
+		return util__fail(-EIO, err, errlen, "memory file: cannot read its trailer");
 	if (memcmp(t, MEMFILE_MAGIC, 8))
-		return rfail(-EINVAL, err, errlen, "memory file has no khyve trailer (wrong magic)");
+		return util__fail(-EINVAL, err, errlen, "memory file has no khyve trailer (wrong magic)");
 	memcpy(&v, t + 40, 8);
 	if (v != snapfmt__hash(t, 40))
-		return rfail(-EINVAL, err, errlen, "memory file trailer is corrupt (checksum mismatch)");
+		return util__fail(-EINVAL, err, errlen, "memory file trailer is corrupt (checksum mismatch)");
 	memcpy(&v32, t + 8, 4);
 	if (v32 != 1)
-		return rfail(v32 > 1 ? -EPROTO : -EINVAL, err, errlen,
+		return util__fail(v32 > 1 ? -EPROTO : -EINVAL, err, errlen,
 			     "memory file trailer version %u %s", v32, v32 > 1 ? "is newer than this khyve reads" : "is invalid");
 	memcpy(&v32, t + 12, 4);
 	if (v32 != MEMFILE_TRAILER)
-		return rfail(-EINVAL, err, errlen, "memory file trailer size %u, expected %d", v32, MEMFILE_TRAILER);
+		return util__fail(-EINVAL, err, errlen, "memory file trailer size %u, expected %d", v32, MEMFILE_TRAILER);
 	memcpy(&v, t + 32, 8);
 	if (memcmp(t + 16, m->uuid, 16) || v != m->mem_size) {
 		snapfmt__uuid_str(m->uuid, want);
 		snapfmt__uuid_str(t + 16, got);
-		return rfail(-EINVAL, err, errlen,
+		return util__fail(-EINVAL, err, errlen,
 			     "memory file belongs to another snapshot (UUID %s, the state file expects %s)",
 			     got, want);
 	}

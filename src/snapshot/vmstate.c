@@ -25,21 +25,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "khyve/util.h"
 #include "khyve/vm.h"
 #include "khyve/vmstate.h"
 
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 
-__attribute__((format(printf, 4, 5)))
-static int fail(int ret, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
 
 uint32_t vmstate__xsave_size(int kvm_fd)
 {
@@ -93,7 +84,7 @@ int vmstate__save_vcpu(struct vm *vm, struct vcpu *v, struct vcpu_state *s, char
 #define GET(ioc, arg)							\
 	do {								\
 		if (ioctl(v->fd, ioc, arg) < 0)				\
-			return fail(-errno, err, errlen, "vCPU %u: " #ioc ": %s", v->id, strerror(errno)); \
+			return util__fail(-errno, err, errlen, "vCPU %u: " #ioc ": %s", v->id, strerror(errno)); \
 	} while (0)
 	GET(KVM_GET_REGS, &s->regs);
 	GET(KVM_GET_SREGS, &s->sregs);
@@ -105,21 +96,21 @@ int vmstate__save_vcpu(struct vm *vm, struct vcpu *v, struct vcpu_state *s, char
 #undef GET
 	s->xsave_len = vmstate__xsave_size(vm->kvm_fd);
 	if (s->xsave_len > VCPU_MAX_XSAVE)
-		return fail(-E2BIG, err, errlen, "XSAVE area of %u bytes is larger than khyve supports",
+		return util__fail(-E2BIG, err, errlen, "XSAVE area of %u bytes is larger than khyve supports",
 			    s->xsave_len);
 	if (ioctl(v->fd, KVM_GET_XSAVE2, s->xsave) < 0)
-		return fail(-errno, err, errlen, "vCPU %u: KVM_GET_XSAVE2: %s", v->id, strerror(errno));
+		return util__fail(-errno, err, errlen, "vCPU %u: KVM_GET_XSAVE2: %s", v->id, strerror(errno));
 	r = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
 	s->tsc_khz = r > 0 ? (uint32_t)r : 0;
 	memset(&c, 0, sizeof(c));
 	c.hdr.nent = VCPU_MAX_CPUID;
 	if (ioctl(v->fd, KVM_GET_CPUID2, &c) < 0)
-		return fail(-errno, err, errlen, "vCPU %u: KVM_GET_CPUID2: %s", v->id, strerror(errno));
+		return util__fail(-errno, err, errlen, "vCPU %u: KVM_GET_CPUID2: %s", v->id, strerror(errno));
 	s->ncpuid = c.hdr.nent;
 	memcpy(s->cpuid, c.e, s->ncpuid * sizeof(c.e[0]));
 	r = save_msrs(vm, v, s);
 	if (r)
-		return fail(r, err, errlen, "vCPU %u: KVM_GET_MSRS: %s", v->id, strerror(-r));
+		return util__fail(r, err, errlen, "vCPU %u: KVM_GET_MSRS: %s", v->id, strerror(-r));
 	return 0;
 }
 
@@ -159,12 +150,12 @@ int vmstate__restore_vcpu(struct vcpu *v, const struct vcpu_state *s, char *err,
 	c.hdr.nent = s->ncpuid;
 	memcpy(c.e, s->cpuid, s->ncpuid * sizeof(c.e[0]));
 	if (ioctl(v->fd, KVM_SET_CPUID2, &c) < 0)
-		return fail(-errno, err, errlen, "vCPU %u: KVM_SET_CPUID2: %s", v->id, strerror(errno));
+		return util__fail(-errno, err, errlen, "vCPU %u: KVM_SET_CPUID2: %s", v->id, strerror(errno));
 
 #define SET(ioc, arg)							\
 	do {								\
 		if (ioctl(v->fd, ioc, arg) < 0)				\
-			return fail(-errno, err, errlen, "vCPU %u: " #ioc ": %s", v->id, strerror(errno)); \
+			return util__fail(-errno, err, errlen, "vCPU %u: " #ioc ": %s", v->id, strerror(errno)); \
 	} while (0)
 	SET(KVM_SET_SREGS, &s->sregs);
 	SET(KVM_SET_REGS, &s->regs);
@@ -172,13 +163,13 @@ int vmstate__restore_vcpu(struct vcpu *v, const struct vcpu_state *s, char *err,
 	SET(KVM_SET_XCRS, &s->xcrs);
 	r = set_msrs(v, s, false, &refused);
 	if (r == -EINVAL)
-		return fail(r, err, errlen, "vCPU %u: KVM refused the saved value of MSR 0x%x", v->id, refused);
+		return util__fail(r, err, errlen, "vCPU %u: KVM refused the saved value of MSR 0x%x", v->id, refused);
 	if (r)
-		return fail(r, err, errlen, "vCPU %u: KVM_SET_MSRS: %s", v->id, strerror(-r));
+		return util__fail(r, err, errlen, "vCPU %u: KVM_SET_MSRS: %s", v->id, strerror(-r));
 	SET(KVM_SET_LAPIC, &s->lapic);
 	r = set_msrs(v, s, true, &refused);
 	if (r)
-		return fail(r, err, errlen, "vCPU %u: KVM refused the TSC deadline", v->id);
+		return util__fail(r, err, errlen, "vCPU %u: KVM refused the TSC deadline", v->id);
 	SET(KVM_SET_MP_STATE, &s->mp);
 	SET(KVM_SET_VCPU_EVENTS, &s->events);
 	SET(KVM_SET_DEBUGREGS, &s->dregs);
@@ -196,17 +187,17 @@ int vmstate__save_vm(struct vm *vm, struct vmkvm_state *s, char *err, size_t err
 		memset(&chip, 0, sizeof(chip));
 		chip.chip_id = i;
 		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip) < 0)
-			return fail(-errno, err, errlen, "KVM_GET_IRQCHIP %u: %s", i, strerror(errno));
+			return util__fail(-errno, err, errlen, "KVM_GET_IRQCHIP %u: %s", i, strerror(errno));
 		if (i < 2)
 			s->pic[i] = chip.chip.pic;
 		else
 			s->ioapic = chip.chip.ioapic;
 	}
 	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &s->pit) < 0)
-		return fail(-errno, err, errlen, "KVM_GET_PIT2: %s", strerror(errno));
+		return util__fail(-errno, err, errlen, "KVM_GET_PIT2: %s", strerror(errno));
 	memset(&clock, 0, sizeof(clock));
 	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
-		return fail(-errno, err, errlen, "KVM_GET_CLOCK: %s", strerror(errno));
+		return util__fail(-errno, err, errlen, "KVM_GET_CLOCK: %s", strerror(errno));
 	s->clock = clock.clock;
 	return 0;
 }
@@ -225,14 +216,14 @@ int vmstate__restore_vm(struct vm *vm, const struct vmkvm_state *s, char *err, s
 		else
 			chip.chip.ioapic = s->ioapic;
 		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
-			return fail(-errno, err, errlen, "KVM_SET_IRQCHIP %u: %s", i, strerror(errno));
+			return util__fail(-errno, err, errlen, "KVM_SET_IRQCHIP %u: %s", i, strerror(errno));
 	}
 	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0)
-		return fail(-errno, err, errlen, "KVM_SET_PIT2: %s", strerror(errno));
+		return util__fail(-errno, err, errlen, "KVM_SET_PIT2: %s", strerror(errno));
 	memset(&clock, 0, sizeof(clock));
 	clock.clock = s->clock;
 	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
-		return fail(-errno, err, errlen, "KVM_SET_CLOCK: %s", strerror(errno));
+		return util__fail(-errno, err, errlen, "KVM_SET_CLOCK: %s", strerror(errno));
 	return 0;
 }
 

@@ -22,18 +22,6 @@ static uint32_t rd32(const uint8_t *p)
 	return v;
 }
 
-__attribute__((format(printf, 4, 5)))
-static int fail(int ret, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 unsigned int multiboot__mmap(const struct guest_mem *mem, struct mb_mmap_entry *e, unsigned int max)
 {
@@ -60,12 +48,12 @@ static int check_range(struct guest_mem *mem, uint64_t addr, uint64_t size, cons
 		       char *err, size_t errlen)
 {
 	if (addr + size < addr || !memmap__gpa_to_hva(mem, addr, size))
-		return fail(-ENOSPC, err, errlen,
+		return util__fail(-ENOSPC, err, errlen,
 			    "%s at 0x%" PRIx64 "-0x%" PRIx64 " does not fit in guest memory "
 			    "(RAM below 4 GiB ends at 0x%" PRIx64 ")",
 			    what, addr, addr + size, memmap__low_end(mem));
 	if (addr < MEM_BIOS_END && addr + size > MEM_EBDA_START)
-		return fail(-ENOEXEC, err, errlen,
+		return util__fail(-ENOEXEC, err, errlen,
 			    "%s at 0x%" PRIx64 "-0x%" PRIx64 " overlaps the reserved area 0x%llx-0x%llx",
 			    what, addr, addr + size, MEM_EBDA_START, MEM_BIOS_END);
 	return 0;
@@ -79,7 +67,7 @@ static int load_aout(struct guest_mem *mem, const uint8_t *img, size_t len, size
 	int ret;
 
 	if (hoff + 32 > len)
-		return fail(-ENOEXEC, err, errlen, "multiboot header is truncated");
+		return util__fail(-ENOEXEC, err, errlen, "multiboot header is truncated");
 	header_addr = rd32(img + hoff + 12);
 	load_addr = rd32(img + hoff + 16);
 	load_end = rd32(img + hoff + 20);
@@ -87,16 +75,16 @@ static int load_aout(struct guest_mem *mem, const uint8_t *img, size_t len, size
 	entry = rd32(img + hoff + 28);
 
 	if (load_addr > header_addr || header_addr - load_addr > hoff)
-		return fail(-ENOEXEC, err, errlen,
+		return util__fail(-ENOEXEC, err, errlen,
 			    "multiboot header: load_addr 0x%x inconsistent with header_addr 0x%x",
 			    load_addr, header_addr);
 	file_off = hoff - (header_addr - load_addr);
 	if (load_end) {
 		if (load_end < load_addr)
-			return fail(-ENOEXEC, err, errlen, "multiboot header: load_end_addr below load_addr");
+			return util__fail(-ENOEXEC, err, errlen, "multiboot header: load_end_addr below load_addr");
 		size = load_end - load_addr;
 		if (file_off + size > len)
-			return fail(-ENOEXEC, err, errlen,
+			return util__fail(-ENOEXEC, err, errlen,
 				    "image is truncated: load_end_addr needs %" PRIu64 " bytes, file has %zu",
 				    file_off + size, len);
 	} else {
@@ -105,7 +93,7 @@ static int load_aout(struct guest_mem *mem, const uint8_t *img, size_t len, size
 	memsz = size;
 	if (bss_end) {
 		if (bss_end < load_addr + size)
-			return fail(-ENOEXEC, err, errlen, "multiboot header: bss_end_addr below load end");
+			return util__fail(-ENOEXEC, err, errlen, "multiboot header: bss_end_addr below load end");
 		memsz = bss_end - load_addr;
 	}
 	ret = check_range(mem, load_addr, memsz, "kernel image", err, errlen);
@@ -160,10 +148,10 @@ static int load_elf(struct guest_mem *mem, const uint8_t *img, size_t len,
 	int ret;
 
 	if (len < sizeof(Elf32_Ehdr) || memcmp(img, ELFMAG, SELFMAG))
-		return fail(-ENOEXEC, err, errlen,
+		return util__fail(-ENOEXEC, err, errlen,
 			    "not an ELF file and its multiboot header has no address fields (flag 16)");
 	if (img[EI_DATA] != ELFDATA2LSB)
-		return fail(-ENOEXEC, err, errlen, "ELF file is not little-endian");
+		return util__fail(-ENOEXEC, err, errlen, "ELF file is not little-endian");
 	if (img[EI_CLASS] == ELFCLASS32) {
 		Elf32_Ehdr eh;
 
@@ -175,35 +163,35 @@ static int load_elf(struct guest_mem *mem, const uint8_t *img, size_t len,
 		Elf64_Ehdr eh;
 
 		if (len < sizeof(eh))
-			return fail(-ENOEXEC, err, errlen, "ELF header is truncated");
+			return util__fail(-ENOEXEC, err, errlen, "ELF header is truncated");
 		memcpy(&eh, img, sizeof(eh));
 		is64 = true;
 		entry = eh.e_entry; phoff = eh.e_phoff; phnum = eh.e_phnum;
 		phentsize = eh.e_phentsize; machine = eh.e_machine; type = eh.e_type;
 	} else {
-		return fail(-ENOEXEC, err, errlen, "unknown ELF class %u", img[EI_CLASS]);
+		return util__fail(-ENOEXEC, err, errlen, "unknown ELF class %u", img[EI_CLASS]);
 	}
 	if (machine != (is64 ? EM_X86_64 : EM_386))
-		return fail(-ENOEXEC, err, errlen, "ELF%d file is not for %s (e_machine %u)",
+		return util__fail(-ENOEXEC, err, errlen, "ELF%d file is not for %s (e_machine %u)",
 			    is64 ? 64 : 32, is64 ? "x86-64" : "i386", machine);
 	if (type != ET_EXEC)
-		return fail(-ENOEXEC, err, errlen, "ELF file is not an executable (e_type %u)", type);
+		return util__fail(-ENOEXEC, err, errlen, "ELF file is not an executable (e_type %u)", type);
 	if (!phnum)
-		return fail(-ENOEXEC, err, errlen, "ELF file has no program headers");
+		return util__fail(-ENOEXEC, err, errlen, "ELF file has no program headers");
 	if (phoff > len)
-		return fail(-ENOEXEC, err, errlen, "ELF program header table is truncated");
+		return util__fail(-ENOEXEC, err, errlen, "ELF program header table is truncated");
 	e_entry = entry;
 
 	/* validate everything before copying anything */
 	for (unsigned int i = 0; i < phnum; i++) {
 		if (read_phdr(img, len, is64, phoff, phentsize, i, &ph))
-			return fail(-ENOEXEC, err, errlen, "ELF program header %u is truncated", i);
+			return util__fail(-ENOEXEC, err, errlen, "ELF program header %u is truncated", i);
 		if (ph.type != PT_LOAD || !ph.memsz)
 			continue;
 		if (ph.filesz > ph.memsz)
-			return fail(-ENOEXEC, err, errlen, "ELF segment %u: file size exceeds memory size", i);
+			return util__fail(-ENOEXEC, err, errlen, "ELF segment %u: file size exceeds memory size", i);
 		if (ph.offset > len || ph.filesz > len - ph.offset)
-			return fail(-ENOEXEC, err, errlen,
+			return util__fail(-ENOEXEC, err, errlen,
 				    "ELF segment %u is truncated: needs bytes up to %" PRIu64 ", file has %zu",
 				    i, ph.offset + ph.filesz, len);
 		ret = check_range(mem, ph.paddr, ph.memsz, "kernel segment", err, errlen);
@@ -218,9 +206,9 @@ static int load_elf(struct guest_mem *mem, const uint8_t *img, size_t len,
 		loaded++;
 	}
 	if (!loaded)
-		return fail(-ENOEXEC, err, errlen, "ELF file has no loadable segment");
+		return util__fail(-ENOEXEC, err, errlen, "ELF file has no loadable segment");
 	if (!entry_mapped || entry > UINT32_MAX)
-		return fail(-ENOEXEC, err, errlen,
+		return util__fail(-ENOEXEC, err, errlen,
 			    "ELF entry point 0x%" PRIx64 " is not inside a loaded segment", entry);
 
 	for (unsigned int i = 0; i < phnum; i++) {
@@ -269,7 +257,7 @@ static int build_info(struct guest_mem *mem, const char *cmdline, const struct m
 	info = skip_reserved(info, size);
 	strs += info;
 	if (info + size > low || info + size < info)
-		return fail(-ENOSPC, err, errlen,
+		return util__fail(-ENOSPC, err, errlen,
 			    "boot information (%" PRIu64 " bytes) does not fit in guest memory after the kernel",
 			    size);
 
@@ -302,7 +290,7 @@ static int build_info(struct guest_mem *mem, const char *cmdline, const struct m
 		mod_addr = skip_reserved(mod_addr, mods[i].len);
 
 		if (mod_addr > low || mods[i].len > low - mod_addr)
-			return fail(-ENOSPC, err, errlen,
+			return util__fail(-ENOSPC, err, errlen,
 				    "module '%s' (%zu bytes) does not fit in guest memory "
 				    "(RAM below 4 GiB ends at 0x%" PRIx64 ")", mods[i].string, mods[i].len, low);
 		dst = memmap__gpa_to_hva(mem, mod_addr, mods[i].len);
@@ -340,13 +328,13 @@ int multiboot__load(struct guest_mem *mem, const void *image, size_t len,
 		}
 	}
 	if (hoff == SIZE_MAX)
-		return fail(-ENOEXEC, err, errlen,
+		return util__fail(-ENOEXEC, err, errlen,
 			    "not a multiboot kernel: no multiboot header in the first %d bytes", MB_SEARCH_LEN);
 	flags = rd32(img + hoff + 4);
 	/* bits 0-15 are requirements; we meet 0 and 1, and treat a video mode
 	 * request (2) as optional, as QEMU does, since there is no display. */
 	if (flags & 0xFFF8u)
-		return fail(-ENOEXEC, err, errlen,
+		return util__fail(-ENOEXEC, err, errlen,
 			    "multiboot header requires unsupported features (flags 0x%x)", flags);
 
 	if (flags & MB_HF_AOUT_KLUDGE)
