@@ -42,6 +42,11 @@
 #define TG_SYS_HALT    3   /* stop this CPU (cli; hlt forever) */
 #define TG_SYS_TICKS   4   /* -> this CPU's timer tick count */
 #define TG_SYS_CPU     5   /* -> this CPU's index */
+#define TG_SYS_PCICFG  6   /* (addr, value, write) -> the PCI configuration
+                              dword at addr (bus/dev/fn/reg as written to
+                              0xCF8, enable bit set by the kernel), written
+                              first if write != 0; ring 3 cannot do port I/O
+                              here, so this is its only ring-0 path */
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>

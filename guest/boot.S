@@ -234,7 +234,7 @@ mb_info:  .long 0
 
 /*
  * Static page tables: identity map of 0..4 GiB with 2 MiB user-accessible
- * pages (LAPIC and IOAPIC pages uncached); RAM above 4 GiB and the RAM
+ * pages (3..4 GiB, the PCI hole with the LAPIC and IOAPIC, uncached); RAM above 4 GiB and the RAM
  * window are added by the kernel in the zeroed tables in .bss.
  */
 	.align 4096
@@ -252,7 +252,7 @@ pdpt:
 pd_low:
 	.set blk, 0
 	.rept 2048
-	.if (blk == 0xfec00000 >> 21) || (blk == 0xfee00000 >> 21)
+	.if blk >= (0xc0000000 >> 21)          /* PCI BARs, IOAPIC, LAPIC: uncached */
 	.quad (blk << 21) | PDE_2M | PTE_UC
 	.else
 	.quad (blk << 21) | PDE_2M

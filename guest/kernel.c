@@ -87,6 +87,12 @@ extern u64 boot_tsc;                                       /* boot.S: TSC at ent
 
 static inline void outb(u16 port, u8 v) { asm volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
 static inline void outl(u16 port, u32 v) { asm volatile("outl %0, %1" : : "a"(v), "Nd"(port)); }
+static inline u32 inl(u16 port)
+{
+	u32 v;
+	asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
 static inline u8 inb(u16 port)
 {
 	u8 v;
@@ -157,6 +163,7 @@ static void __attribute__((noreturn)) halt_forever(void)
 /* serial console (COM1, polled) */
 
 static volatile u32 serial_lock;
+static volatile u32 pci_lock;
 
 static void serial_init(void)
 {
@@ -791,6 +798,15 @@ static void syscall(struct frame *f)
 		break;
 	case TG_SYS_CPU:
 		f->rax = this_cpu()->index;
+		break;
+	case TG_SYS_PCICFG:
+		/* the address latch is shared: one CPU at a time */
+		lock(&pci_lock);
+		outl(0xcf8, 0x80000000u | ((u32)f->rdi & 0x00fffffcu));
+		if (f->rdx)
+			outl(0xcfc, (u32)f->rsi);
+		f->rax = inl(0xcfc);
+		unlock(&pci_lock);
 		break;
 	default:
 		kfail("unknown system call", f->rax);

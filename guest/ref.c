@@ -17,7 +17,7 @@
 static void usage(void)
 {
 	fprintf(stderr, "usage: testguest-ref -c NCPU \"CMDLINE\"\n"
-	                "  CMDLINE: workload=mem,fpu,smp,time rounds=N memmb=M seed=S [fpu=auto|sse|avx2|avx512]\n");
+	                "  CMDLINE: workload=mem,fpu,smp,time,rng rounds=N memmb=M seed=S [fpu=auto|sse|avx2|avx512]\n");
 	exit(2);
 }
 
@@ -96,6 +96,8 @@ int main(int argc, char **argv)
 				res[2][c] = tg_smp_round(slices, &counter, c, n, p.seed, r);
 			if (p.workloads & TG_W_TIME)
 				res[3][c] = tg_time_result(c, r);
+			if (p.workloads & TG_W_RNG)
+				res[4][c] = tg_rng_result(c, r);
 		}
 		h = tg_digest_round(h, &p, n, (const uint64_t(*)[TG_NCPU_MAX])res, counter);
 	}

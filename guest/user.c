@@ -8,6 +8,7 @@
  * the digest and prints "round r".
  */
 #include "abi.h"
+#include "vrng.h"
 #include "work.h"
 
 void user_main(uint64_t cpu);
@@ -167,9 +168,14 @@ static void setup(void)
 	fpu_path = P.fpu == TG_FPU_AUTO ? best : P.fpu;
 	if (fpu_path > best)
 		ufail(0, "fpu path not available on this CPU:", tg_fpu_name(P.fpu));
+	if (P.workloads & TG_W_RNG) {
+		const char *e = tg_vrng_init();
+		if (e)
+			ufail(0, e, 0);
+	}
 
 	char *p = tg_stpcpy(line, "khyve-testguest: workload=");
-	static const char *names[TG_NW] = { "mem", "fpu", "smp", "time" };
+	static const char *names[TG_NW] = { "mem", "fpu", "smp", "time", "rng" };
 	int first = 1;
 	for (int w = 0; w < TG_NW; w++)
 		if (P.workloads & (1u << w)) {
@@ -231,6 +237,15 @@ void user_main(uint64_t cpu)
 		if (P.workloads & TG_W_TIME) {
 			time_round(cpu);
 			res[3][cpu] = tg_time_result((uint32_t)cpu, r);
+		}
+		if (P.workloads & TG_W_RNG) {
+			/* CPU 0 owns the device; the others only take part */
+			if (cpu == 0) {
+				const char *e = tg_vrng_round();
+				if (e)
+					ufail(cpu, e, 0);
+			}
+			res[4][cpu] = tg_rng_result((uint32_t)cpu, r);
 		}
 		barrier_wait(n, snap_counter, r);
 		if (cpu == 0) {

@@ -145,6 +145,8 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 					w |= TG_W_SMP;
 				else if (word_eq(v + i, j - i, "time"))
 					w |= TG_W_TIME;
+				else if (word_eq(v + i, j - i, "rng"))
+					w |= TG_W_RNG;
 				else
 					return set_err(err, errlen, "unknown workload in ", tok, tl);
 				i = j + 1;
@@ -302,6 +304,12 @@ uint64_t tg_smp_round(tg_smp_slices_t *slices, volatile uint64_t *counter,
 }
 
 /* ------------------------------------------------------------------ */
+/* rng: CPU 0 reads TG_RNG_BYTES per round; the others only take part */
+uint64_t tg_rng_result(uint32_t cpu, uint64_t round)
+{
+	return cpu ? 0x726e67 : tg_mix64(0x726e6762797465ULL ^ (round << 16) ^ TG_RNG_BYTES);
+}
+
 /* time: the checks live in the guest; the contribution is a constant */
 
 uint64_t tg_time_result(uint32_t cpu, uint64_t round)

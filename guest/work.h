@@ -18,8 +18,9 @@
 #define TG_W_FPU      2u
 #define TG_W_SMP      4u
 #define TG_W_TIME     8u
-#define TG_W_ALL      15u
-#define TG_NW         4
+#define TG_W_RNG      16u              /* needs a virtio-rnd PCI device */
+#define TG_W_ALL      15u              /* the default: every one needing no device */
+#define TG_NW         5
 
 /* fpu code paths; the digest is the same for all of them */
 #define TG_FPU_AUTO   0
@@ -89,6 +90,15 @@ uint64_t tg_smp_round(tg_smp_slices_t *slices, volatile uint64_t *counter,
 
 /* --- time ----------------------------------------------------------- */
 uint64_t tg_time_result(uint32_t cpu, uint64_t round);
+
+/* --- rng ------------------------------------------------------------ */
+/* bytes CPU 0 reads from the virtio-rnd device per round, in this layout */
+#define TG_RNG_REQS   4                /* requests per round */
+#define TG_RNG_BUF    32               /* bytes per buffer, 2 buffers each */
+#define TG_RNG_BYTES  (TG_RNG_REQS * 2 * TG_RNG_BUF)
+/* The random bytes are checked, never folded: the result depends only on
+ * the parameters (how many bytes, which round, which CPU). */
+uint64_t tg_rng_result(uint32_t cpu, uint64_t round);
 
 /* --- small formatting helpers (no libc) ----------------------------- */
 size_t tg_strlen(const char *s);

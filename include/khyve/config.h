@@ -7,6 +7,9 @@
 #include <stdint.h>
 
 #define CONFIG_MAX_MODULES 32
+#define CONFIG_MAX_SLOTS 32
+#define CONFIG_PCI_SLOTS 32	/* PCI device numbers 0..31 on bus 0 */
+#define CONFIG_PCI_FUNCS 8
 
 enum console_backend {
 	CONSOLE_STDIO = 0,	/* default: the terminal khyve runs on */
@@ -17,6 +20,13 @@ enum console_backend {
 struct module_config {
 	char *path;
 	char *string;	/* the multiboot module string: path plus arguments */
+};
+
+/* -s SLOT[:FUNC],DEVICE[,OPTIONS]: one PCI function on bus 0 */
+struct slot_config {
+	uint8_t slot, func;
+	char *device;	/* a registered PCI device type, e.g. "virtio-rnd" */
+	char *opts;	/* everything after DEVICE, or NULL */
 };
 
 struct vm_config {
@@ -31,6 +41,8 @@ struct vm_config {
 	char *com1_path;
 	bool debug_exit;
 	uint16_t debug_exit_port;
+	unsigned int nslots;	/* in command-line order */
+	struct slot_config slots[CONFIG_MAX_SLOTS];
 	char *rundir;		/* control socket directory, NULL: default */
 	char *restore;		/* -r FILE: restore from this snapshot */
 	/* which options were given explicitly (for -r: must match or override) */
@@ -45,6 +57,7 @@ enum config_given {
 	GIVEN_MODULE = 1u << 4,
 	GIVEN_COM1 = 1u << 5,
 	GIVEN_DEBUG_EXIT = 1u << 6,
+	GIVEN_SLOTS = 1u << 7,
 };
 
 /*
@@ -54,6 +67,13 @@ enum config_given {
 int config__parse(struct vm_config *cfg, int argc, char **argv);
 void config__free(struct vm_config *cfg);
 void config__usage(FILE *f);
+/*
+ * Check the slot table as a whole: slot and function in range, no slot
+ * given twice, function 0 present wherever another function is, 00:00.0
+ * only for the host bridge, every device known with valid options.
+ * 0, or -EINVAL with one line in err.
+ */
+int config__check_slots(const struct vm_config *cfg, char *err, size_t errlen);
 /* VM names: 1-64 of [A-Za-z0-9._-], not starting with "." or "-". */
 bool config__valid_name(const char *s);
 

@@ -6,6 +6,7 @@
 #ifndef KHYVE_DEVICE_H
 #define KHYVE_DEVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,12 +16,18 @@ struct sbuf;
 struct dec;
 struct cbor_item_t;
 
+#define DEVICE_NAME_MAX 64	/* = SNAP_NAME_MAX */
+
 struct device_ops {
-	/* also the name of the device's snapshot section */
+	/*
+	 * The name of the device's snapshot section, or for a type whose
+	 * instances a bus creates (init NULL: PCI functions, see pci.h) the
+	 * base of its instances' names, "<name>.<slot>[.<func>]".
+	 */
 	const char *name;
 	/* Create the device if the configuration asks for it.  Returns 0 and
 	 * sets *priv (NULL: nothing to tear down), or -errno with a one-line
-	 * reason in err. */
+	 * reason in err.  NULL for bus-created types. */
 	int (*init)(struct vm *vm, void **priv, char *err, size_t errlen);
 	void (*exit)(struct vm *vm, void *priv);
 
@@ -43,6 +50,7 @@ struct device_ops {
 struct device_instance {
 	const struct device_ops *ops;
 	void *priv;
+	char name[DEVICE_NAME_MAX + 1];	/* its snapshot section */
 	struct device_instance *next;
 };
 
@@ -51,7 +59,16 @@ struct device_instance {
 	__attribute__((used, section("khyve_devices"))) = &(ops_)
 
 int device__init_all(struct vm *vm, char *err, size_t errlen);
-/* Every registered descriptor, e.g. to find the one a section names. */
+/*
+ * Append an instance a bus created (exit is the bus's business, not the
+ * ops'); 0 or -ENOMEM.
+ */
+int device__add(struct vm *vm, const struct device_ops *ops, void *priv, const char *name);
+/*
+ * The descriptor a section names: a device's exact name, or for a
+ * bus-created type "<name>.<slot>" / "<name>.<slot>.<func>" (decimal, no
+ * leading zeros, slot < 32, func 1..7).
+ */
 const struct device_ops *device__find(const char *name);
 void device__exit_all(struct vm *vm);
 

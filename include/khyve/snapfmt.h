@@ -64,6 +64,7 @@ struct dec {
 	char *err;
 	size_t errlen;
 	int ret;		/* 0, or the first error */
+	uint64_t mem_size;	/* guest RAM, for decoders checking guest addresses */
 };
 
 __attribute__((format(printf, 2, 3)))

@@ -16,9 +16,9 @@
 
 #define KHYVE_VERSION		"0.2"
 #define META_VERSION		1
-#define CONFIG_VERSION		1
+#define CONFIG_VERSION		2	/* 2: PCI slots (-s) */
 #define MEMORY_VERSION		1
-#define SNAP_MAX_DEVICES	16
+#define SNAP_MAX_DEVICES	64
 
 struct snap_meta {
 	char khyve_version[32];
@@ -49,6 +49,7 @@ struct snap_state {
 	unsigned int ndevs;
 	struct {
 		const struct device_ops *ops;
+		char name[DEVICE_NAME_MAX + 1];	/* the instance: its section */
 		void *state;
 	} devs[SNAP_MAX_DEVICES];
 };
@@ -60,7 +61,11 @@ void snapsec__host_meta(struct snap_meta *m);
 void snapsec__encode_meta(struct sbuf *b, const struct snap_meta *m);
 void snapsec__decode_meta(struct dec *d, const cbor_item_t *map, struct snap_meta *m);
 void snapsec__encode_config(struct sbuf *b, const struct vm_config *c);
+/* the current version */
 void snapsec__decode_config(struct dec *d, const cbor_item_t *map, struct vm_config *c);
+/* any version up to CONFIG_VERSION, upgraded (config_v1_to_v2) */
+void snapsec__decode_config_version(struct dec *d, const cbor_item_t *map, uint32_t version,
+				    struct vm_config *c);
 void snapsec__encode_memory(struct sbuf *b, const struct snap_memory *m);
 void snapsec__decode_memory(struct dec *d, const cbor_item_t *map, struct snap_memory *m);
 

@@ -7,6 +7,7 @@
 #include "khyve/config.h"
 #include "khyve/log.h"
 #include "khyve/memmap.h"
+#include "khyve/pci.h"
 #include "khyve/util.h"
 
 #define DEBUG_EXIT_DEFAULT_PORT 0xf4
@@ -17,7 +18,7 @@ void config__usage(FILE *f)
 	fprintf(f,
 "Usage: khyve [-c NCPU] [-m SIZE] -k KERNEL [-A CMDLINE] [-i MODULE]...\n"
 "             [-l com1,stdio|com1,file:PATH|com1,null] [--debug-exit[=PORT]]\n"
-"             [--rundir DIR] [-v] VMNAME\n"
+"             [-s SLOT[:FUNC],DEVICE[,OPTIONS]]... [--rundir DIR] [-v] VMNAME\n"
 "       khyve -r FILE [-l com1,BACKEND] [--rundir DIR] [-v] [VMNAME]\n"
 "\n"
 "Run a multiboot kernel in a KVM virtual machine named VMNAME, or restore\n"
@@ -33,11 +34,15 @@ void config__usage(FILE *f)
 "  -l com1,BACKEND        COM1 (16550A, port 0x3f8, IRQ 4) backend: stdio\n"
 "                         (default; raw terminal, Ctrl-A x quits), file:PATH\n"
 "                         (output appended to PATH), or null\n"
+"  -s SLOT[:FUNC],DEVICE[,OPTIONS]\n"
+"                         a PCI function on bus 0: SLOT 0-31, FUNC 0-7\n"
+"                         (default 0); DEVICE: virtio-rnd (entropy from\n"
+"                         getrandom), hostbridge (00:00.0, added anyway)\n"
 "      --debug-exit[=PORT]  QEMU isa-debug-exit compatible device (default\n"
 "                         port 0xf4): a guest write of V exits with (V<<1)|1\n"
 "  -r, --restore FILE     restore the snapshot FILE (+ FILE.state); other\n"
 "                         options must match the snapshot, except -l com1\n"
-"                         which may override its backend\n"
+"                         which may override its backend (-s: all or none)\n"
 "      --rundir DIR       directory of the control socket VMNAME.sock\n"
 "                         (default /run/khyve)\n"
 "  -v, --verbose          more messages (twice: debug)\n"
@@ -87,6 +92,92 @@ static int parse_com1(struct vm_config *cfg, const char *arg)
 	return 0;
 }
 
+/* -s SLOT[:FUNC],DEVICE[,OPTIONS]; the table is checked as a whole later */
+static int parse_slot(struct vm_config *cfg, const char *arg)
+{
+	struct slot_config *sc;
+	const char *comma = strchr(arg, ',');
+	char num[16], *colon;
+	uint64_t slot, func = 0;
+	size_t n = comma ? (size_t)(comma - arg) : strlen(arg);
+
+	if (!comma || !comma[1] || comma[1] == ',' || n == 0 || n >= sizeof(num)) {
+		pr_err("invalid -s '%s': expected SLOT[:FUNC],DEVICE[,OPTIONS]", arg);
+		return -EINVAL;
+	}
+	memcpy(num, arg, n);
+	num[n] = '\0';
+	colon = strchr(num, ':');
+	if (colon)
+		*colon = '\0';
+	if (util__parse_u64(num, &slot) || slot >= CONFIG_PCI_SLOTS ||
+	    (colon && (util__parse_u64(colon + 1, &func) || func >= CONFIG_PCI_FUNCS))) {
+		pr_err("invalid -s '%s': slot must be 0-31 and function 0-7", arg);
+		return -EINVAL;
+	}
+	if (cfg->nslots == CONFIG_MAX_SLOTS) {
+		pr_err("too many -s: at most %d", CONFIG_MAX_SLOTS);
+		return -EINVAL;
+	}
+	sc = &cfg->slots[cfg->nslots++];
+	sc->slot = (uint8_t)slot;
+	sc->func = (uint8_t)func;
+	if (set_str(&sc->device, comma + 1))
+		return -ENOMEM;
+	colon = strchr(sc->device, ',');
+	if (colon) {
+		*colon = '\0';
+		if (set_str(&sc->opts, colon + 1))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int config__check_slots(const struct vm_config *cfg, char *err, size_t errlen)
+{
+	char why[200];
+
+	for (unsigned int i = 0; i < cfg->nslots; i++) {
+		const struct slot_config *a = &cfg->slots[i];
+		bool has_f0 = false;
+
+		if (a->slot >= CONFIG_PCI_SLOTS || a->func >= CONFIG_PCI_FUNCS) {
+			snprintf(err, errlen, "PCI slot %u:%u does not exist (slot 0-31, function 0-7)",
+				 a->slot, a->func);
+			return -EINVAL;
+		}
+		why[0] = '\0';
+		if (!a->device || pci__check_device(a->device, a->opts, why, sizeof(why))) {
+			snprintf(err, errlen, "-s %u:%u: %s", a->slot, a->func, why[0] ? why : "no device");
+			return -EINVAL;
+		}
+		if (!a->slot && !a->func && strcmp(a->device, "hostbridge")) {
+			snprintf(err, errlen, "-s 0:0: slot 0 function 0 is the host bridge, not %s", a->device);
+			return -EINVAL;
+		}
+		if (a->slot && !strcmp(a->device, "hostbridge")) {
+			snprintf(err, errlen, "-s %u:%u: the host bridge belongs at slot 0", a->slot, a->func);
+			return -EINVAL;
+		}
+		for (unsigned int j = 0; j < cfg->nslots; j++) {
+			const struct slot_config *b = &cfg->slots[j];
+
+			if (j < i && b->slot == a->slot && b->func == a->func) {
+				snprintf(err, errlen, "duplicate PCI slot %u:%u (%s and %s)", a->slot, a->func,
+					 b->device, a->device);
+				return -EINVAL;
+			}
+			has_f0 |= b->slot == a->slot && b->func == 0;
+		}
+		if (a->func && !has_f0 && a->slot) {
+			snprintf(err, errlen, "-s %u:%u: slot %u has no function 0, so guests would not find it",
+				 a->slot, a->func, a->slot);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 bool config__valid_name(const char *s)
 {
 	size_t n = strlen(s);
@@ -109,6 +200,7 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 		{ "cmdline", required_argument, NULL, 'A' },
 		{ "module", required_argument, NULL, 'i' },
 		{ "lpc", required_argument, NULL, 'l' },
+		{ "slot", required_argument, NULL, 's' },
 		{ "debug-exit", optional_argument, NULL, OPT_DEBUG_EXIT },
 		{ "restore", required_argument, NULL, 'r' },
 		{ "rundir", required_argument, NULL, OPT_RUNDIR },
@@ -127,7 +219,7 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 
 	opterr = 0;
 	optind = 0;	/* glibc: a full reset, also of a half-read "-xyz" group */
-	while ((c = getopt_long(argc, argv, ":c:m:k:A:i:l:r:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":c:m:k:A:i:l:s:r:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			if (util__parse_u64(optarg, &v) || v == 0 || v > 4096) {
@@ -189,6 +281,12 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 				return -EINVAL;
 			cfg->given |= GIVEN_COM1;
 			break;
+		case 's':
+			r = parse_slot(cfg, optarg);
+			if (r)
+				return r;
+			cfg->given |= GIVEN_SLOTS;
+			break;
 		case OPT_DEBUG_EXIT:
 			cfg->debug_exit = true;
 			cfg->given |= GIVEN_DEBUG_EXIT;
@@ -233,6 +331,14 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 			return -EINVAL;
 		}
 	}
+	if (cfg->nslots) {
+		char why[256];
+
+		if (config__check_slots(cfg, why, sizeof(why))) {
+			pr_err("%s", why);
+			return -EINVAL;
+		}
+	}
 	if (optind >= argc) {
 		if (cfg->restore)
 			return 0;	/* the name comes from the snapshot */
@@ -268,6 +374,10 @@ void config__free(struct vm_config *cfg)
 	for (unsigned int i = 0; i < cfg->nmodules; i++) {
 		free(cfg->modules[i].path);
 		free(cfg->modules[i].string);
+	}
+	for (unsigned int i = 0; i < cfg->nslots; i++) {
+		free(cfg->slots[i].device);
+		free(cfg->slots[i].opts);
 	}
 	memset(cfg, 0, sizeof(*cfg));
 }

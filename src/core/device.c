@@ -11,36 +11,82 @@
 extern const struct device_ops *const __start_khyve_devices[] __attribute__((weak));
 extern const struct device_ops *const __stop_khyve_devices[] __attribute__((weak));
 
-int device__init_all(struct vm *vm, char *err, size_t errlen)
+int device__add(struct vm *vm, const struct device_ops *ops, void *priv, const char *name)
 {
 	struct device_instance **tail = &vm->devices;
+	struct device_instance *d = calloc(1, sizeof(*d));
 
+	if (!d)
+		return -ENOMEM;
+	d->ops = ops;
+	d->priv = priv;
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = d;
+	return 0;
+}
+
+int device__init_all(struct vm *vm, char *err, size_t errlen)
+{
 	for (const struct device_ops *const *o = __start_khyve_devices; o < __stop_khyve_devices; o++) {
-		struct device_instance *d = calloc(1, sizeof(*d));
+		void *priv = NULL;
 		int ret;
 
-		if (!d)
-			return -ENOMEM;
+		if (!(*o)->init)
+			continue;	/* instances come from a bus */
 		err[0] = '\0';
-		ret = (*o)->init(vm, &d->priv, err, errlen);
+		ret = (*o)->init(vm, &priv, err, errlen);
+		if (!ret && device__add(vm, *o, priv, (*o)->name)) {
+			if ((*o)->exit && priv)
+				(*o)->exit(vm, priv);
+			ret = -ENOMEM;
+		}
 		if (ret) {
-			free(d);
 			if (!err[0])
 				snprintf(err, errlen, "device %s: %s", (*o)->name, strerror(-ret));
 			return ret;
 		}
-		d->ops = *o;
-		*tail = d;
-		tail = &d->next;
 	}
 	return 0;
 }
 
+/* "N" decimal without leading zeros, below max */
+static bool small_number(const char *p, size_t len, unsigned int max)
+{
+	unsigned int n = 0;
+
+	if (!len || (p[0] == '0' && len > 1) || len > 2)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		n = n * 10 + (unsigned int)(p[i] - '0');
+	}
+	return n < max;
+}
+
+static bool instance_suffix(const char *s)
+{
+	const char *dot = strchr(s, '.');
+
+	if (!dot)
+		return small_number(s, strlen(s), 32);
+	return small_number(s, (size_t)(dot - s), 32) && small_number(dot + 1, strlen(dot + 1), 8) &&
+	       strcmp(dot + 1, "0");
+}
+
 const struct device_ops *device__find(const char *name)
 {
-	for (const struct device_ops *const *o = __start_khyve_devices; o < __stop_khyve_devices; o++)
-		if (!strcmp((*o)->name, name))
+	for (const struct device_ops *const *o = __start_khyve_devices; o < __stop_khyve_devices; o++) {
+		size_t n = strlen((*o)->name);
+
+		if ((*o)->init && !strcmp((*o)->name, name))
 			return *o;
+		if (!(*o)->init && !strncmp((*o)->name, name, n) && name[n] == '.' &&
+		    instance_suffix(name + n + 1))
+			return *o;
+	}
 	return NULL;
 }
 

@@ -16,6 +16,7 @@
 #include "khyve/log.h"
 #include "khyve/mptable.h"
 #include "khyve/msr.h"
+#include "khyve/pci.h"
 #include "khyve/util.h"
 #include "khyve/vm.h"
 
@@ -129,7 +130,12 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 		return util__fail(ret, err, errlen, "cannot create the in-kernel irqchip and PIT: %s",
 			    strerror(-ret));
 	/* a restored guest has its MP table in the memory image already */
-	ret = mem_fd >= 0 ? 0 : mptable__write(&vm->mem, vm->ncpus);
+	if (mem_fd < 0) {
+		struct mptable_pci_irq irqs[CONFIG_MAX_SLOTS];
+		unsigned int nirqs = pci__irq_routes(cfg, irqs);
+
+		ret = mptable__write_pci(&vm->mem, vm->ncpus, cfg->nslots > 0, irqs, nirqs);
+	}
 	if (ret)
 		return util__fail(ret, err, errlen, "cannot write the MP table for %u vCPUs", vm->ncpus);
 

@@ -54,6 +54,17 @@ static int merge_config(struct vm_config *cmd, struct vm_config *snap, char *err
 		if (!same)
 			return util__fail(-EINVAL, err, errlen, "snapshot '%s': -i differs from the snapshot's modules", r);
 	}
+	if (cmd->given & GIVEN_SLOTS) {
+		bool same = cmd->nslots == snap->nslots;
+
+		for (unsigned int i = 0; same && i < cmd->nslots; i++)
+			same = cmd->slots[i].slot == snap->slots[i].slot &&
+			       cmd->slots[i].func == snap->slots[i].func &&
+			       streq(cmd->slots[i].device, snap->slots[i].device) &&
+			       streq(cmd->slots[i].opts, snap->slots[i].opts);
+		if (!same)
+			return util__fail(-EINVAL, err, errlen, "snapshot '%s': -s differs from the snapshot's PCI slots", r);
+	}
 	if ((cmd->given & GIVEN_DEBUG_EXIT) &&
 	    (!snap->debug_exit || cmd->debug_exit_port != snap->debug_exit_port))
 		return util__fail(-EINVAL, err, errlen, "snapshot '%s': --debug-exit differs from the snapshot's (%s)", r,
@@ -166,6 +177,7 @@ int snapshot__restore(struct vm *vm, char *err, size_t errlen)
 	struct vm_config *cfg = vm->cfg;
 	char *path = NULL, why[400];
 	struct snap_state st;
+	bool used[SNAP_MAX_DEVICES] = { false };
 	void *buf = NULL;
 	size_t len;
 	int mem_fd = -1, ret;
@@ -220,15 +232,24 @@ int snapshot__restore(struct vm *vm, char *err, size_t errlen)
 
 		if (!d->priv || !d->ops->restore)
 			continue;
-		for (i = 0; i < st.ndevs && st.devs[i].ops != d->ops; i++)
+		for (i = 0; i < st.ndevs && strcmp(st.devs[i].name, d->name); i++)
 			;
 		if (i == st.ndevs) {
-			ret = util__fail(-EINVAL, err, errlen, "snapshot '%s': section '%s' is missing", path, d->ops->name);
+			ret = util__fail(-EINVAL, err, errlen, "snapshot '%s': section '%s' is missing", path, d->name);
 			goto out;
 		}
+		used[i] = true;
 		ret = d->ops->restore(d->priv, st.devs[i].state, why, sizeof(why));
 		if (ret) {
-			snprintf(err, errlen, "snapshot '%s': device %s: %s", path, d->ops->name, why);
+			snprintf(err, errlen, "snapshot '%s': device %s: %s", path, d->name, why);
+			goto out;
+		}
+	}
+	/* a device section the configuration does not create would be lost */
+	for (unsigned int i = 0; i < st.ndevs; i++) {
+		if (!used[i]) {
+			ret = util__fail(-EINVAL, err, errlen, "snapshot '%s': section '%s' names no device of its configuration",
+				   path, st.devs[i].name);
 			goto out;
 		}
 	}

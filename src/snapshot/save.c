@@ -283,6 +283,7 @@ static int capture(struct save_ctx *c, struct snap_state *st)
 		if (!st->devs[st->ndevs].state)
 			return fail(c, -ENOMEM, "out of memory");
 		st->devs[st->ndevs].ops = d->ops;
+		snprintf(st->devs[st->ndevs].name, sizeof(st->devs[st->ndevs].name), "%s", d->name);
 		d->ops->save(d->priv, st->devs[st->ndevs].state);
 		st->ndevs++;
 	}

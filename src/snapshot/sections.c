@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "khyve/pci.h"
 #include "khyve/snapsec.h"
 #include "khyve/util.h"
 
@@ -100,6 +101,16 @@ void snapsec__encode_config(struct sbuf *b, const struct vm_config *c)
 	enc__bool(b, "enabled", c->debug_exit);
 	enc__u16(b, "port", c->debug_exit_port);
 	enc__end(b);
+	enc__array_key(b, "slots");
+	for (unsigned int i = 0; i < c->nslots; i++) {
+		enc__map(b);
+		enc__u8(b, "slot", c->slots[i].slot);
+		enc__u8(b, "func", c->slots[i].func);
+		enc__str(b, "device", c->slots[i].device);
+		enc__str(b, "options", c->slots[i].opts ? c->slots[i].opts : "");
+		enc__end(b);
+	}
+	enc__end(b);
 	enc__end(b);
 }
 
@@ -117,7 +128,44 @@ static char *dec_strdup(struct dec *d, const cbor_item_t *m, const char *key, ch
 	return s;
 }
 
+/* Version 1 had no PCI: a v1 machine is one without -s. */
+static void config_v1_to_v2(struct vm_config *c)
+{
+	c->nslots = 0;
+}
+
+static void decode_slots(struct dec *d, const cbor_item_t *map, struct vm_config *c, char *tmp)
+{
+	cbor_item_t **sl;
+	size_t n = 0;
+
+	sl = dec__array(d, map, "slots", &n);
+	if (!d->ret && n > CONFIG_MAX_SLOTS)
+		dec__fail(d, "field 'slots' has %zu entries, at most %d", n, CONFIG_MAX_SLOTS);
+	for (size_t i = 0; sl && !d->ret && i < n; i++) {
+		struct slot_config *sc = &c->slots[i];
+
+		c->nslots = (unsigned int)i + 1;
+		sc->slot = dec__u8(d, sl[i], "slot");
+		sc->func = dec__u8(d, sl[i], "func");
+		sc->device = dec_strdup(d, sl[i], "device", tmp, false);
+		sc->opts = dec_strdup(d, sl[i], "options", tmp, true);
+	}
+	if (!d->ret) {
+		char why[256];
+
+		if (config__check_slots(c, why, sizeof(why)))
+			dec__fail(d, "field 'slots': %s", why);
+	}
+}
+
 void snapsec__decode_config(struct dec *d, const cbor_item_t *map, struct vm_config *c)
+{
+	snapsec__decode_config_version(d, map, CONFIG_VERSION, c);
+}
+
+void snapsec__decode_config_version(struct dec *d, const cbor_item_t *map, uint32_t version,
+				    struct vm_config *c)
 {
 	char *tmp = malloc(STR_MAX), backend[16];
 	const cbor_item_t *x;
@@ -169,6 +217,10 @@ void snapsec__decode_config(struct dec *d, const cbor_item_t *map, struct vm_con
 	c->debug_exit_port = dec__u16(d, x, "port");
 	if (!d->ret && c->debug_exit_port > 0xfffc)
 		dec__fail(d, "field 'debug_exit.port' is 0x%x, above 0xfffc", c->debug_exit_port);
+	if (version >= 2)
+		decode_slots(d, map, c, tmp);
+	else
+		config_v1_to_v2(c);
 	free(tmp);
 }
 
@@ -271,7 +323,7 @@ int snapsec__write_state(struct sbuf *out, const struct snap_state *s)
 	SECTION("pit", PIT_STATE_VERSION, vmstate__encode_pit(&b, &s->vmk));
 	SECTION("clock", CLOCK_STATE_VERSION, vmstate__encode_clock(&b, &s->vmk));
 	for (unsigned int i = 0; i < s->ndevs; i++)
-		SECTION(s->devs[i].ops->name, s->devs[i].ops->state_version,
+		SECTION(s->devs[i].name, s->devs[i].ops->state_version,
 			s->devs[i].ops->encode(&b, s->devs[i].state));
 #undef SECTION
 	snapfmt__finish(out, count);
@@ -295,6 +347,7 @@ static const struct {
 	[K_PIT] = { "pit", PIT_STATE_VERSION },
 	[K_CLOCK] = { "clock", CLOCK_STATE_VERSION },
 };
+
 
 static int newer(const struct snap_section *sec, uint32_t known, char *err, size_t errlen)
 {
@@ -321,6 +374,43 @@ static int vcpu_index(const char *name)
 		n = n * 10 + (*p - '0');
 	}
 	return n < 254 ? n : -1;
+}
+
+/*
+ * PCI functions' sections against the slot table, still in phase one: one
+ * section per function whose type has state, and none for a function the
+ * configuration lacks.
+ */
+static int check_pci_sections(const struct snap_state *s, char *err, size_t errlen)
+{
+	char name[DEVICE_NAME_MAX + 1];
+	bool found;
+
+	for (unsigned int i = 0; i < s->ndevs; i++) {
+		if (s->devs[i].ops->init)
+			continue;	/* not a bus-created instance */
+		found = false;
+		for (unsigned int j = 0; j < s->cfg.nslots && !found; j++) {
+			pci__instance_name(&s->cfg.slots[j], name, sizeof(name));
+			found = !strcmp(name, s->devs[i].name);
+		}
+		if (!found)
+			return util__fail(-EINVAL, err, errlen,
+					  "section '%s' names no PCI function of section 'config'", s->devs[i].name);
+	}
+	for (unsigned int j = 0; j < s->cfg.nslots; j++) {
+		const struct pci_devtype *t = pci__find_type(s->cfg.slots[j].device);
+
+		if (!t || !t->ops->save)
+			continue;
+		pci__instance_name(&s->cfg.slots[j], name, sizeof(name));
+		found = false;
+		for (unsigned int i = 0; i < s->ndevs && !found; i++)
+			found = !strcmp(name, s->devs[i].name);
+		if (!found)
+			return util__fail(-EINVAL, err, errlen, "required section '%s' is missing", name);
+	}
+	return 0;
 }
 
 int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char *err, size_t errlen)
@@ -354,7 +444,7 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 		if (k == K_META)
 			snapsec__decode_meta(&d, m, &s->meta);
 		else if (k == K_CONFIG)
-			snapsec__decode_config(&d, m, &s->cfg);
+			snapsec__decode_config_version(&d, m, secs[i].version, &s->cfg);
 		else
 			snapsec__decode_memory(&d, m, &s->memory);
 		if (m)
@@ -389,7 +479,8 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 	/* pass 2: machine and device state */
 	for (unsigned int i = 0; i < nsecs; i++) {
 		struct snap_section *sec = &secs[i];
-		struct dec d = { .section = sec->name, .err = err, .errlen = errlen };
+		struct dec d = { .section = sec->name, .err = err, .errlen = errlen,
+				 .mem_size = s->cfg.mem_size };
 		const struct device_ops *ops = NULL;
 		cbor_item_t *m;
 		int k, cpu = vcpu_index(sec->name);
@@ -437,6 +528,7 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 				dec__fail(&d, "out of memory");
 			} else {
 				s->devs[s->ndevs].ops = ops;
+				snprintf(s->devs[s->ndevs].name, sizeof(s->devs[s->ndevs].name), "%s", sec->name);
 				s->devs[s->ndevs].state = st;
 				s->ndevs++;
 				ops->decode(&d, m, sec->version, st);
@@ -463,7 +555,7 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 			goto out;
 		}
 	}
-	ret = 0;
+	ret = check_pci_sections(s, err, errlen);
 out:
 	free(have_vcpu);
 	free(secs);

@@ -582,7 +582,8 @@ static void build(struct sbuf *out, const struct snap_state *s, const struct bop
 	snapfmt__header(out, s->uuid);
 	for (unsigned int i = 0; i < n; i++) {
 		const struct sbuf *pl = &b;
-		uint32_t ver = 1;	/* every section of format 1 is at version 1 */
+		/* every section of format 1 is at version 1, but config (2: PCI slots) */
+		uint32_t ver = !strcmp(names[i], "config") ? CONFIG_VERSION : 1;
 
 		if (o->skip && !strcmp(o->skip, names[i]))
 			continue;
@@ -1017,7 +1018,7 @@ static void test_builder_matches_writer(void **state)
 		assert_string_equal(secs[i].name, g_fr[i].name);
 		assert_int_equal(secs[i].offset, g_fr[i].off);
 		assert_int_equal(secs[i].len, g_fr[i].plen);
-		assert_int_equal(secs[i].version, 1);
+		assert_int_equal(secs[i].version, !strcmp(secs[i].name, "config") ? CONFIG_VERSION : 1);
 		assert_int_equal(secs[i].flags, SNAP_FLAG_REQUIRED);
 		assert_true(secs[i].hash_ok);
 	}
@@ -1458,15 +1459,16 @@ static void test_newer_section_version(void **state)
 
 	(void)state;
 	for (unsigned int i = 0; i < n; i++) {
-		static const uint32_t vers[] = { 2, 0xffffffffu };
+		uint32_t known = !strcmp(names[i], "config") ? CONFIG_VERSION : 1;
+		const uint32_t vers[] = { known + 1, 0xffffffffu };
 
 		for (unsigned int j = 0; j < ARRAY_SIZE(vers); j++) {
 			struct bopts o = { .ver_of = names[i], .ver = vers[j] };
 			struct sbuf img = { 0 };
 
 			build(&img, &g_state, &o);
-			snprintf(want, sizeof(want), "section '%.15s' has version %u, newer than this khyve reads (1)",
-				 names[i], vers[j]);
+			snprintf(want, sizeof(want), "section '%.15s' has version %u, newer than this khyve reads (%u)",
+				 names[i], vers[j], known);
 			expect_refused(img.p, img.len, -EPROTO, want);
 			sbuf__free(&img);
 		}

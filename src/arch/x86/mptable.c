@@ -67,9 +67,16 @@ static uint8_t checksum(const void *p, size_t len)
 
 int mptable__write(struct guest_mem *mem, unsigned int ncpus)
 {
+	return mptable__write_pci(mem, ncpus, false, NULL, 0);
+}
+
+int mptable__write_pci(struct guest_mem *mem, unsigned int ncpus, bool pci,
+		       const struct mptable_pci_irq *irqs, unsigned int nirqs)
+{
 	size_t size = sizeof(struct mpf) + sizeof(struct mpc_header) +
-		      ncpus * sizeof(struct mpc_cpu) + sizeof(struct mpc_bus) +
-		      sizeof(struct mpc_ioapic) + 18 * sizeof(struct mpc_intsrc);
+		      ncpus * sizeof(struct mpc_cpu) + (pci ? 2 : 1) * sizeof(struct mpc_bus) +
+		      sizeof(struct mpc_ioapic) + (18 + (pci ? nirqs : 0)) * sizeof(struct mpc_intsrc);
+	uint8_t isa_bus = pci ? 1 : 0;
 	uint8_t *base = memmap__gpa_to_hva(mem, MPTABLE_ADDR, size);
 	unsigned int eax = 0, ebx, ecx, edx = 0, count = 0;
 	uint8_t ioapic_id = (uint8_t)ncpus;
@@ -77,7 +84,7 @@ int mptable__write(struct guest_mem *mem, unsigned int ncpus)
 	struct mpf *f;
 	uint8_t *p;
 
-	if (!base || size > MEM_BIOS_END - MPTABLE_ADDR || ncpus > 254)
+	if (!base || size > MEM_BIOS_END - MPTABLE_ADDR || ncpus > 254 || (pci && nirqs > 256))
 		return -ENOSPC;
 	__cpuid(1, eax, ebx, ecx, edx);
 	(void)ebx; (void)ecx;
@@ -95,7 +102,14 @@ int mptable__write(struct guest_mem *mem, unsigned int ncpus)
 		memcpy(p, &c, sizeof(c));
 		p += sizeof(c);
 	}
-	struct mpc_bus bus = { .type = MP_BUS, .id = 0, .name = { 'I', 'S', 'A', ' ', ' ', ' ' } };
+	if (pci) {
+		struct mpc_bus pbus = { .type = MP_BUS, .id = 0, .name = { 'P', 'C', 'I', ' ', ' ', ' ' } };
+
+		memcpy(p, &pbus, sizeof(pbus));
+		p += sizeof(pbus);
+		count++;
+	}
+	struct mpc_bus bus = { .type = MP_BUS, .id = isa_bus, .name = { 'I', 'S', 'A', ' ', ' ', ' ' } };
 	memcpy(p, &bus, sizeof(bus));
 	p += sizeof(bus);
 	count++;
@@ -105,7 +119,7 @@ int mptable__write(struct guest_mem *mem, unsigned int ncpus)
 	p += sizeof(io);
 	count++;
 	for (unsigned int irq = 0; irq < 16; irq++) {
-		struct mpc_intsrc s = { .type = MP_INTSRC, .irqtype = MP_INT, .src_bus = 0,
+		struct mpc_intsrc s = { .type = MP_INTSRC, .irqtype = MP_INT, .src_bus = isa_bus,
 					.src_irq = (uint8_t)irq, .dst_apic = ioapic_id,
 					.dst_pin = (uint8_t)(irq == 0 ? 2 : irq) };
 		if (irq == 2) {	/* cascade: the 8259 output arrives as ExtINT on pin 0 */
@@ -113,6 +127,15 @@ int mptable__write(struct guest_mem *mem, unsigned int ncpus)
 			s.src_irq = 0;
 			s.dst_pin = 0;
 		}
+		memcpy(p, &s, sizeof(s));
+		p += sizeof(s);
+		count++;
+	}
+	for (unsigned int i = 0; pci && i < nirqs; i++) {
+		/* PCI: level-triggered, active low; source = device << 2 | INTx# */
+		struct mpc_intsrc s = { .type = MP_INTSRC, .irqtype = MP_INT, .flags = 0xf, .src_bus = 0,
+					.src_irq = (uint8_t)(irqs[i].slot << 2 | (irqs[i].pin - 1)),
+					.dst_apic = ioapic_id, .dst_pin = irqs[i].gsi };
 		memcpy(p, &s, sizeof(s));
 		p += sizeof(s);
 		count++;

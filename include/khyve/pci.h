@@ -1,0 +1,165 @@
+/*
+ * PCI bus 0: configuration mechanism #1 (ports 0xCF8/0xCFC), a host bridge
+ * at 00:00.0, and the functions given with -s.  khyve places every BAR
+ * itself, as firmware would, in the 32-bit MMIO hole; a guest may size a
+ * BAR (write all-ones, read back) but a BAR moved elsewhere stops decoding
+ * (see pci.c).  Interrupts: MSI-X (KVM_SIGNAL_MSI), or INTx (function f
+ * on pin A + f % 4) on IOAPIC pin 16 + (slot + f % 4) % 8, described in
+ * the MP table.
+ */
+#ifndef KHYVE_PCI_H
+#define KHYVE_PCI_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "khyve/bus.h"
+#include "khyve/config.h"
+#include "khyve/device.h"
+#include "khyve/mptable.h"
+
+struct vm;
+struct sbuf;
+struct dec;
+struct cbor_item_t;
+
+#define PCI_CONF_ADDR		0xCF8
+#define PCI_CONF_DATA		0xCFC
+#define PCI_MMIO_BASE		0xC0000000ULL
+#define PCI_MMIO_END		0xFEC00000ULL	/* IOAPIC, LAPIC, KVM's TSS above */
+#define PCI_INTX_GSI_BASE	16		/* IOAPIC pins 16..23 */
+#define PCI_INTX_GSI_COUNT	8
+#define PCI_NBARS		6
+#define PCI_MSIX_MAX		8		/* vectors per function */
+
+/* config space registers */
+#define PCI_VENDOR_ID		0x00
+#define PCI_DEVICE_ID		0x02
+#define PCI_COMMAND		0x04
+#define PCI_STATUS		0x06
+#define PCI_REVISION		0x08
+#define PCI_CLASS_PROG		0x09
+#define PCI_HEADER_TYPE		0x0e
+#define PCI_BAR0		0x10
+#define PCI_SUBSYS_VENDOR	0x2c
+#define PCI_SUBSYS_ID		0x2e
+#define PCI_CAP_PTR		0x34
+#define PCI_INT_LINE		0x3c
+#define PCI_INT_PIN		0x3d
+
+#define PCI_CMD_IO		0x0001
+#define PCI_CMD_MEM		0x0002
+#define PCI_CMD_MASTER		0x0004
+#define PCI_CMD_INTX_OFF	0x0400
+#define PCI_STATUS_INTX		0x0008
+#define PCI_STATUS_CAPS		0x0010
+
+#define PCI_CAP_MSIX		0x11
+#define PCI_CAP_VENDOR		0x09
+#define PCI_MSIX_ENABLE		0x8000
+#define PCI_MSIX_MASKALL	0x4000
+
+struct pci_msix_entry {
+	uint64_t addr;
+	uint32_t data;
+	uint32_t ctrl;		/* bit 0: masked */
+};
+
+/* The state every function has, as a plain struct (part of its section). */
+struct pci_func_state {
+	uint8_t cfg[256];
+	uint16_t msix_nvec;	/* 0: no MSI-X capability */
+	struct pci_msix_entry msix[PCI_MSIX_MAX];
+	uint8_t msix_pba;	/* pending bits, vector i = bit i */
+	uint8_t intx_level;
+};
+
+struct pci_dev;
+
+/*
+ * A PCI device type: its device_ops carries the name and the snapshot hooks
+ * (priv is the struct pci_dev, sections are "<name>.<slot>[.<func>]");
+ * check validates -s options before anything is created; init builds the
+ * function's config space, BARs and capabilities.
+ */
+struct pci_devtype {
+	const struct device_ops *ops;
+	int (*check)(const char *opts, char *err, size_t errlen);
+	int (*init)(struct pci_dev *pd, const char *opts, char *err, size_t errlen);
+	void (*exit)(struct pci_dev *pd);
+};
+
+#define PCI_DEVTYPE_REGISTER(t_)					\
+	static const struct pci_devtype *const __pcidev_##t_		\
+	__attribute__((used, section("khyve_pcidevs"))) = &(t_)
+
+struct pci_bar {
+	uint32_t size;		/* power of two >= 4096, 0: unused */
+	uint32_t addr;		/* where khyve placed it */
+	bus_read_fn read;	/* offset within the BAR, pd as opaque */
+	bus_write_fn write;
+	struct pci_dev *pd;	/* the bus range's opaque is this bar */
+	unsigned int n;
+};
+
+struct pci_dev {
+	struct vm *vm;
+	const struct pci_devtype *type;
+	uint8_t slot, func;
+	char name[DEVICE_NAME_MAX + 1];	/* its section: "virtio-rnd.3" */
+	pthread_mutex_t lock;	/* config space, MSI-X and the device's state */
+	struct pci_func_state st;
+	uint8_t wmask[256];	/* guest-writable bits of cfg */
+	uint8_t cap_end;	/* next free config byte for a capability */
+	uint8_t cap_last;	/* offset of the last capability, 0: none */
+	uint8_t msix_cap;	/* offset of the MSI-X capability */
+	uint8_t msix_bar;
+	uint32_t msix_table, msix_pba;	/* offsets in that BAR */
+	struct pci_bar bar[PCI_NBARS];
+	void *priv;		/* the device type's */
+};
+
+struct pci_bus {
+	pthread_mutex_t lock;
+	uint32_t conf_addr;	/* last value written to 0xCF8 */
+	struct pci_dev *dev[32][8];
+	uint32_t mmio_next;	/* BAR placement */
+};
+
+/* The snapshot section of the function sc: "<device>.<slot>[.<func>]". */
+void pci__instance_name(const struct slot_config *sc, char *buf, size_t len);
+/* A device type by name, or NULL. */
+const struct pci_devtype *pci__find_type(const char *name);
+/* Validate DEVICE and OPTIONS of a -s argument; 0 or -EINVAL with err. */
+int pci__check_device(const char *name, const char *opts, char *err, size_t errlen);
+
+/* For device types' init: identity, BARs, capabilities. */
+void pci__set_ids(struct pci_dev *pd, uint16_t vendor, uint16_t device, uint8_t rev,
+		  uint32_t class_code, uint16_t subvendor, uint16_t subsys);
+int pci__add_bar(struct pci_dev *pd, unsigned int n, uint32_t size, bus_read_fn read, bus_write_fn write);
+/* Append a capability of len bytes (id, next filled in); returns its offset or 0. */
+uint8_t pci__add_cap(struct pci_dev *pd, uint8_t id, uint8_t len);
+/* MSI-X with nvec vectors, table and PBA in BAR bar at the given offsets. */
+int pci__add_msix(struct pci_dev *pd, unsigned int nvec, unsigned int bar, uint32_t table, uint32_t pba);
+bool pci__msix_enabled(const struct pci_dev *pd);
+/* Raise vector (MSI-X must be enabled): delivered, or left pending if masked. */
+void pci__msix_notify(struct pci_dev *pd, unsigned int vector);
+/* MSI-X table/PBA access for a BAR handler; true if [off, off+len) was one. */
+bool pci__msix_access(struct pci_dev *pd, unsigned int bar, uint64_t off, uint8_t *data,
+		      unsigned int len, bool is_write);
+/* INTx level (0/1), honouring the command register's INTx disable. */
+void pci__set_intx(struct pci_dev *pd, int level);
+unsigned int pci__intx_gsi(uint8_t slot, uint8_t func);
+/* The INTx lines of the configured functions, for the MP table; returns how many. */
+unsigned int pci__irq_routes(const struct vm_config *cfg, struct mptable_pci_irq *out);
+
+/* The common part of every function's section. */
+void pci__save(const struct pci_dev *pd, struct pci_func_state *s);
+void pci__encode(struct sbuf *b, const struct pci_func_state *s);
+void pci__decode(struct dec *d, const struct cbor_item_t *map, struct pci_func_state *s,
+		 uint16_t vendor, uint16_t device, unsigned int msix_nvec);
+void pci__restore(struct pci_dev *pd, const struct pci_func_state *s);
+
+#endif

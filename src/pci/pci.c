@@ -1,0 +1,698 @@
+/*
+ * PCI bus 0 and its configuration space access (mechanism #1).  The bus is
+ * itself a device ("pci"): its one piece of state is the address latch at
+ * 0xCF8, which a snapshot taken between a guest's OUT to 0xCF8 and its IN
+ * from 0xCFC must keep.  It exists only when -s gave at least one slot, so
+ * machines and snapshots without PCI are exactly what they were.
+ *
+ * BARs are placed by khyve at creation, in slot order, naturally aligned,
+ * from PCI_MMIO_BASE up, and their MMIO ranges registered on the bus once
+ * (the bus tables never change while vCPUs run).  A BAR decodes when memory
+ * decoding is on and it still holds that address; sizing it (all-ones)
+ * works as on hardware.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "khyve/irqchip.h"
+#include "khyve/log.h"
+#include "khyve/pci.h"
+#include "khyve/snapfmt.h"
+#include "khyve/vm.h"
+
+extern const struct pci_devtype *const __start_khyve_pcidevs[] __attribute__((weak));
+extern const struct pci_devtype *const __stop_khyve_pcidevs[] __attribute__((weak));
+
+const struct pci_devtype *pci__find_type(const char *name)
+{
+	for (const struct pci_devtype *const *t = __start_khyve_pcidevs; t < __stop_khyve_pcidevs; t++)
+		if (!strcmp((*t)->ops->name, name))
+			return *t;
+	return NULL;
+}
+
+int pci__check_device(const char *name, const char *opts, char *err, size_t errlen)
+{
+	const struct pci_devtype *t = pci__find_type(name);
+	char known[256] = "";
+	size_t n = 0;
+
+	if (t)
+		return t->check ? t->check(opts, err, errlen) : 0;
+	for (const struct pci_devtype *const *o = __start_khyve_pcidevs; o < __stop_khyve_pcidevs; o++)
+		n += (size_t)snprintf(known + n, n < sizeof(known) ? sizeof(known) - n : 0, "%s%s",
+				      n ? ", " : "", (*o)->ops->name);
+	snprintf(err, errlen, "unknown PCI device '%s' (known: %s)", name, known);
+	return -EINVAL;
+}
+
+/* function f uses INT(A + f % 4)#, the pins rotate by slot as on real boards */
+unsigned int pci__intx_gsi(uint8_t slot, uint8_t func)
+{
+	return PCI_INTX_GSI_BASE + (slot + func % 4u) % PCI_INTX_GSI_COUNT;
+}
+
+void pci__instance_name(const struct slot_config *sc, char *buf, size_t len)
+{
+	if (sc->func)
+		snprintf(buf, len, "%s.%u.%u", sc->device, sc->slot, sc->func);
+	else
+		snprintf(buf, len, "%s.%u", sc->device, sc->slot);
+}
+
+unsigned int pci__irq_routes(const struct vm_config *cfg, struct mptable_pci_irq *out)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < cfg->nslots; i++) {
+		const struct slot_config *sc = &cfg->slots[i];
+		uint8_t pin = (uint8_t)(1 + sc->func % 4);
+		bool dup = false;
+
+		if (!strcmp(sc->device, "hostbridge"))
+			continue;
+		for (unsigned int j = 0; j < n; j++)
+			dup |= out[j].slot == sc->slot && out[j].pin == pin;
+		if (!dup)
+			out[n++] = (struct mptable_pci_irq){ .slot = sc->slot, .pin = pin,
+							     .gsi = (uint8_t)pci__intx_gsi(sc->slot, sc->func) };
+	}
+	return n;
+}
+
+static uint32_t cfg_read32(const struct pci_dev *pd, unsigned int off)
+{
+	const uint8_t *c = pd->st.cfg + off;
+
+	return (uint32_t)c[0] | (uint32_t)c[1] << 8 | (uint32_t)c[2] << 16 | (uint32_t)c[3] << 24;
+}
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)v); put16(p + 2, (uint16_t)(v >> 16)); }
+
+void pci__set_ids(struct pci_dev *pd, uint16_t vendor, uint16_t device, uint8_t rev,
+		  uint32_t class_code, uint16_t subvendor, uint16_t subsys)
+{
+	put16(pd->st.cfg + PCI_VENDOR_ID, vendor);
+	put16(pd->st.cfg + PCI_DEVICE_ID, device);
+	pd->st.cfg[PCI_REVISION] = rev;
+	pd->st.cfg[PCI_CLASS_PROG] = (uint8_t)class_code;
+	pd->st.cfg[PCI_CLASS_PROG + 1] = (uint8_t)(class_code >> 8);
+	pd->st.cfg[PCI_CLASS_PROG + 2] = (uint8_t)(class_code >> 16);
+	put16(pd->st.cfg + PCI_SUBSYS_VENDOR, subvendor);
+	put16(pd->st.cfg + PCI_SUBSYS_ID, subsys);
+}
+
+int pci__add_bar(struct pci_dev *pd, unsigned int n, uint32_t size, bus_read_fn read, bus_write_fn write)
+{
+	if (n >= PCI_NBARS || size < 4096 || (size & (size - 1)) || pd->bar[n].size)
+		return -EINVAL;
+	pd->bar[n] = (struct pci_bar){ .size = size, .read = read, .write = write };
+	put32(pd->wmask + PCI_BAR0 + 4 * n, ~(size - 1));
+	return 0;
+}
+
+uint8_t pci__add_cap(struct pci_dev *pd, uint8_t id, uint8_t len)
+{
+	uint8_t off = (uint8_t)((pd->cap_end + 3) & ~3);
+
+	if (len < 2 || off + len > 256)
+		return 0;
+	pd->st.cfg[off] = id;
+	pd->st.cfg[off + 1] = 0;
+	if (pd->cap_last)
+		pd->st.cfg[pd->cap_last + 1] = off;
+	else
+		pd->st.cfg[PCI_CAP_PTR] = off;
+	pd->st.cfg[PCI_STATUS] |= PCI_STATUS_CAPS;
+	pd->cap_last = off;
+	pd->cap_end = (uint8_t)(off + len < 256 ? off + len : 255);
+	return off;
+}
+
+int pci__add_msix(struct pci_dev *pd, unsigned int nvec, unsigned int bar, uint32_t table, uint32_t pba)
+{
+	uint8_t off;
+
+	if (!nvec || nvec > PCI_MSIX_MAX || bar >= PCI_NBARS || !pd->bar[bar].size ||
+	    (table & 7) || (pba & 7) || table + 16 * nvec > pd->bar[bar].size || pba + 8 > pd->bar[bar].size)
+		return -EINVAL;
+	off = pci__add_cap(pd, PCI_CAP_MSIX, 12);
+	if (!off)
+		return -ENOSPC;
+	put16(pd->st.cfg + off + 2, (uint16_t)(nvec - 1));
+	put32(pd->st.cfg + off + 4, table | bar);
+	put32(pd->st.cfg + off + 8, pba | bar);
+	pd->wmask[off + 3] = (PCI_MSIX_ENABLE | PCI_MSIX_MASKALL) >> 8;
+	pd->msix_cap = off;
+	pd->msix_bar = (uint8_t)bar;
+	pd->msix_table = table;
+	pd->msix_pba = pba;
+	pd->st.msix_nvec = (uint16_t)nvec;
+	for (unsigned int i = 0; i < nvec; i++)
+		pd->st.msix[i].ctrl = 1;	/* masked at reset */
+	return 0;
+}
+
+static uint16_t msix_ctrl(const struct pci_dev *pd)
+{
+	return (uint16_t)(pd->st.cfg[pd->msix_cap + 2] | pd->st.cfg[pd->msix_cap + 3] << 8);
+}
+
+bool pci__msix_enabled(const struct pci_dev *pd)
+{
+	return pd->msix_cap && (msix_ctrl(pd) & PCI_MSIX_ENABLE);
+}
+
+static void msix_send(struct pci_dev *pd, unsigned int v)
+{
+	struct kvm_msi msi = {
+		.address_lo = (uint32_t)pd->st.msix[v].addr,
+		.address_hi = (uint32_t)(pd->st.msix[v].addr >> 32),
+		.data = pd->st.msix[v].data,
+	};
+
+	if (pd->vm->vm_fd >= 0 && ioctl(pd->vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
+		pr_debug("%s: KVM_SIGNAL_MSI vector %u: %s", pd->name, v, strerror(errno));
+}
+
+/* Caller holds pd->lock. */
+void pci__msix_notify(struct pci_dev *pd, unsigned int v)
+{
+	if (v >= pd->st.msix_nvec || !pci__msix_enabled(pd))
+		return;
+	if ((msix_ctrl(pd) & PCI_MSIX_MASKALL) || (pd->st.msix[v].ctrl & 1))
+		pd->st.msix_pba |= (uint8_t)(1u << v);
+	else
+		msix_send(pd, v);
+}
+
+/* Deliver what became unmasked.  Caller holds pd->lock. */
+static void msix_flush(struct pci_dev *pd)
+{
+	if (!pci__msix_enabled(pd) || (msix_ctrl(pd) & PCI_MSIX_MASKALL))
+		return;
+	for (unsigned int v = 0; v < pd->st.msix_nvec; v++) {
+		if ((pd->st.msix_pba & (1u << v)) && !(pd->st.msix[v].ctrl & 1)) {
+			pd->st.msix_pba &= (uint8_t)~(1u << v);
+			msix_send(pd, v);
+		}
+	}
+}
+
+bool pci__msix_access(struct pci_dev *pd, unsigned int bar, uint64_t off, uint8_t *data,
+		      unsigned int len, bool is_write)
+{
+	if (!pd->msix_cap || bar != pd->msix_bar)
+		return false;
+	if (off >= pd->msix_table && off < pd->msix_table + 16u * pd->st.msix_nvec) {
+		uint64_t rel = off - pd->msix_table;
+		struct pci_msix_entry *e = &pd->st.msix[rel / 16];
+		unsigned int field = (unsigned int)(rel % 16);
+		uint8_t raw[16];
+
+		/* the spec allows aligned 4- and 8-byte accesses only */
+		if ((len != 4 && len != 8) || (field & (len - 1))) {
+			if (!is_write)
+				memset(data, 0xff, len);
+			return true;
+		}
+		put32(raw, (uint32_t)e->addr);
+		put32(raw + 4, (uint32_t)(e->addr >> 32));
+		put32(raw + 8, e->data);
+		put32(raw + 12, e->ctrl);
+		if (!is_write) {
+			memcpy(data, raw + field, len);
+			return true;
+		}
+		memcpy(raw + field, data, len);
+		e->addr = (uint64_t)(raw[0] | raw[1] << 8 | raw[2] << 16 | (uint32_t)raw[3] << 24) |
+			  (uint64_t)(raw[4] | raw[5] << 8 | raw[6] << 16 | (uint32_t)raw[7] << 24) << 32;
+		e->data = (uint32_t)(raw[8] | raw[9] << 8 | raw[10] << 16 | (uint32_t)raw[11] << 24);
+		e->ctrl = raw[12] & 1;	/* only the mask bit is defined */
+		msix_flush(pd);
+		return true;
+	}
+	if (off >= pd->msix_pba && off < pd->msix_pba + 8) {
+		if (!is_write)	/* PBA is read-only */
+			for (unsigned int i = 0; i < len; i++)
+				data[i] = off + i == pd->msix_pba ? pd->st.msix_pba : 0;
+		return true;
+	}
+	return false;
+}
+
+void pci__set_intx(struct pci_dev *pd, int level)
+{
+	bool off = pd->st.cfg[PCI_COMMAND + 1] & (PCI_CMD_INTX_OFF >> 8);
+	int line = level && !off;
+
+	if (level)
+		pd->st.cfg[PCI_STATUS] |= PCI_STATUS_INTX;
+	else
+		pd->st.cfg[PCI_STATUS] &= (uint8_t)~PCI_STATUS_INTX;
+	if (line != pd->st.intx_level) {
+		pd->st.intx_level = (uint8_t)line;
+		if (pd->vm->vm_fd >= 0)
+			irqchip__set_line(pd->vm->vm_fd, pci__intx_gsi(pd->slot, pd->func), line);
+	}
+}
+
+/* ---------- BAR dispatch ---------- */
+
+static bool bar_decodes(const struct pci_dev *pd, unsigned int n)
+{
+	return (pd->st.cfg[PCI_COMMAND] & PCI_CMD_MEM) &&
+	       (cfg_read32(pd, PCI_BAR0 + 4 * n) & ~0xfu) == pd->bar[n].addr;
+}
+
+/* the bus range's opaque is the struct pci_bar */
+static void bar_read(void *opaque, uint64_t off, uint8_t *data, unsigned int len)
+{
+	struct pci_bar *b = opaque;
+
+	if (!bar_decodes(b->pd, b->n)) {
+		memset(data, 0xff, len);
+		return;
+	}
+	b->read(b->pd, off, data, len);
+}
+
+static void bar_write(void *opaque, uint64_t off, const uint8_t *data, unsigned int len)
+{
+	struct pci_bar *b = opaque;
+
+	if (bar_decodes(b->pd, b->n))
+		b->write(b->pd, off, data, len);
+}
+
+/* ---------- configuration space ---------- */
+
+static void cfg_write(struct pci_dev *pd, unsigned int off, const uint8_t *data, unsigned int len)
+{
+	bool msix_touched = false;
+	uint16_t cmd_before = (uint16_t)(pd->st.cfg[PCI_COMMAND] | pd->st.cfg[PCI_COMMAND + 1] << 8);
+
+	for (unsigned int i = 0; i < len && off + i < 256; i++) {
+		unsigned int o = off + i;
+
+		pd->st.cfg[o] = (uint8_t)((pd->st.cfg[o] & ~pd->wmask[o]) | (data[i] & pd->wmask[o]));
+		if (pd->msix_cap && o >= pd->msix_cap && o < pd->msix_cap + 4u)
+			msix_touched = true;
+	}
+	if (msix_touched)
+		msix_flush(pd);
+	if ((cmd_before ^ pd->st.cfg[PCI_COMMAND + 1] << 8) & PCI_CMD_INTX_OFF)
+		pci__set_intx(pd, !!(pd->st.cfg[PCI_STATUS] & PCI_STATUS_INTX));
+}
+
+static void conf_addr_io(void *opaque, uint64_t off, const uint8_t *data, unsigned int len, uint8_t *out)
+{
+	struct pci_bus *bus = opaque;
+
+	/* only a 4-byte access at 0xCF8 is the address register (0xCF9 is not) */
+	if (off != 0 || len != 4) {
+		if (out)
+			memset(out, 0xff, len);
+		return;
+	}
+	pthread_mutex_lock(&bus->lock);
+	if (out) {
+		memcpy(out, &bus->conf_addr, 4);
+	} else {
+		memcpy(&bus->conf_addr, data, 4);
+		bus->conf_addr &= 0x80fffffcu;
+	}
+	pthread_mutex_unlock(&bus->lock);
+}
+
+static void conf_addr_read(void *opaque, uint64_t off, uint8_t *data, unsigned int len)
+{
+	conf_addr_io(opaque, off, NULL, len, data);
+}
+
+static void conf_addr_write(void *opaque, uint64_t off, const uint8_t *data, unsigned int len)
+{
+	conf_addr_io(opaque, off, data, len, NULL);
+}
+
+static struct pci_dev *conf_target(struct pci_bus *bus, unsigned int *reg)
+{
+	uint32_t a;
+
+	pthread_mutex_lock(&bus->lock);
+	a = bus->conf_addr;
+	pthread_mutex_unlock(&bus->lock);
+	if (!(a & 0x80000000u) || ((a >> 16) & 0xff))	/* disabled, or not bus 0 */
+		return NULL;
+	*reg = a & 0xfc;
+	return bus->dev[(a >> 11) & 31][(a >> 8) & 7];
+}
+
+static void conf_data_read(void *opaque, uint64_t off, uint8_t *data, unsigned int len)
+{
+	unsigned int reg;
+	struct pci_dev *pd = conf_target(opaque, &reg);
+
+	if (!pd || off + len > 4) {
+		memset(data, 0xff, len);
+		return;
+	}
+	pthread_mutex_lock(&pd->lock);
+	memcpy(data, pd->st.cfg + reg + off, len);
+	pthread_mutex_unlock(&pd->lock);
+}
+
+static void conf_data_write(void *opaque, uint64_t off, const uint8_t *data, unsigned int len)
+{
+	unsigned int reg;
+	struct pci_dev *pd = conf_target(opaque, &reg);
+
+	if (!pd || off + len > 4)
+		return;
+	pthread_mutex_lock(&pd->lock);
+	cfg_write(pd, reg + (unsigned int)off, data, len);
+	pthread_mutex_unlock(&pd->lock);
+}
+
+/* ---------- snapshot, common part ---------- */
+
+void pci__save(const struct pci_dev *pd, struct pci_func_state *s)
+{
+	*s = pd->st;
+}
+
+void pci__encode(struct sbuf *b, const struct pci_func_state *s)
+{
+	enc__map_key(b, "pci");
+	enc__bytes(b, "config", s->cfg, sizeof(s->cfg));
+	enc__u8(b, "intx_level", s->intx_level);
+	enc__array_key(b, "msix");
+	for (unsigned int i = 0; i < s->msix_nvec; i++) {
+		enc__map(b);
+		enc__u64(b, "addr", s->msix[i].addr);
+		enc__u32(b, "data", s->msix[i].data);
+		enc__u32(b, "ctrl", s->msix[i].ctrl);
+		enc__end(b);
+	}
+	enc__end(b);
+	enc__u8(b, "msix_pending", s->msix_pba);
+	enc__end(b);
+}
+
+void pci__decode(struct dec *d, const cbor_item_t *map, struct pci_func_state *s,
+		 uint16_t vendor, uint16_t device, unsigned int msix_nvec)
+{
+	const cbor_item_t *m = dec__map(d, map, "pci");
+	cbor_item_t **v;
+	size_t n = 0;
+
+	memset(s, 0, sizeof(*s));
+	dec__bytes(d, m, "config", s->cfg, sizeof(s->cfg));
+	s->intx_level = dec__u8(d, m, "intx_level");
+	v = dec__array(d, m, "msix", &n);
+	if (!d->ret && n != msix_nvec)
+		dec__fail(d, "field 'pci.msix' has %zu vectors, the device has %u", n, msix_nvec);
+	for (size_t i = 0; v && !d->ret && i < n; i++) {
+		s->msix[i].addr = dec__u64(d, v[i], "addr");
+		s->msix[i].data = dec__u32(d, v[i], "data");
+		s->msix[i].ctrl = dec__u32(d, v[i], "ctrl");
+		if (!d->ret && s->msix[i].ctrl > 1)
+			dec__fail(d, "field 'pci.msix[%zu].ctrl' is 0x%x, only bit 0 exists", i, s->msix[i].ctrl);
+	}
+	s->msix_nvec = (uint16_t)n;
+	s->msix_pba = dec__u8(d, m, "msix_pending");
+	if (d->ret)
+		return;
+	if (s->intx_level > 1)
+		dec__fail(d, "field 'pci.intx_level' is %u, not 0 or 1", s->intx_level);
+	else if (n < 8 && (s->msix_pba >> n))
+		dec__fail(d, "field 'pci.msix_pending' is 0x%x, beyond %zu vectors", s->msix_pba, n);
+	else if ((s->cfg[0] | s->cfg[1] << 8) != vendor || (s->cfg[2] | s->cfg[3] << 8) != device)
+		dec__fail(d, "field 'pci.config' has IDs %02x%02x:%02x%02x, the device is %04x:%04x",
+			  s->cfg[1], s->cfg[0], s->cfg[3], s->cfg[2], vendor, device);
+}
+
+/*
+ * Only the guest-writable bits come from the snapshot, plus the bits the
+ * device sets itself (status); everything read-only is this build's, which
+ * decode checked to be the same device.
+ */
+void pci__restore(struct pci_dev *pd, const struct pci_func_state *s)
+{
+	for (unsigned int i = 0; i < 256; i++)
+		pd->st.cfg[i] = (uint8_t)((pd->st.cfg[i] & ~pd->wmask[i]) | (s->cfg[i] & pd->wmask[i]));
+	pd->st.cfg[PCI_STATUS] = (uint8_t)((pd->st.cfg[PCI_STATUS] & ~PCI_STATUS_INTX) |
+					   (s->cfg[PCI_STATUS] & PCI_STATUS_INTX));
+	memcpy(pd->st.msix, s->msix, sizeof(s->msix));
+	pd->st.msix_pba = s->msix_pba;
+	/* the in-kernel IOAPIC has its own section; just agree with it */
+	pd->st.intx_level = s->intx_level;
+	if (s->intx_level && pd->vm->vm_fd >= 0)
+		irqchip__set_line(pd->vm->vm_fd, pci__intx_gsi(pd->slot, pd->func), 1);
+}
+
+/* ---------- the bus device ---------- */
+
+#define PCI_BUS_STATE_VERSION 1
+
+struct pci_bus_state {
+	uint32_t conf_addr;
+};
+
+static void pci_dev_free(struct pci_dev *pd)
+{
+	if (pd->type->exit)
+		pd->type->exit(pd);
+	pthread_mutex_destroy(&pd->lock);
+	free(pd);
+}
+
+static int place_bars(struct vm *vm, struct pci_bus *bus, struct pci_dev *pd, char *err, size_t errlen)
+{
+	for (unsigned int n = 0; n < PCI_NBARS; n++) {
+		struct pci_bar *b = &pd->bar[n];
+		uint64_t at;
+		int ret;
+
+		if (!b->size)
+			continue;
+		at = ((uint64_t)bus->mmio_next + b->size - 1) & ~(uint64_t)(b->size - 1);
+		if (at + b->size > PCI_MMIO_END) {
+			snprintf(err, errlen, "PCI %s: no room for BAR %u (%u bytes) below 0x%llx",
+				 pd->name, n, b->size, PCI_MMIO_END);
+			return -ENOSPC;
+		}
+		b->addr = (uint32_t)at;
+		b->pd = pd;
+		b->n = n;
+		put32(pd->st.cfg + PCI_BAR0 + 4 * n, b->addr);
+		ret = bus__register(&vm->bus, BUS_MMIO, at, b->size, bar_read, bar_write, b, pd->name);
+		if (ret) {
+			snprintf(err, errlen, "PCI %s: BAR %u: %s", pd->name, n, strerror(-ret));
+			return ret;
+		}
+		bus->mmio_next = (uint32_t)(at + b->size);
+	}
+	return 0;
+}
+
+static int create_function(struct vm *vm, struct pci_bus *bus, const struct slot_config *sc,
+			   char *err, size_t errlen)
+{
+	const struct pci_devtype *t = pci__find_type(sc->device);
+	struct pci_dev *pd;
+	int ret;
+
+	if (!t) {
+		snprintf(err, errlen, "unknown PCI device '%s'", sc->device);
+		return -EINVAL;
+	}
+	pd = calloc(1, sizeof(*pd));
+	if (!pd)
+		return -ENOMEM;
+	pd->vm = vm;
+	pd->type = t;
+	pd->slot = sc->slot;
+	pd->func = sc->func;
+	pci__instance_name(sc, pd->name, sizeof(pd->name));
+	pthread_mutex_init(&pd->lock, NULL);
+	pd->cap_end = 0x40;
+	put16(pd->wmask + PCI_COMMAND, PCI_CMD_IO | PCI_CMD_MEM | PCI_CMD_MASTER | PCI_CMD_INTX_OFF);
+	pd->wmask[PCI_INT_LINE] = 0xff;
+	pd->st.cfg[PCI_INT_LINE] = (uint8_t)pci__intx_gsi(pd->slot, pd->func);
+	pd->st.cfg[PCI_INT_PIN] = (uint8_t)(1 + pd->func % 4);	/* a bridge's init clears it */
+	ret = t->init(pd, sc->opts, err, errlen);
+	if (ret) {
+		if (!err[0])
+			snprintf(err, errlen, "PCI %s: %s", pd->name, strerror(-ret));
+		pthread_mutex_destroy(&pd->lock);
+		free(pd);
+		return ret;
+	}
+	bus->dev[pd->slot][pd->func] = pd;
+	ret = place_bars(vm, bus, pd, err, errlen);
+	if (!ret && device__add(vm, t->ops, pd, pd->name))
+		ret = -ENOMEM;
+	return ret;
+}
+
+static void pci_bus__exit(struct vm *vm, void *priv)
+{
+	struct pci_bus *bus = priv;
+
+	(void)vm;
+	for (unsigned int s = 0; s < 32; s++)
+		for (unsigned int f = 0; f < 8; f++)
+			if (bus->dev[s][f])
+				pci_dev_free(bus->dev[s][f]);
+	pthread_mutex_destroy(&bus->lock);
+	free(bus);
+}
+
+static int pci_bus__init(struct vm *vm, void **priv, char *err, size_t errlen)
+{
+	const struct vm_config *cfg = vm->cfg;
+	struct slot_config bridge = { .slot = 0, .func = 0, .device = (char *)"hostbridge" };
+	bool have_bridge = false;
+	struct pci_bus *bus;
+	int ret;
+
+	if (!cfg->nslots)
+		return 0;	/* no -s: no PCI, as before PCI existed */
+	bus = calloc(1, sizeof(*bus));
+	if (!bus)
+		return -ENOMEM;
+	pthread_mutex_init(&bus->lock, NULL);
+	bus->mmio_next = (uint32_t)PCI_MMIO_BASE;
+	ret = bus__register(&vm->bus, BUS_PIO, PCI_CONF_ADDR, 4, conf_addr_read, conf_addr_write, bus, "pci-addr");
+	if (!ret)
+		ret = bus__register(&vm->bus, BUS_PIO, PCI_CONF_DATA, 4, conf_data_read, conf_data_write, bus,
+				    "pci-data");
+	if (ret) {
+		snprintf(err, errlen, "PCI configuration ports: %s", strerror(-ret));
+		goto fail;
+	}
+	for (unsigned int i = 0; i < cfg->nslots; i++)
+		have_bridge |= !cfg->slots[i].slot && !cfg->slots[i].func;
+	/* 00:00.0 is the host bridge, given with -s 0,hostbridge or not */
+	if (!have_bridge) {
+		ret = create_function(vm, bus, &bridge, err, errlen);
+		if (ret)
+			goto fail;
+	}
+	for (unsigned int i = 0; i < cfg->nslots; i++) {
+		ret = create_function(vm, bus, &cfg->slots[i], err, errlen);
+		if (ret)
+			goto fail;
+	}
+	for (unsigned int s = 0; s < 32; s++)
+		for (unsigned int f = 1; f < 8; f++)
+			if (bus->dev[s][f] && bus->dev[s][0])
+				bus->dev[s][0]->st.cfg[PCI_HEADER_TYPE] |= 0x80;	/* multi-function */
+	*priv = bus;
+	return 0;
+fail:
+	/* instances already added point at functions freed here: drop them all */
+	for (struct device_instance **p = &vm->devices; *p;) {
+		if (!(*p)->ops->init) {
+			struct device_instance *d = *p;
+
+			*p = d->next;
+			free(d);
+		} else {
+			p = &(*p)->next;
+		}
+	}
+	pci_bus__exit(vm, bus);
+	return ret;
+}
+
+static void pci_bus__save(void *priv, void *state)
+{
+	struct pci_bus *bus = priv;
+	struct pci_bus_state *s = state;
+
+	pthread_mutex_lock(&bus->lock);
+	s->conf_addr = bus->conf_addr;
+	pthread_mutex_unlock(&bus->lock);
+}
+
+static void pci_bus__encode(struct sbuf *b, const void *state)
+{
+	const struct pci_bus_state *s = state;
+
+	enc__map(b);
+	enc__u32(b, "config_address", s->conf_addr);
+	enc__end(b);
+}
+
+static void pci_bus__decode(struct dec *d, const cbor_item_t *m, uint32_t version, void *state)
+{
+	struct pci_bus_state *s = state;
+
+	(void)version;	/* version 1 is the only one so far */
+	s->conf_addr = dec__u32(d, m, "config_address");
+	if (!d->ret && (s->conf_addr & ~0x80fffffcu))
+		dec__fail(d, "field 'config_address' is 0x%x: reserved bits set", s->conf_addr);
+}
+
+static int pci_bus__restore(void *priv, const void *state, char *err, size_t errlen)
+{
+	struct pci_bus *bus = priv;
+
+	(void)err; (void)errlen;
+	pthread_mutex_lock(&bus->lock);
+	bus->conf_addr = ((const struct pci_bus_state *)state)->conf_addr;
+	pthread_mutex_unlock(&bus->lock);
+	return 0;
+}
+
+static const struct device_ops pci_bus_ops = {
+	.name = "pci",
+	.init = pci_bus__init,
+	.exit = pci_bus__exit,
+	.state_version = PCI_BUS_STATE_VERSION,
+	.state_size = sizeof(struct pci_bus_state),
+	.save = pci_bus__save,
+	.encode = pci_bus__encode,
+	.decode = pci_bus__decode,
+	.restore = pci_bus__restore,
+};
+DEVICE_REGISTER(pci_bus_ops);
+
+/* ---------- 00:00.0, the host bridge ---------- */
+
+static int hostbridge__init(struct pci_dev *pd, const char *opts, char *err, size_t errlen)
+{
+	(void)opts; (void)err; (void)errlen;
+	/* an i440FX host bridge's IDs: every guest knows it needs no driver */
+	pci__set_ids(pd, 0x8086, 0x1237, 2, 0x060000, 0, 0);
+	pd->st.cfg[PCI_INT_PIN] = 0;
+	pd->st.cfg[PCI_INT_LINE] = 0;
+	pd->wmask[PCI_INT_LINE] = 0;
+	memset(pd->wmask + PCI_COMMAND, 0, 2);	/* nothing to decode, nothing to save */
+	return 0;
+}
+
+static int hostbridge__check(const char *opts, char *err, size_t errlen)
+{
+	if (opts) {
+		snprintf(err, errlen, "hostbridge takes no options, got '%s'", opts);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* no snapshot hooks: nothing in it can change */
+static const struct device_ops hostbridge_ops = { .name = "hostbridge" };
+DEVICE_REGISTER(hostbridge_ops);
+static const struct pci_devtype hostbridge_type = {
+	.ops = &hostbridge_ops,
+	.check = hostbridge__check,
+	.init = hostbridge__init,
+};
+PCI_DEVTYPE_REGISTER(hostbridge_type);

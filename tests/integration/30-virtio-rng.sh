@@ -1,0 +1,112 @@
+# PCI and virtio-rnd: -s errors (one line, status 4); the test guest's rng
+# workload (its ring-3 virtio-pci driver) on 1 and 2 vCPUs with the host
+# reference digest; checkpoints at random moments, each restored in a fresh
+# process, finish with the same digest; -s on restore must match.
+. tests/lib.sh
+
+CTL=$BUILD/khyvectl
+RUN=$TMP/run
+VMPIDS=
+trap 'kill -9 $VMPIDS 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+
+expect_error slot-too-big "invalid -s '32,virtio-rnd': slot must be 0-31" -s 32,virtio-rnd -k "$FIX/ok.elf" vm1
+expect_error func-too-big "invalid -s '3:8,virtio-rnd'" -s 3:8,virtio-rnd -k "$FIX/ok.elf" vm1
+expect_error slot-not-number "invalid -s 'x,virtio-rnd'" -s x,virtio-rnd -k "$FIX/ok.elf" vm1
+expect_error slot-no-device "expected SLOT[:FUNC],DEVICE[,OPTIONS]" -s 3 -k "$FIX/ok.elf" vm1
+expect_error slot-duplicate "duplicate PCI slot 3:0" -s 3,virtio-rnd -s 3:0,virtio-rnd -k "$FIX/ok.elf" vm1
+expect_error slot-unknown-device "unknown PCI device 'virtio-foo'" -s 4,virtio-foo -k "$FIX/ok.elf" vm1
+expect_error slot-unknown-option "virtio-rnd takes no options, got 'fast'" -s 4,virtio-rnd,fast -k "$FIX/ok.elf" vm1
+expect_error slot-0-taken "slot 0 function 0 is the host bridge" -s 0,virtio-rnd -k "$FIX/ok.elf" vm1
+expect_error slot-no-func0 "slot 5 has no function 0" -s 5:2,virtio-rnd -k "$FIX/ok.elf" vm1
+
+if ! have_guest; then
+	fail virtio-rng "test guest not built"
+	exit 0
+fi
+SEED=${KHYVE_TEST_SEED:-$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}
+RANDOM=$SEED
+echo "# random moments from seed $SEED (KHYVE_TEST_SEED=$SEED to repeat)"
+
+# vm NAME WANT KHYVE-ARGS...: run to the end; status 1 and the wanted digest
+vm() {
+	local name=$1 want=$2 rc got
+	shift 2
+	timeout -k 5 300 "$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" --debug-exit "$@" "$name" \
+		</dev/null >/dev/null 2>"$TMP/$name.err"
+	rc=$?
+	got=$(guest_digest "$TMP/$name.out")
+	if sanitizer_report "$TMP/$name.err"; then
+		fail "$name" "sanitizer report: $(head -5 "$TMP/$name.err" | tr '\n' ' ')"
+	elif [ $rc -ne 1 ] || [ "$got" != "$want" ]; then
+		fail "$name" "status $rc, digest '$got' (reference '$want'): $(tail -2 "$TMP/$name.out" | tr '\n' ' ') $(head -c 300 "$TMP/$name.err")"
+	else
+		pass "$name"
+	fi
+}
+
+for ncpu in 1 2; do
+	cmd="workload=rng,smp rounds=50 seed=$((SEED + ncpu))"
+	vm rng-${ncpu}cpu "$(ref_digest $ncpu "$cmd")" -c $ncpu -m 64M -s 3,virtio-rnd -k "$GUEST" -A "$cmd"
+done
+# two functions in one slot, the guest takes the first it finds
+cmd="workload=rng rounds=20"
+vm rng-multifunction "$(ref_digest 1 "$cmd")" -m 64M -s 0,hostbridge -s 6,virtio-rnd -s 6:1,virtio-rnd \
+	-k "$GUEST" -A "$cmd"
+# without the device the guest says so
+timeout -k 5 60 "$KHYVE" -m 64M -k "$GUEST" -A "workload=rng rounds=2" --debug-exit \
+	-l "com1,file:$TMP/nodev.out" nodev </dev/null >/dev/null 2>&1
+grep -q "FAIL cpu 0: rng: no virtio-rnd PCI device" "$TMP/nodev.out" && pass rng-no-device ||
+	fail rng-no-device "$(tail -1 "$TMP/nodev.out")"
+
+# checkpoints at random moments
+pause_random() { sleep "0.$((RANDOM % 4 + 1))$((RANDOM % 10))"; }
+ctl() {
+	timeout -k 5 60 "$CTL" --rundir="$RUN" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
+}
+for ncpu in 1 2; do
+	cmd="workload=rng,fpu,smp rounds=$((10 + 4 * ncpu)) seed=$((SEED + 7 * ncpu))"
+	want=$(ref_digest $ncpu "$cmd")
+	name=rngcp-${ncpu}cpu
+	"$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" -c $ncpu -m 64M -s 3,virtio-rnd \
+		-k "$GUEST" -A "$cmd" --debug-exit "$name" </dev/null >/dev/null 2>"$TMP/$name.err" &
+	pid=$!
+	VMPIDS="$VMPIDS $pid"
+	for i in $(seq 200); do [ -S "$RUN/$name.sock" ] && break; sleep 0.02; done
+	ok=0
+	for i in 1 2 3 4; do
+		pause_random
+		ctl --vm=$name --checkpoint="$TMP/$name.$i" && ok=$((ok + 1)) ||
+			echo "# checkpoint $i: $(cat "$TMP/ctl.err")"
+	done
+	wait $pid
+	got=$(guest_digest "$TMP/$name.out")
+	[ "$got" = "$want" ] && pass "$name" || fail "$name" "digest '$got', reference '$want'"
+	[ $ok -ge 3 ] && pass "$name-checkpoints" || fail "$name-checkpoints" "$ok of 4 succeeded"
+	for i in 1 2 3 4; do
+		[ -e "$TMP/$name.$i.state" ] || continue
+		if ! "$CTL" --inspect="$TMP/$name.$i" 2>&1 | grep -q "virtio-rnd.3 .* ok"; then
+			fail "$name-r$i-section" "no section virtio-rnd.3 in the snapshot"
+		fi
+		"$KHYVE" --rundir "$RUN" -r "$TMP/$name.$i" -l "com1,file:$TMP/$name-r$i.out" "$name-r$i" \
+			</dev/null >/dev/null 2>"$TMP/$name-r$i.err"
+		rc=$?
+		got=$(guest_digest "$TMP/$name-r$i.out")
+		if sanitizer_report "$TMP/$name-r$i.err"; then
+			fail "$name-r$i" "sanitizer report: $(head -5 "$TMP/$name-r$i.err" | tr '\n' ' ')"
+		elif [ $rc -ne 1 ] || [ "$got" != "$want" ]; then
+			fail "$name-r$i" "status $rc, digest '$got' (reference '$want'): $(tail -2 "$TMP/$name-r$i.out" | tr '\n' ' ') $(head -c 300 "$TMP/$name-r$i.err")"
+		else
+			pass "$name-r$i"
+		fi
+	done
+done
+
+# -s given with -r must be the snapshot's
+snap=$TMP/rngcp-1cpu.1
+if [ -e "$snap.state" ]; then
+	expect_error restore-other-slots "-s differs from the snapshot's PCI slots" -r "$snap" -s 4,virtio-rnd r1
+	timeout -k 5 120 "$KHYVE" --rundir "$RUN" -r "$snap" -s 3,virtio-rnd -l "com1,file:$TMP/same.out" same \
+		</dev/null >/dev/null 2>"$TMP/same.err"
+	rc=$?
+	[ $rc -eq 1 ] && pass restore-same-slots || fail restore-same-slots "status $rc: $(head -c 300 "$TMP/same.err")"
+fi

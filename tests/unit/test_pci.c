@@ -1,0 +1,678 @@
+/*
+ * PCI bus, virtio-pci transport, split virtqueues and virtio-rnd, driven
+ * the way a guest drives them: configuration mechanism #1 on ports
+ * 0xCF8/0xCFC, MMIO on the BAR, rings in (host-allocated) guest memory.
+ * No KVM: interrupts are observed through ISR, INTx status and MSI-X PBA.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "khyve/config.h"
+#include "khyve/device.h"
+#include "khyve/mptable.h"
+#include "khyve/pci.h"
+#include "khyve/snapfmt.h"
+#include "khyve/snapsec.h"
+#include "khyve/virtio.h"
+#include "khyve/vm.h"
+
+#define SLOT 3
+#define RING 0x100000ULL	/* desc table; avail at +0x1000, used at +0x2000 */
+#define BUFS 0x200000ULL
+#define QSIZE 8
+
+struct fake {
+	struct vm vm;
+	struct vm_config cfg;
+	uint32_t bar;
+};
+
+static char dev_name[] = "virtio-rnd";
+
+static void out32(struct vm *vm, uint16_t port, uint32_t v)
+{
+	bus__access(&vm->bus, BUS_PIO, port, (uint8_t *)&v, 4, true);
+}
+
+static uint32_t in32(struct vm *vm, uint16_t port)
+{
+	uint32_t v = 0;
+
+	bus__access(&vm->bus, BUS_PIO, port, (uint8_t *)&v, 4, false);
+	return v;
+}
+
+static uint32_t cfg_rd(struct vm *vm, unsigned int slot, unsigned int reg)
+{
+	out32(vm, 0xcf8, 0x80000000u | slot << 11 | reg);
+	return in32(vm, 0xcfc);
+}
+
+static void cfg_wr(struct vm *vm, unsigned int slot, unsigned int reg, uint32_t v)
+{
+	out32(vm, 0xcf8, 0x80000000u | slot << 11 | reg);
+	out32(vm, 0xcfc, v);
+}
+
+static uint64_t mmio_rd(struct fake *f, uint64_t off, unsigned int len)
+{
+	uint64_t v = 0;
+
+	bus__access(&f->vm.bus, BUS_MMIO, f->bar + off, (uint8_t *)&v, len, false);
+	return v;
+}
+
+static void mmio_wr(struct fake *f, uint64_t off, uint64_t v, unsigned int len)
+{
+	bus__access(&f->vm.bus, BUS_MMIO, f->bar + off, (uint8_t *)&v, len, true);
+}
+
+static void *gpa(struct fake *f, uint64_t a)
+{
+	return memmap__gpa_to_hva(&f->vm.mem, a, 1);
+}
+
+static void setup_vm(struct fake *f)
+{
+	char err[256];
+
+	memset(f, 0, sizeof(*f));
+	f->cfg.name = dev_name;
+	f->cfg.ncpus = 1;
+	f->cfg.mem_size = 16 << 20;
+	f->cfg.com1 = CONSOLE_NULL;
+	f->cfg.nslots = 1;
+	f->cfg.slots[0] = (struct slot_config){ .slot = SLOT, .device = dev_name };
+	f->vm.cfg = &f->cfg;
+	f->vm.kvm_fd = f->vm.vm_fd = f->vm.exit_efd = -1;
+	f->vm.mem.src_fd = -1;
+	bus__init(&f->vm.bus);
+	memmap__layout(&f->vm.mem, f->cfg.mem_size);
+	assert_int_equal(memmap__alloc(&f->vm.mem), 0);
+	if (device__init_all(&f->vm, err, sizeof(err)))
+		fail_msg("device__init_all: %s", err);
+	f->bar = cfg_rd(&f->vm, SLOT, PCI_BAR0) & ~0xfu;
+	cfg_wr(&f->vm, SLOT, PCI_COMMAND, PCI_CMD_MEM | PCI_CMD_MASTER);
+}
+
+static int setup(void **state)
+{
+	struct fake *f = malloc(sizeof(*f));
+
+	setup_vm(f);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fake *f = *state;
+
+	device__exit_all(&f->vm);
+	memmap__free(&f->vm.mem);
+	free(f);
+	return 0;
+}
+
+static void test_enumeration(void **state)
+{
+	struct fake *f = *state;
+	struct vm *vm = &f->vm;
+
+	assert_int_equal(cfg_rd(vm, 0, 0), 0x12378086);		/* host bridge */
+	assert_int_equal(cfg_rd(vm, 0, 8) >> 8, 0x060000);
+	assert_int_equal(cfg_rd(vm, SLOT, 0), 0x10441af4);	/* virtio 1.x entropy */
+	assert_int_equal(cfg_rd(vm, SLOT, PCI_SUBSYS_VENDOR) >> 16, 0x40);
+	assert_int_equal(cfg_rd(vm, 5, 0), 0xffffffff);		/* empty slot */
+	out32(vm, 0xcf8, SLOT << 11);				/* enable bit clear */
+	assert_int_equal(in32(vm, 0xcfc), 0xffffffff);
+	out32(vm, 0xcf8, 0x80010000u | SLOT << 11);		/* bus 1: nothing */
+	assert_int_equal(in32(vm, 0xcfc), 0xffffffff);
+	/* the address latch reads back, and only 4-byte accesses reach it */
+	out32(vm, 0xcf8, 0x80001804u);
+	assert_int_equal(in32(vm, 0xcf8), 0x80001804u);
+	/* INTx: pin A, line = the GSI the MP table names */
+	assert_int_equal((cfg_rd(vm, SLOT, PCI_INT_LINE) >> 8) & 0xff, 1);
+	assert_int_equal(cfg_rd(vm, SLOT, PCI_INT_LINE) & 0xff, pci__intx_gsi(SLOT, 0));
+}
+
+static void test_bar_sizing_and_placement(void **state)
+{
+	struct fake *f = *state;
+
+	assert_true(f->bar >= PCI_MMIO_BASE && f->bar + VIRTIO_BAR_SIZE <= PCI_MMIO_END);
+	assert_int_equal(f->bar % VIRTIO_BAR_SIZE, 0);
+	cfg_wr(&f->vm, SLOT, PCI_BAR0, 0xffffffff);
+	assert_int_equal(cfg_rd(&f->vm, SLOT, PCI_BAR0), (uint32_t)~(VIRTIO_BAR_SIZE - 1));
+	/* moved away, the BAR does not decode */
+	assert_int_equal(mmio_rd(f, 0x12, 2), 0xffff);
+	cfg_wr(&f->vm, SLOT, PCI_BAR0, f->bar);
+	assert_int_equal(mmio_rd(f, 0x12, 2), 1);		/* num_queues */
+	/* memory decoding off: no access */
+	cfg_wr(&f->vm, SLOT, PCI_COMMAND, 0);
+	assert_int_equal(mmio_rd(f, 0x12, 2), 0xffff);
+	/* unused BARs are hard-wired to zero */
+	cfg_wr(&f->vm, SLOT, PCI_BAR0 + 4, 0xffffffff);
+	assert_int_equal(cfg_rd(&f->vm, SLOT, PCI_BAR0 + 4), 0);
+}
+
+static void test_capabilities(void **state)
+{
+	struct fake *f = *state;
+	unsigned int seen = 0, guard = 0;
+
+	assert_true(cfg_rd(&f->vm, SLOT, PCI_COMMAND) & (PCI_STATUS_CAPS << 16));
+	for (unsigned int p = cfg_rd(&f->vm, SLOT, PCI_CAP_PTR) & 0xff; p; guard++) {
+		uint32_t h = cfg_rd(&f->vm, SLOT, p);
+
+		assert_true(guard < 16 && p >= 0x40 && !(p & 3));
+		if ((h & 0xff) == PCI_CAP_MSIX) {
+			assert_int_equal((h >> 16) & 0x7ff, 1);	/* 2 vectors */
+			assert_int_equal(cfg_rd(&f->vm, SLOT, p + 4), VIRTIO_MSIX_TABLE_OFF);
+			assert_int_equal(cfg_rd(&f->vm, SLOT, p + 8), VIRTIO_MSIX_PBA_OFF);
+			seen |= 1;
+		} else if ((h & 0xff) == PCI_CAP_VENDOR) {
+			unsigned int type = h >> 24;
+
+			assert_int_equal(cfg_rd(&f->vm, SLOT, p + 4) & 0xff, 0);	/* BAR 0 */
+			if (type == 2)
+				assert_int_equal(cfg_rd(&f->vm, SLOT, p + 16), VIRTIO_NOTIFY_MULT);
+			seen |= 1u << type;
+		}
+		p = (h >> 8) & 0xff;
+	}
+	assert_int_equal(seen, 1 | 2 | 4 | 8);	/* MSI-X, common, notify, ISR */
+}
+
+/* Driver initialisation (virtio 1.2, 3.1.1); returns the status read back. */
+static uint8_t negotiate(struct fake *f, uint64_t features)
+{
+	mmio_wr(f, 0x14, 0, 1);
+	mmio_wr(f, 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER, 1);
+	mmio_wr(f, 0x08, 0, 4);
+	mmio_wr(f, 0x0c, (uint32_t)features, 4);
+	mmio_wr(f, 0x08, 1, 4);
+	mmio_wr(f, 0x0c, features >> 32, 4);
+	mmio_wr(f, 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER | VIRTIO_S_FEATURES_OK, 1);
+	return (uint8_t)mmio_rd(f, 0x14, 1);
+}
+
+static void setup_queue(struct fake *f, uint64_t features)
+{
+	uint8_t s = negotiate(f, features);
+
+	assert_true(s & VIRTIO_S_FEATURES_OK);
+	memset(gpa(f, RING), 0, 0x3000);
+	mmio_wr(f, 0x16, 0, 2);
+	assert_int_equal(mmio_rd(f, 0x18, 2), 256);
+	mmio_wr(f, 0x18, QSIZE, 2);
+	mmio_wr(f, 0x20, RING, 8);
+	mmio_wr(f, 0x28, (uint32_t)(RING + 0x1000), 4);	/* 64-bit field as two halves */
+	mmio_wr(f, 0x2c, 0, 4);
+	mmio_wr(f, 0x30, RING + 0x2000, 8);
+	mmio_wr(f, 0x1c, 1, 2);
+	assert_int_equal(mmio_rd(f, 0x1c, 2), 1);
+	mmio_wr(f, 0x14, s | VIRTIO_S_DRIVER_OK, 1);
+}
+
+static void set_desc(struct fake *f, uint64_t table, unsigned int i, uint64_t addr, uint32_t len,
+		     uint16_t flags, uint16_t next)
+{
+	uint8_t *d = gpa(f, table + 16 * i);
+
+	memcpy(d, &addr, 8);
+	memcpy(d + 8, &len, 4);
+	memcpy(d + 12, &flags, 2);
+	memcpy(d + 14, &next, 2);
+}
+
+static void post(struct fake *f, uint16_t head)
+{
+	uint16_t *avail = gpa(f, RING + 0x1000);
+
+	avail[2 + avail[1] % QSIZE] = head;
+	avail[1]++;
+	mmio_wr(f, VIRTIO_NOTIFY_OFF, 0, 2);
+}
+
+static uint16_t used_idx(struct fake *f)
+{
+	return ((uint16_t *)gpa(f, RING + 0x2000))[1];
+}
+
+static uint32_t used_len(struct fake *f, unsigned int i)
+{
+	return ((uint32_t *)gpa(f, RING + 0x2000 + 4 + 8 * i))[1];
+}
+
+static bool not_constant(const uint8_t *p, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (p[i] != p[0])
+			return true;
+	return false;
+}
+
+static void test_rng_requests(void **state)
+{
+	struct fake *f = *state;
+	uint64_t feat = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC;
+
+	setup_queue(f, feat);
+	memset(gpa(f, BUFS), 0, 4096);
+	/* a chain of two writable buffers */
+	set_desc(f, RING, 0, BUFS, 64, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
+	set_desc(f, RING, 1, BUFS + 64, 64, VIRTQ_DESC_F_WRITE, 0);
+	post(f, 0);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(used_len(f, 0), 128);
+	assert_true(not_constant(gpa(f, BUFS), 128));
+	/* INTx without MSI-X: ISR bit 0, cleared by reading it */
+	assert_true(cfg_rd(&f->vm, SLOT, PCI_COMMAND) & (PCI_STATUS_INTX << 16));
+	assert_int_equal(mmio_rd(f, VIRTIO_ISR_OFF, 1), 1);
+	assert_int_equal(mmio_rd(f, VIRTIO_ISR_OFF, 1), 0);
+	assert_false(cfg_rd(&f->vm, SLOT, PCI_COMMAND) & (PCI_STATUS_INTX << 16));
+	/* an indirect table of three */
+	set_desc(f, BUFS + 0x800, 0, BUFS + 0x100, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2);
+	set_desc(f, BUFS + 0x800, 2, BUFS + 0x110, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
+	set_desc(f, BUFS + 0x800, 1, BUFS + 0x120, 16, VIRTQ_DESC_F_WRITE, 0);
+	set_desc(f, RING, 2, BUFS + 0x800, 48, VIRTQ_DESC_F_INDIRECT, 0);
+	post(f, 2);
+	assert_int_equal(used_idx(f), 2);
+	assert_int_equal(used_len(f, 1), 48);
+	assert_false(mmio_rd(f, 0x14, 1) & VIRTIO_S_NEEDS_RESET);
+}
+
+static void test_features_subset(void **state)
+{
+	struct fake *f = *state;
+
+	/* a bit never offered: FEATURES_OK does not stick */
+	assert_false(negotiate(f, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << 40) & VIRTIO_S_FEATURES_OK);
+	/* without VERSION_1 (a legacy driver): refused too */
+	assert_false(negotiate(f, 1ULL << VIRTIO_F_INDIRECT_DESC) & VIRTIO_S_FEATURES_OK);
+	assert_true(negotiate(f, 1ULL << VIRTIO_F_VERSION_1) & VIRTIO_S_FEATURES_OK);
+	/* offered: version 1, indirect descriptors, event index */
+	mmio_wr(f, 0x00, 1, 4);
+	assert_int_equal(mmio_rd(f, 0x04, 4), 1);
+	mmio_wr(f, 0x00, 0, 4);
+	assert_int_equal(mmio_rd(f, 0x04, 4), 3u << 28);
+}
+
+static void expect_broken(struct fake *f, uint16_t before)
+{
+	assert_true(mmio_rd(f, 0x14, 1) & VIRTIO_S_NEEDS_RESET);
+	assert_int_equal(used_idx(f), before);
+	/* and it serves nothing more until reset */
+	set_desc(f, RING, 7, BUFS, 16, VIRTQ_DESC_F_WRITE, 0);
+	post(f, 7);
+	assert_int_equal(used_idx(f), before);
+	mmio_wr(f, 0x14, 0, 1);
+	assert_int_equal(mmio_rd(f, 0x14, 1), 0);
+	mmio_wr(f, 0x16, 0, 2);
+	assert_int_equal(mmio_rd(f, 0x1c, 2), 0);	/* queue disabled by the reset */
+}
+
+static void test_hostile_chains(void **state)
+{
+	struct fake *f = *state;
+	uint64_t feat = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC;
+	static const struct { uint64_t addr; uint32_t len; uint16_t flags, next; bool two; } bad[] = {
+		{ 0xF0000000ULL, 16, VIRTQ_DESC_F_WRITE, 0, false },		/* outside RAM */
+		{ (16 << 20) - 8, 16, VIRTQ_DESC_F_WRITE, 0, false },		/* straddles the end */
+		{ BUFS, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 9, false },	/* next beyond the queue */
+		{ BUFS, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 0, false },	/* a loop on itself */
+		{ BUFS, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1, true },	/* a loop of two */
+		{ BUFS + 0x800, 20, VIRTQ_DESC_F_INDIRECT, 0, false },		/* table not of 16 */
+		{ BUFS + 0x800, 0xFFFFFFF0u, VIRTQ_DESC_F_INDIRECT, 0, false },	/* huge table */
+		{ BUFS + 0x800, 16, VIRTQ_DESC_F_INDIRECT, 0, false },		/* nested indirect */
+	};
+
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uint16_t before;
+
+		setup_queue(f, feat);
+		before = used_idx(f);
+		set_desc(f, RING, 0, bad[i].addr, bad[i].len, bad[i].flags, bad[i].next);
+		if (bad[i].two)
+			set_desc(f, RING, 1, BUFS, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 0);
+		/* the nested case: an indirect entry inside the indirect table */
+		set_desc(f, BUFS + 0x800, 0, BUFS + 0x800, 16, VIRTQ_DESC_F_INDIRECT, 0);
+		post(f, 0);
+		print_message("    case %u\n", i);
+		expect_broken(f, before);
+	}
+	/* an avail index more than a queue ahead */
+	setup_queue(f, feat);
+	((uint16_t *)gpa(f, RING + 0x1000))[1] = QSIZE + 1;
+	mmio_wr(f, VIRTIO_NOTIFY_OFF, 0, 2);
+	expect_broken(f, 0);
+	/* a queue whose rings are not in RAM is never enabled */
+	negotiate(f, feat);
+	mmio_wr(f, 0x16, 0, 2);
+	mmio_wr(f, 0x20, 0xFEBFF000ULL, 8);
+	mmio_wr(f, 0x1c, 1, 2);
+	assert_int_equal(mmio_rd(f, 0x1c, 2), 0);
+	assert_true(mmio_rd(f, 0x14, 1) & VIRTIO_S_NEEDS_RESET);
+	/* a size that is not a power of two is ignored */
+	mmio_wr(f, 0x14, 0, 1);
+	mmio_wr(f, 0x18, 6, 2);
+	assert_int_equal(mmio_rd(f, 0x18, 2), 256);
+}
+
+static void test_event_idx(void **state)
+{
+	struct fake *f = *state;
+	uint16_t *used = gpa(f, RING + 0x2000), *avail = gpa(f, RING + 0x1000);
+
+	setup_queue(f, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX);
+	avail[2 + QSIZE] = 5;	/* used_event: interrupt only after the 6th */
+	for (unsigned int i = 0; i < 6; i++) {
+		set_desc(f, RING, i, BUFS + 16 * i, 16, VIRTQ_DESC_F_WRITE, 0);
+		post(f, (uint16_t)i);
+		/* avail_event tells the driver we want the next notification */
+		assert_int_equal(used[2 + 4 * QSIZE], i + 1);
+		assert_int_equal(mmio_rd(f, VIRTIO_ISR_OFF, 1), i == 5 ? 1 : 0);
+	}
+}
+
+static void test_msix_mask_and_pending(void **state)
+{
+	struct fake *f = *state;
+	uint32_t cap = 0;
+
+	for (unsigned int p = cfg_rd(&f->vm, SLOT, PCI_CAP_PTR) & 0xff; p; p = (cfg_rd(&f->vm, SLOT, p) >> 8) & 0xff)
+		if ((cfg_rd(&f->vm, SLOT, p) & 0xff) == PCI_CAP_MSIX)
+			cap = p;
+	assert_true(cap);
+	/* enable with the whole function masked */
+	cfg_wr(&f->vm, SLOT, cap, (uint32_t)(PCI_MSIX_ENABLE | PCI_MSIX_MASKALL) << 16);
+	mmio_wr(f, VIRTIO_MSIX_TABLE_OFF + 16, 0xFEE00000u, 4);
+	mmio_wr(f, VIRTIO_MSIX_TABLE_OFF + 24, 0x41, 4);
+	mmio_wr(f, VIRTIO_MSIX_TABLE_OFF + 28, 0, 4);	/* vector 1 unmasked */
+	assert_int_equal(mmio_rd(f, VIRTIO_MSIX_TABLE_OFF + 24, 4), 0x41);
+	setup_queue(f, 1ULL << VIRTIO_F_VERSION_1);
+	mmio_wr(f, 0x16, 0, 2);
+	mmio_wr(f, 0x1a, 1, 2);
+	assert_int_equal(mmio_rd(f, 0x1a, 2), 1);
+	mmio_wr(f, 0x1a, 7, 2);				/* no such vector */
+	assert_int_equal(mmio_rd(f, 0x1a, 2), VIRTIO_NO_VECTOR);
+	mmio_wr(f, 0x14, 0, 1);				/* vectors are set before DRIVER_OK */
+	setup_queue(f, 1ULL << VIRTIO_F_VERSION_1);
+	mmio_wr(f, 0x16, 0, 2);
+	mmio_wr(f, 0x1a, 1, 2);
+	set_desc(f, RING, 0, BUFS, 16, VIRTQ_DESC_F_WRITE, 0);
+	post(f, 0);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(mmio_rd(f, VIRTIO_ISR_OFF, 1), 0);	/* MSI-X, not ISR */
+	assert_int_equal(mmio_rd(f, VIRTIO_MSIX_PBA_OFF, 4), 2);	/* masked: pending */
+	cfg_wr(&f->vm, SLOT, cap, (uint32_t)PCI_MSIX_ENABLE << 16);	/* unmask: delivered */
+	assert_int_equal(mmio_rd(f, VIRTIO_MSIX_PBA_OFF, 4), 0);
+}
+
+/* save -> encode -> decode -> restore -> save: the same bytes; then the
+ * decoder refuses states no device could be in. */
+static void test_snapshot(void **state)
+{
+	struct fake *f = *state, g;
+	struct device_instance *d, *e;
+	const struct device_ops *ops;
+	struct sbuf b1 = { 0 }, b2 = { 0 };
+	char err[256];
+	struct dec dec = { .section = "virtio-rnd.3", .err = err, .errlen = sizeof(err), .mem_size = 16 << 20 };
+	void *s1, *s2;
+	cbor_item_t *m;
+	struct { struct pci_func_state pci; struct virtio_state v; } *st;
+
+	setup_queue(f, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX);
+	set_desc(f, RING, 0, BUFS, 16, VIRTQ_DESC_F_WRITE, 0);
+	post(f, 0);
+	for (d = f->vm.devices; d && strcmp(d->name, "virtio-rnd.3"); d = d->next)
+		;
+	assert_non_null(d);
+	ops = d->ops;
+	assert_ptr_equal(device__find("virtio-rnd.3"), ops);
+	assert_ptr_equal(device__find("virtio-rnd.3.1"), ops);
+	assert_null(device__find("virtio-rnd.32"));
+	assert_null(device__find("virtio-rnd.03"));
+	assert_null(device__find("virtio-rnd"));
+	assert_null(device__find("virtio-rnd.3.0"));
+	s1 = calloc(1, ops->state_size);
+	s2 = calloc(1, ops->state_size);
+	ops->save(d->priv, s1);
+	ops->encode(&b1, s1);
+	m = dec__load(&dec, b1.p, b1.len);
+	ops->decode(&dec, m, ops->state_version, s2);
+	cbor_decref(&m);
+	if (dec.ret)
+		fail_msg("decode: %s", err);
+	setup_vm(&g);
+	for (e = g.vm.devices; e && strcmp(e->name, "virtio-rnd.3"); e = e->next)
+		;
+	assert_int_equal(ops->restore(e->priv, s2, err, sizeof(err)), 0);
+	memset(s2, 0, ops->state_size);
+	ops->save(e->priv, s2);
+	ops->encode(&b2, s2);
+	assert_int_equal(b1.len, b2.len);
+	assert_memory_equal(b1.p, b2.p, b1.len);
+	device__exit_all(&g.vm);
+	memmap__free(&g.vm.mem);
+
+	/* states no device could be in */
+	st = s1;
+	for (unsigned int i = 0; i < 7; i++) {
+		ops->save(d->priv, s1);
+		switch (i) {
+		case 0: st->v.drv_features |= 1ULL << 40; break;		/* accepted, not offered */
+		case 1: st->v.dev_features |= 1ULL << 50; break;		/* an offer we lack */
+		case 2: st->v.q[0].size = 12; break;				/* not a power of two */
+		case 3: st->v.q[0].size = 512; break;				/* above the maximum */
+		case 4: st->v.q[0].desc = 0xF0000000ULL; break;			/* outside RAM */
+		case 5: st->v.q[0].device = (16 << 20) - 16; break;		/* runs past RAM */
+		case 6: st->pci.cfg[2] = 0x42; break;				/* another device */
+		}
+		b1.len = 0;
+		ops->encode(&b1, s1);
+		dec.ret = 0;
+		err[0] = '\0';
+		m = dec__load(&dec, b1.p, b1.len);
+		ops->decode(&dec, m, ops->state_version, s2);
+		cbor_decref(&m);
+		if (!dec.ret)
+			fail_msg("impossible state %u accepted", i);
+		print_message("    refused: %s\n", err);
+	}
+	free(s1);
+	free(s2);
+	sbuf__free(&b1);
+	sbuf__free(&b2);
+}
+
+static int parse(struct vm_config *c, const char *s1, const char *s2)
+{
+	char *argv[] = { (char *)"khyve", (char *)"-k", (char *)"k", (char *)"-s", (char *)s1,
+			 (char *)"-s", (char *)s2, (char *)"vm", NULL };
+	int argc = 8;
+
+	if (!s2) {
+		argv[5] = argv[7];
+		argv[6] = NULL;
+		argc = 6;
+	}
+	return config__parse(c, argc, argv);
+}
+
+static void test_slot_syntax(void **state)
+{
+	static const char *const bad[][2] = {
+		{ "32,virtio-rnd", NULL }, { "3:8,virtio-rnd", NULL }, { "-1,virtio-rnd", NULL },
+		{ "3", NULL }, { "3,", NULL }, { ",virtio-rnd", NULL }, { "3,virtio-foo", NULL },
+		{ "3,virtio-rnd,bogus=1", NULL }, { "0,virtio-rnd", NULL }, { "3,hostbridge", NULL },
+		{ "3:1,virtio-rnd", NULL }, { "3,virtio-rnd", "3:0,virtio-rnd" },
+		{ "0,hostbridge,x", NULL },
+	};
+	struct vm_config c;
+
+	(void)state;
+	assert_int_equal(parse(&c, "3,virtio-rnd", "3:1,virtio-rnd"), 0);
+	assert_int_equal(c.nslots, 2);
+	assert_int_equal(c.slots[1].slot, 3);
+	assert_int_equal(c.slots[1].func, 1);
+	assert_string_equal(c.slots[1].device, "virtio-rnd");
+	assert_null(c.slots[1].opts);
+	assert_true(c.given & GIVEN_SLOTS);
+	config__free(&c);
+	assert_int_equal(parse(&c, "0,hostbridge", "0x1f:7,virtio-rnd"), -EINVAL);	/* no 31:0 */
+	config__free(&c);
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		print_message("    -s %s%s%s\n", bad[i][0], bad[i][1] ? " -s " : "", bad[i][1] ? bad[i][1] : "");
+		assert_int_equal(parse(&c, bad[i][0], bad[i][1]), -EINVAL);
+		config__free(&c);
+	}
+}
+
+/* config version 2 records the slots; a version 1 payload (no slots) upgrades */
+static void test_config_section(void **state)
+{
+	struct vm_config a, c;
+	struct sbuf b = { 0 }, b2 = { 0 };
+	char err[256];
+	struct dec d = { .section = "config", .err = err, .errlen = sizeof(err) };
+	static const uint8_t empty_slots[] = { 0x65, 's', 'l', 'o', 't', 's', 0x9f, 0xff };
+	cbor_item_t *m;
+	uint8_t *at;
+
+	(void)state;
+	assert_int_equal(parse(&a, "3,virtio-rnd", "0,hostbridge"), 0);
+	snapsec__encode_config(&b, &a);
+	m = dec__load(&d, b.p, b.len);
+	snapsec__decode_config(&d, m, &c);
+	cbor_decref(&m);
+	if (d.ret)
+		fail_msg("decode: %s", err);
+	assert_int_equal(c.nslots, 2);
+	assert_string_equal(c.slots[1].device, "hostbridge");
+	snapsec__encode_config(&b2, &c);
+	assert_int_equal(b.len, b2.len);
+	assert_memory_equal(b.p, b2.p, b.len);
+	config__free(&c);
+
+	/* refused: a duplicate slot */
+	free(a.slots[1].device);
+	a.slots[1] = (struct slot_config){ .slot = 3, .device = strdup("virtio-rnd") };
+	b.len = 0;
+	snapsec__encode_config(&b, &a);
+	m = dec__load(&d, b.p, b.len);
+	snapsec__decode_config(&d, m, &c);
+	cbor_decref(&m);
+	assert_int_not_equal(d.ret, 0);
+	assert_non_null(strstr(err, "duplicate PCI slot 3:0"));
+	config__free(&c);
+	config__free(&a);
+
+	/* a version 1 payload: the same map without "slots" */
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(parse(&a, "3,virtio-rnd", NULL), 0);
+	a.nslots = 0;	/* what v1 could say */
+	b.len = 0;
+	snapsec__encode_config(&b, &a);
+	at = memmem(b.p, b.len, empty_slots, sizeof(empty_slots));
+	assert_non_null(at);
+	memmove(at, at + sizeof(empty_slots), b.len - (size_t)(at - b.p) - sizeof(empty_slots));
+	b.len -= sizeof(empty_slots);
+	d.ret = 0;
+	m = dec__load(&d, b.p, b.len);
+	snapsec__decode_config_version(&d, m, 1, &c);
+	assert_int_equal(d.ret, 0);
+	assert_int_equal(c.nslots, 0);
+	config__free(&c);
+	snapsec__decode_config_version(&d, m, 2, &c);	/* at version 2 it is missing */
+	assert_int_not_equal(d.ret, 0);
+	cbor_decref(&m);
+	config__free(&c);
+	a.nslots = 1;
+	config__free(&a);
+	sbuf__free(&b);
+	sbuf__free(&b2);
+}
+
+static uint8_t sum(const uint8_t *p, size_t n)
+{
+	uint8_t s = 0;
+
+	while (n--)
+		s += *p++;
+	return s;
+}
+
+/* With PCI: bus 0 is PCI, ISA moves to bus 1, one level/low entry per INTx line */
+static void test_mptable_pci(void **state)
+{
+	struct guest_mem mem;
+	struct vm_config c;
+	struct mptable_pci_irq irqs[CONFIG_MAX_SLOTS];
+	const uint8_t *f, *h, *p, *end;
+	unsigned int n, pci_bus = 0, isa_bus = 0, pci_ints = 0, isa_ints = 0;
+
+	(void)state;
+	assert_int_equal(parse(&c, "3,virtio-rnd", "3:1,virtio-rnd"), 0);
+	n = pci__irq_routes(&c, irqs);
+	assert_int_equal(n, 2);
+	assert_int_equal(irqs[1].pin, 2);
+	assert_int_equal(irqs[1].gsi, pci__intx_gsi(3, 1));
+	memmap__layout(&mem, 16 << 20);
+	assert_int_equal(memmap__alloc(&mem), 0);
+	assert_int_equal(mptable__write_pci(&mem, 2, true, irqs, n), 0);
+	f = memmap__gpa_to_hva(&mem, MPTABLE_ADDR, 16);
+	assert_memory_equal(f, "_MP_", 4);
+	h = f + 16;
+	assert_int_equal(sum(h, h[4] | h[5] << 8), 0);
+	end = h + (h[4] | h[5] << 8);
+	for (p = h + 44; p < end; p += p[0] == 0 ? 20 : 8) {
+		if (p[0] == 1 && !memcmp(p + 2, "PCI", 3))
+			pci_bus = 0x100 | p[1];
+		if (p[0] == 1 && !memcmp(p + 2, "ISA", 3))
+			isa_bus = 0x100 | p[1];
+		if (p[0] == 3 && p[4] == 0 && (isa_bus & 0xff) != 0) {
+			/* PCI: device 3 INTA/INTB, level and active low, pins 16-23 */
+			assert_int_equal(p[2], 0xf);
+			assert_int_equal(p[5] >> 2, 3);
+			assert_true(p[7] >= 16 && p[7] < 24);
+			pci_ints++;
+		}
+		if (p[0] == 3 && p[4] == 1)
+			isa_ints++;
+	}
+	assert_int_equal(pci_bus, 0x100);
+	assert_int_equal(isa_bus, 0x101);
+	assert_int_equal(pci_ints, 2);
+	assert_int_equal(isa_ints, 16);
+	config__free(&c);
+	memmap__free(&mem);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_enumeration, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bar_sizing_and_placement, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_capabilities, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_features_subset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rng_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_chains, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msix_mask_and_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+		cmocka_unit_test(test_slot_syntax),
+		cmocka_unit_test(test_config_section),
+		cmocka_unit_test(test_mptable_pci),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
