@@ -21,6 +21,9 @@ struct snapshot_save_opts {
 	const char *path;	/* FILE; the state goes to FILE.state */
 	snapshot_progress_fn progress;
 	void *progress_arg;
+	/* write memory with the vCPUs stopped instead of from a forked
+	 * copy-on-write writer (for a suspend, where the VM stops anyway) */
+	bool stop_copy;
 };
 
 struct snapshot_save_result {

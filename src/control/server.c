@@ -323,6 +323,8 @@ static int cmd_save(struct control *ctl, struct client *c, const struct request 
 		.path = file,
 		.progress = save_progress,
 		.progress_arg = &prog,
+		/* a suspended VM stops anyway: no writer process, whole host for the write */
+		.stop_copy = !strcmp(verb, "suspend"),
 	};
 	struct snapshot_save_result res;
 	struct stat st;

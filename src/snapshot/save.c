@@ -433,7 +433,7 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 	ret = capture(&c, &st);
 	if (!ret) {
 		/* KHYVE_SAVE_STOP_COPY=1: no writer process (for comparison) */
-		child = paused_here && !getenv("KHYVE_SAVE_STOP_COPY") ?
+		child = paused_here && !opts->stop_copy && !getenv("KHYVE_SAVE_STOP_COPY") ?
 			fork_writer(&c, &st, &cr) : -1;
 		if (child < 0)
 			ret = write_memory(&c) ?: write_trailer(&c, st.memory.uuid);
