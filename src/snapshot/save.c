@@ -20,6 +20,7 @@
  * UUIDs differ, so restore refuses the pair rather than mixing them.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -346,6 +347,9 @@ static pid_t fork_writer(struct save_ctx *c, const struct snap_state *st, struct
 		c->err = msg;
 		c->errlen = sizeof(msg);
 		c->done = &r->done;
+		/* tests: a writer killed (say by the OOM killer) half way */
+		if (getenv("KHYVE_FAULT_WRITER_KILL"))
+			raise(SIGKILL);
 		ret = write_memory(c);
 		if (!ret)
 			ret = write_trailer(c, st->memory.uuid);

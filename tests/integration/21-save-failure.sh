@@ -126,4 +126,18 @@ for n in 1 2 3 4; do
 done
 PID=
 
+
+# the forked memory writer dies (as if OOM-killed): the checkpoint fails
+# cleanly and the VM, the older snapshot and the directory are as before
+start KHYVE_FAULT_WRITER_KILL=1 || fail writer-killed "VM did not start"
+if ctl --vm=vm --checkpoint="$TMP/inj/snap"; then
+	fail writer-killed "checkpoint succeeded"
+else
+	grep -q "memory writer process died (signal 9)" "$TMP/ctl.err" && pass writer-killed-message ||
+		fail writer-killed-message "$(cat "$TMP/ctl.err")"
+	failed writer-killed "$TMP/inj" "$TMP/inj/snap" "$old"
+fi
+kill -TERM $PID
+wait $PID
+PID=
 exit 0
