@@ -119,6 +119,13 @@ struct pci_dev {
 	uint32_t msix_table, msix_pba;	/* offsets in that BAR */
 	struct pci_bar bar[PCI_NBARS];
 	void *priv;		/* the device type's */
+	/*
+	 * Optional, under lock: a configuration access to [off, off + len)
+	 * is about to be read from cfg, or has just been written to it.  For
+	 * registers whose content is not plain storage (virtio's pci_cfg_data
+	 * window into a BAR).
+	 */
+	void (*cfg_access)(struct pci_dev *pd, unsigned int off, unsigned int len, bool is_write);
 };
 
 struct pci_bus {

@@ -3,7 +3,9 @@
  *
  * BAR 0 (16 KiB, memory) holds, at fixed offsets, the common configuration,
  * the ISR byte, the device configuration, the notification area (one 4-byte
- * slot per queue) and the MSI-X table and PBA.  Notifications are handled
+ * slot per queue) and the MSI-X table and PBA.  A VIRTIO_PCI_CAP_PCI_CFG
+ * capability, the last in the list, gives access to all of BAR 0 through
+ * configuration space, for drivers that cannot map it.  Notifications are handled
  * on the vCPU that writes them, under the device lock, so a paused VM never
  * has a request half-done.  Every guest address and length is checked
  * against guest RAM before it is used.
@@ -93,6 +95,17 @@ struct virtio_type {
 	/* queue q was notified: take, serve and return requests */
 	void (*queue_notify)(struct virtio_dev *vd, unsigned int q);
 	void (*reset)(struct virtio_dev *vd);
+	/*
+	 * Device-specific configuration: config_size bytes (0: none, and no
+	 * VIRTIO_PCI_CAP_DEVICE_CFG capability), at most VIRTIO_DEVCFG_MAX.
+	 * The callbacks run under the device lock for a naturally aligned
+	 * access of 1, 2, 4 or 8 bytes inside [0, config_size); the transport
+	 * drops every other access (reads see zeros).  A device that changes
+	 * its configuration itself calls virtio__config_changed().
+	 */
+	uint32_t config_size;
+	void (*config_read)(struct virtio_dev *vd, unsigned int off, uint8_t *data, unsigned int len);
+	void (*config_write)(struct virtio_dev *vd, unsigned int off, const uint8_t *data, unsigned int len);
 };
 
 struct virtio_dev {
@@ -100,6 +113,7 @@ struct virtio_dev {
 	const struct virtio_type *type;
 	struct virtio_state st;
 	void *priv;
+	uint8_t pci_cfg_cap;	/* offset of the VIRTIO_PCI_CAP_PCI_CFG capability */
 };
 
 /* Set up pd as a virtio device of this type (IDs, BAR 0, capabilities). */
@@ -118,6 +132,12 @@ void virtq__notify(struct virtio_dev *vd, unsigned int q, uint16_t old_used);
 bool virtio__has(const struct virtio_dev *vd, unsigned int bit);
 /* Mark the device broken (DEVICE_NEEDS_RESET) and tell the driver. */
 void virtio__needs_reset(struct virtio_dev *vd, const char *why);
+/*
+ * The device changed its device-specific configuration (caller holds the
+ * device lock): a new config_generation, and a configuration change
+ * notification once the driver is ready for interrupts (DRIVER_OK).
+ */
+void virtio__config_changed(struct virtio_dev *vd);
 
 /* The transport's part of a device's section. */
 void virtio__encode(struct sbuf *b, const struct virtio_state *s);

@@ -362,6 +362,8 @@ static void conf_data_read(void *opaque, uint64_t off, uint8_t *data, unsigned i
 		return;
 	}
 	pthread_mutex_lock(&pd->lock);
+	if (pd->cfg_access)
+		pd->cfg_access(pd, reg + (unsigned int)off, len, false);
 	memcpy(data, pd->st.cfg + reg + off, len);
 	pthread_mutex_unlock(&pd->lock);
 }
@@ -375,6 +377,8 @@ static void conf_data_write(void *opaque, uint64_t off, const uint8_t *data, uns
 		return;
 	pthread_mutex_lock(&pd->lock);
 	cfg_write(pd, reg + (unsigned int)off, data, len);
+	if (pd->cfg_access)
+		pd->cfg_access(pd, reg + (unsigned int)off, len, true);
 	pthread_mutex_unlock(&pd->lock);
 }
 

@@ -1,6 +1,7 @@
 /*
  * The virtio 1.x PCI transport: capabilities, common configuration,
- * feature negotiation, status, queue setup, ISR, notifications, reset.
+ * feature negotiation, status, queue setup, ISR, device configuration,
+ * notifications, reset, and the configuration-space window into BAR 0.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,7 +13,10 @@
 #include "khyve/vm.h"
 
 /* virtio PCI capability types */
-enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4 };
+enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4, CAP_PCI_CFG = 5 };
+
+/* struct virtio_pci_cap: bar at 4, offset at 8, length at 12; pci_cfg_data at 16 */
+#define PCICFG_LEN 20
 
 static const uint64_t transport_features =
 	1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC | 1ULL << VIRTIO_F_EVENT_IDX;
@@ -22,31 +26,38 @@ bool virtio__has(const struct virtio_dev *vd, unsigned int bit)
 	return vd->st.drv_features & (1ULL << bit);
 }
 
-static void add_vcap(struct pci_dev *pd, uint8_t type, uint32_t off, uint32_t len, bool notify)
+static uint8_t add_vcap(struct pci_dev *pd, uint8_t type, uint32_t off, uint32_t len, uint8_t cap_len)
 {
-	uint8_t at = pci__add_cap(pd, PCI_CAP_VENDOR, notify ? 20 : 16);
-	uint8_t *c = pd->st.cfg + at;
+	uint8_t at = pci__add_cap(pd, PCI_CAP_VENDOR, cap_len);
+	uint8_t *c;
 
-	c[2] = notify ? 20 : 16;	/* cap_len */
+	if (!at)
+		return 0;
+	c = pd->st.cfg + at;
+	c[2] = cap_len;
 	c[3] = type;
 	c[4] = 0;			/* BAR 0 */
 	memcpy(c + 8, &off, 4);
 	memcpy(c + 12, &len, 4);
-	if (notify) {
+	if (type == CAP_NOTIFY) {
 		uint32_t mult = VIRTIO_NOTIFY_MULT;
 
 		memcpy(c + 16, &mult, 4);
 	}
+	return at;
 }
 
 static void reset(struct virtio_dev *vd)
 {
 	uint16_t nq = vd->st.nqueues;
 	uint64_t offered = vd->st.dev_features;
+	/* the configuration outlives a reset, so its generation does too */
+	uint8_t gen = vd->st.config_gen;
 
 	memset(&vd->st, 0, sizeof(vd->st));
 	vd->st.nqueues = nq;
 	vd->st.dev_features = offered;
+	vd->st.config_gen = gen;
 	vd->st.config_vector = VIRTIO_NO_VECTOR;
 	for (unsigned int q = 0; q < nq; q++) {
 		vd->st.q[q].size = vd->type->queue_max;
@@ -74,6 +85,18 @@ void virtio__needs_reset(struct virtio_dev *vd, const char *why)
 		return;
 	pr_debug("%s: device needs reset: %s", vd->pd->name, why);
 	vd->st.status |= VIRTIO_S_NEEDS_RESET;
+	if (vd->st.status & VIRTIO_S_DRIVER_OK)
+		interrupt(vd, vd->st.config_vector, 2);
+}
+
+void virtio__config_changed(struct virtio_dev *vd)
+{
+	/*
+	 * A new generation on every change is what 4.1.4.3.1 asks: a driver
+	 * that read part of the configuration before the change sees another
+	 * generation after it, and reads again.
+	 */
+	vd->st.config_gen++;
 	if (vd->st.status & VIRTIO_S_DRIVER_OK)
 		interrupt(vd, vd->st.config_vector, 2);
 }
@@ -225,21 +248,37 @@ static unsigned int common_width(unsigned int off)
 	return off < VIRTIO_COMMON_LEN ? 8 : 0;
 }
 
-static void bar_read(void *opaque, uint64_t off, uint8_t *data, unsigned int len)
+/* A device configuration access the type's callbacks may see (4.1.4.6). */
+static bool devcfg_ok(const struct virtio_dev *vd, uint64_t off, unsigned int len)
 {
-	struct pci_dev *pd = opaque;
+	uint64_t rel = off - VIRTIO_DEVCFG_OFF;
+
+	return off >= VIRTIO_DEVCFG_OFF && rel < vd->type->config_size && len <= vd->type->config_size - rel &&
+	       (len == 1 || len == 2 || len == 4 || len == 8) && !(rel & (len - 1));
+}
+
+/* One access to BAR 0, from the bus or the PCI_CFG window.  Caller holds pd->lock. */
+static void bar_io(struct pci_dev *pd, uint64_t off, uint8_t *data, unsigned int len, bool is_write)
+{
 	struct virtio_dev *vd = pd->priv;
 	uint64_t v = 0;
 
-	memset(data, 0, len);
-	pthread_mutex_lock(&pd->lock);
-	if (pci__msix_access(pd, 0, off, data, len, false)) {
+	if (!is_write)
+		memset(data, 0, len);
+	else
+		memcpy(&v, data, len);
+	if (pci__msix_access(pd, 0, off, data, len, is_write)) {
 		/* done */
 	} else if (off < VIRTIO_COMMON_LEN) {
 		unsigned int w = common_width((unsigned int)off & ~3u);
 
-		/* 64-bit fields may be read as two 32-bit halves */
-		if (w == 8 && (len == 4 || len == 8)) {
+		/* 64-bit fields may be accessed as two 32-bit halves */
+		if (is_write) {
+			if (w == 8 && (len == 4 || len == 8) && !(off & (len - 1)))
+				common_write(vd, (unsigned int)off, v, len);
+			else if (common_width((unsigned int)off) == len && !(off & (len - 1)))
+				common_write(vd, (unsigned int)off, v, len);
+		} else if (w == 8 && (len == 4 || len == 8)) {
 			v = common_read(vd, (unsigned int)off & ~7u) >> ((off & 4) * 8);
 			memcpy(data, &v, len);
 		} else if (common_width((unsigned int)off) == len && !(off & (len - 1))) {
@@ -247,39 +286,77 @@ static void bar_read(void *opaque, uint64_t off, uint8_t *data, unsigned int len
 			memcpy(data, &v, len);
 		}
 	} else if (off == VIRTIO_ISR_OFF) {
-		/* reading the ISR clears it and the INTx line */
-		data[0] = vd->st.isr;
-		vd->st.isr = 0;
-		pci__set_intx(pd, 0);
-	}
-	pthread_mutex_unlock(&pd->lock);
-}
+		if (!is_write) {
+			/* reading the ISR clears it and the INTx line */
+			data[0] = vd->st.isr;
+			vd->st.isr = 0;
+			pci__set_intx(pd, 0);
+		}
+	} else if (devcfg_ok(vd, off, len)) {
+		unsigned int rel = (unsigned int)(off - VIRTIO_DEVCFG_OFF);
 
-static void bar_write(void *opaque, uint64_t off, const uint8_t *data, unsigned int len)
-{
-	struct pci_dev *pd = opaque;
-	struct virtio_dev *vd = pd->priv;
-	uint64_t v = 0;
-
-	memcpy(&v, data, len);
-	pthread_mutex_lock(&pd->lock);
-	if (pci__msix_access(pd, 0, off, (uint8_t *)data, len, true)) {
-		/* done */
-	} else if (off < VIRTIO_COMMON_LEN) {
-		unsigned int w = common_width((unsigned int)off & ~3u);
-
-		if (w == 8 && (len == 4 || len == 8) && !(off & (len - 1)))
-			common_write(vd, (unsigned int)off, v, len);
-		else if (common_width((unsigned int)off) == len && !(off & (len - 1)))
-			common_write(vd, (unsigned int)off, v, len);
-	} else if (off >= VIRTIO_NOTIFY_OFF && off < VIRTIO_NOTIFY_OFF + VIRTIO_NOTIFY_MULT * (uint64_t)vd->st.nqueues) {
+		if (is_write && vd->type->config_write)
+			vd->type->config_write(vd, rel, data, len);
+		else if (!is_write && vd->type->config_read)
+			vd->type->config_read(vd, rel, data, len);
+	} else if (is_write && off >= VIRTIO_NOTIFY_OFF &&
+		   off < VIRTIO_NOTIFY_OFF + VIRTIO_NOTIFY_MULT * (uint64_t)vd->st.nqueues) {
 		unsigned int q = (unsigned int)(off - VIRTIO_NOTIFY_OFF) / VIRTIO_NOTIFY_MULT;
 
 		if ((vd->st.status & VIRTIO_S_DRIVER_OK) && !(vd->st.status & VIRTIO_S_NEEDS_RESET) &&
 		    vd->st.q[q].enabled)
 			vd->type->queue_notify(vd, q);
 	}
+}
+
+static void bar_read(void *opaque, uint64_t off, uint8_t *data, unsigned int len)
+{
+	struct pci_dev *pd = opaque;
+
+	pthread_mutex_lock(&pd->lock);
+	bar_io(pd, off, data, len, false);
 	pthread_mutex_unlock(&pd->lock);
+}
+
+static void bar_write(void *opaque, uint64_t off, const uint8_t *data, unsigned int len)
+{
+	struct pci_dev *pd = opaque;
+	uint8_t buf[8];
+
+	/* bar_io takes a writable buffer (MSI-X shares it for reads); copy */
+	if (len > sizeof(buf))
+		return;
+	memcpy(buf, data, len);
+	pthread_mutex_lock(&pd->lock);
+	bar_io(pd, off, buf, len, true);
+	pthread_mutex_unlock(&pd->lock);
+}
+
+/*
+ * VIRTIO_PCI_CAP_PCI_CFG (4.1.4.9): an access to pci_cfg_data becomes an
+ * access of cap.length bytes at cap.offset of BAR cap.bar; a read leaves
+ * what the BAR returned in pci_cfg_data, where the configuration read then
+ * finds it.  The driver must ask for an aligned 1-, 2- or 4-byte access
+ * inside a BAR; anything else reaches no register, so a hostile driver
+ * cannot use the window to read or write past BAR 0.  Caller holds pd->lock.
+ */
+static void pci_cfg_access(struct pci_dev *pd, unsigned int off, unsigned int len, bool is_write)
+{
+	struct virtio_dev *vd = pd->priv;
+	uint8_t *c = pd->st.cfg + vd->pci_cfg_cap;
+	unsigned int data = vd->pci_cfg_cap + 16u;
+	uint32_t boff, blen;
+	uint8_t bar = c[4];
+
+	if (!vd->pci_cfg_cap || off + len <= data || off >= data + 4)
+		return;
+	boff = (uint32_t)c[8] | (uint32_t)c[9] << 8 | (uint32_t)c[10] << 16 | (uint32_t)c[11] << 24;
+	blen = (uint32_t)c[12] | (uint32_t)c[13] << 8 | (uint32_t)c[14] << 16 | (uint32_t)c[15] << 24;
+	/* BAR 0 is the only one a virtio function has */
+	if ((blen != 1 && blen != 2 && blen != 4) || (boff & (blen - 1)) || bar != 0 ||
+	    boff > pd->bar[0].size - blen)
+		return;
+	bar_io(pd, boff, c + 16, blen, is_write);
 }
 
 int virtio__init(struct pci_dev *pd, struct virtio_dev *vd, const struct virtio_type *type)
@@ -287,7 +364,7 @@ int virtio__init(struct pci_dev *pd, struct virtio_dev *vd, const struct virtio_
 	int ret;
 
 	if (type->nqueues > VIRTIO_MAX_QUEUES || type->queue_max > VIRTIO_QUEUE_MAX ||
-	    (type->queue_max & (type->queue_max - 1)))
+	    (type->queue_max & (type->queue_max - 1)) || type->config_size > VIRTIO_DEVCFG_MAX)
 		return -EINVAL;
 	vd->pd = pd;
 	vd->type = type;
@@ -297,12 +374,26 @@ int virtio__init(struct pci_dev *pd, struct virtio_dev *vd, const struct virtio_
 	ret = pci__add_bar(pd, 0, VIRTIO_BAR_SIZE, bar_read, bar_write);
 	if (ret)
 		return ret;
-	add_vcap(pd, CAP_COMMON, VIRTIO_COMMON_OFF, VIRTIO_COMMON_LEN, false);
-	add_vcap(pd, CAP_ISR, VIRTIO_ISR_OFF, 1, false);
-	add_vcap(pd, CAP_NOTIFY, VIRTIO_NOTIFY_OFF, VIRTIO_NOTIFY_MULT * type->nqueues, true);
+	if (!add_vcap(pd, CAP_COMMON, VIRTIO_COMMON_OFF, VIRTIO_COMMON_LEN, 16) ||
+	    !add_vcap(pd, CAP_ISR, VIRTIO_ISR_OFF, 1, 16) ||
+	    (type->config_size && !add_vcap(pd, CAP_DEVICE, VIRTIO_DEVCFG_OFF, type->config_size, 16)) ||
+	    !add_vcap(pd, CAP_NOTIFY, VIRTIO_NOTIFY_OFF, VIRTIO_NOTIFY_MULT * type->nqueues, 20))
+		return -ENOSPC;
 	ret = pci__add_msix(pd, type->nqueues + 1u, 0, VIRTIO_MSIX_TABLE_OFF, VIRTIO_MSIX_PBA_OFF);
 	if (ret)
 		return ret;
+	/*
+	 * Last, so that the capabilities before it keep the offsets they had
+	 * in snapshots taken before it existed; its fields start at zero (no
+	 * access) and only cap.bar, cap.offset, cap.length and pci_cfg_data
+	 * are the driver's to write.
+	 */
+	vd->pci_cfg_cap = add_vcap(pd, CAP_PCI_CFG, 0, 0, PCICFG_LEN);
+	if (!vd->pci_cfg_cap)
+		return -ENOSPC;
+	pd->wmask[vd->pci_cfg_cap + 4] = 0xff;
+	memset(pd->wmask + vd->pci_cfg_cap + 8, 0xff, 12);
+	pd->cfg_access = pci_cfg_access;
 	vd->st.nqueues = type->nqueues;
 	vd->st.dev_features = type->features | transport_features;
 	reset(vd);

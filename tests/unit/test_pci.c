@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,7 +79,90 @@ static void *gpa(struct fake *f, uint64_t a)
 	return memmap__gpa_to_hva(&f->vm.mem, a, 1);
 }
 
-static void setup_vm(struct fake *f)
+/*
+ * A virtio device type with a device-specific configuration, registered in
+ * this test binary only (khyve itself has no such device): 12 bytes, a
+ * read-only 32-bit id at 0, a driver-writable 16-bit mode at 4, a byte at 6
+ * and a 32-bit word at 8.
+ */
+#define CFG_SLOT 4
+#define CFG_SIZE 12
+
+static char cfgdev_name[] = "virtio-test-config";
+
+struct cfgdev {
+	struct virtio_dev vd;
+	uint8_t cfg[CFG_SIZE];
+	unsigned int reads, writes;	/* callbacks the transport made */
+};
+
+static struct cfgdev *g_cfgdev;
+
+static void cfgdev_notify(struct virtio_dev *vd, unsigned int q)
+{
+	(void)vd; (void)q;
+}
+
+static void cfgdev_read(struct virtio_dev *vd, unsigned int off, uint8_t *data, unsigned int len)
+{
+	struct cfgdev *c = (struct cfgdev *)vd;
+
+	assert_true(off + len <= CFG_SIZE && !(off & (len - 1)));
+	c->reads++;
+	memcpy(data, c->cfg + off, len);
+}
+
+static void cfgdev_write(struct virtio_dev *vd, unsigned int off, const uint8_t *data, unsigned int len)
+{
+	struct cfgdev *c = (struct cfgdev *)vd;
+
+	assert_true(off + len <= CFG_SIZE && !(off & (len - 1)));
+	c->writes++;
+	if (off == 4 && len == 2)	/* only the mode is writable */
+		memcpy(c->cfg + 4, data, 2);
+}
+
+static const struct virtio_type cfgdev_vtype = {
+	.device_id = 63,
+	.class_code = 0xff0000,
+	.nqueues = 1,
+	.queue_max = 16,
+	.queue_notify = cfgdev_notify,
+	.config_size = CFG_SIZE,
+	.config_read = cfgdev_read,
+	.config_write = cfgdev_write,
+};
+
+static int cfgdev_init(struct pci_dev *pd, const char *opts, char *err, size_t errlen)
+{
+	struct cfgdev *c = calloc(1, sizeof(*c));
+	static const uint8_t init[CFG_SIZE] = { 0x44, 0x33, 0x22, 0x11, 0x66, 0x55, 0x77, 0, 0xdd, 0xcc, 0xbb, 0xaa };
+	int ret;
+
+	(void)opts; (void)err; (void)errlen;
+	if (!c)
+		return -ENOMEM;
+	memcpy(c->cfg, init, sizeof(init));
+	ret = virtio__init(pd, &c->vd, &cfgdev_vtype);
+	if (ret) {
+		free(c);
+		return ret;
+	}
+	g_cfgdev = c;
+	return 0;
+}
+
+static void cfgdev_exit(struct pci_dev *pd)
+{
+	free(pd->priv);
+	g_cfgdev = NULL;
+}
+
+static const struct device_ops cfgdev_ops = { .name = cfgdev_name };
+static const struct pci_devtype cfgdev_pci = { .ops = &cfgdev_ops, .init = cfgdev_init, .exit = cfgdev_exit };
+PCI_DEVTYPE_REGISTER(cfgdev_pci);
+
+static void setup_vm(struct fake *f, bool with_cfgdev)
 {
 	char err[256];
 
@@ -89,6 +173,8 @@ static void setup_vm(struct fake *f)
 	f->cfg.com1 = CONSOLE_NULL;
 	f->cfg.nslots = 1;
 	f->cfg.slots[0] = (struct slot_config){ .slot = SLOT, .device = dev_name };
+	if (with_cfgdev)
+		f->cfg.slots[f->cfg.nslots++] = (struct slot_config){ .slot = CFG_SLOT, .device = cfgdev_name };
 	f->vm.cfg = &f->cfg;
 	f->vm.kvm_fd = f->vm.vm_fd = f->vm.exit_efd = -1;
 	f->vm.mem.src_fd = -1;
@@ -105,7 +191,16 @@ static int setup(void **state)
 {
 	struct fake *f = malloc(sizeof(*f));
 
-	setup_vm(f);
+	setup_vm(f, false);
+	*state = f;
+	return 0;
+}
+
+static int setup_cfgdev(void **state)
+{
+	struct fake *f = malloc(sizeof(*f));
+
+	setup_vm(f, true);
 	*state = f;
 	return 0;
 }
@@ -183,11 +278,229 @@ static void test_capabilities(void **state)
 			assert_int_equal(cfg_rd(&f->vm, SLOT, p + 4) & 0xff, 0);	/* BAR 0 */
 			if (type == 2)
 				assert_int_equal(cfg_rd(&f->vm, SLOT, p + 16), VIRTIO_NOTIFY_MULT);
+			if (type == 5)	/* PCI_CFG: 20 bytes, the last capability */
+				assert_int_equal((h >> 16) & 0xff, 20);
 			seen |= 1u << type;
 		}
 		p = (h >> 8) & 0xff;
 	}
-	assert_int_equal(seen, 1 | 2 | 4 | 8);	/* MSI-X, common, notify, ISR */
+	/* MSI-X, common, notify, ISR, PCI_CFG; no device configuration */
+	assert_int_equal(seen, 1 | 2 | 4 | 8 | 32);
+}
+
+/* Offset of the vendor capability of this virtio type in slot's function 0, or 0. */
+static unsigned int find_vcap(struct vm *vm, unsigned int slot, unsigned int type)
+{
+	for (unsigned int p = cfg_rd(vm, slot, PCI_CAP_PTR) & 0xff, n = 0; p && n < 16; n++) {
+		uint32_t h = cfg_rd(vm, slot, p);
+
+		if ((h & 0xff) == PCI_CAP_VENDOR && h >> 24 == type)
+			return p;
+		p = (h >> 8) & 0xff;
+	}
+	return 0;
+}
+
+/* Set up the PCI_CFG window at cap for an access of len bytes at off of bar. */
+static void window(struct vm *vm, unsigned int slot, unsigned int cap, uint8_t bar, uint32_t off, uint32_t len)
+{
+	cfg_wr(vm, slot, cap + 4, bar);
+	cfg_wr(vm, slot, cap + 8, off);
+	cfg_wr(vm, slot, cap + 12, len);
+}
+
+/* VIRTIO_PCI_CAP_PCI_CFG: the common configuration through configuration space */
+static void test_pci_cfg_window(void **state)
+{
+	struct fake *f = *state;
+	struct vm *vm = &f->vm;
+	unsigned int cap = find_vcap(vm, SLOT, 5);
+
+	assert_true(cap);
+	/* at reset the window is closed: length 0 reaches nothing */
+	assert_int_equal(cfg_rd(vm, SLOT, cap + 12), 0);
+	assert_int_equal(cfg_rd(vm, SLOT, cap + 16), 0);
+	/* the fields are read-write, the header is not */
+	window(vm, SLOT, cap, 0, 0x12, 2);
+	assert_int_equal(cfg_rd(vm, SLOT, cap + 4) & 0xff, 0);
+	assert_int_equal(cfg_rd(vm, SLOT, cap + 8), 0x12);
+	assert_int_equal(cfg_rd(vm, SLOT, cap + 12), 2);
+	cfg_wr(vm, SLOT, cap, 0);
+	assert_int_equal(cfg_rd(vm, SLOT, cap) >> 24, 5);
+	/* a 2-byte read: num_queues */
+	assert_int_equal(cfg_rd(vm, SLOT, cap + 16) & 0xffff, 1);
+	/* it works with memory decoding off: that is what the window is for */
+	cfg_wr(vm, SLOT, PCI_COMMAND, 0);
+	assert_int_equal(mmio_rd(f, 0x12, 2), 0xffff);
+	assert_int_equal(cfg_rd(vm, SLOT, cap + 16) & 0xffff, 1);
+	/* 4-byte write of device_feature_select, then read device_feature */
+	window(vm, SLOT, cap, 0, 0x00, 4);
+	cfg_wr(vm, SLOT, cap + 16, 1);
+	window(vm, SLOT, cap, 0, 0x04, 4);
+	assert_int_equal(cfg_rd(vm, SLOT, cap + 16), 1);	/* VERSION_1, bit 32 */
+	/* 1-byte write of the status; a byte read of it sees it, so does MMIO */
+	window(vm, SLOT, cap, 0, 0x14, 1);
+	cfg_wr(vm, SLOT, cap + 16, VIRTIO_S_ACKNOWLEDGE | 0xaabbcc00u);	/* only cap.length bytes go */
+	cfg_wr(vm, SLOT, cap + 16, 0);
+	assert_int_equal(cfg_rd(vm, SLOT, cap + 16) & 0xff, 0);	/* the write of 0 was a reset */
+	cfg_wr(vm, SLOT, cap + 16, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER);
+	assert_int_equal(cfg_rd(vm, SLOT, cap + 16) & 0xff, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER);
+	cfg_wr(vm, SLOT, PCI_COMMAND, PCI_CMD_MEM);
+	assert_int_equal(mmio_rd(f, 0x14, 1), VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER);
+	/* the 64-bit queue_desc as two aligned 4-byte halves */
+	window(vm, SLOT, cap, 0, 0x20, 4);
+	cfg_wr(vm, SLOT, cap + 16, 0x12345000u);
+	window(vm, SLOT, cap, 0, 0x24, 4);
+	cfg_wr(vm, SLOT, cap + 16, 0x9);
+	assert_int_equal(mmio_rd(f, 0x20, 8), 0x912345000ULL);
+	assert_int_equal(cfg_rd(vm, SLOT, cap + 16), 0x9);
+	/* the MSI-X table is in BAR 0 too */
+	window(vm, SLOT, cap, 0, VIRTIO_MSIX_TABLE_OFF + 8, 4);
+	cfg_wr(vm, SLOT, cap + 16, 0x4321);
+	assert_int_equal(mmio_rd(f, VIRTIO_MSIX_TABLE_OFF + 8, 4), 0x4321);
+
+	/* what the driver must not ask for reaches no register (4.1.4.9.2) */
+	static const struct { uint8_t bar; uint32_t off, len; } bad[] = {
+		{ 0, 0x13, 2 },				/* misaligned */
+		{ 0, 0x12, 3 },				/* not 1, 2 or 4 */
+		{ 0, 0x10, 8 },
+		{ 0, 0x10, 0 },
+		{ 1, 0x12, 2 },				/* a BAR that does not exist */
+		{ 6, 0x12, 2 },
+		{ 0xff, 0x12, 2 },
+		{ 0, VIRTIO_BAR_SIZE, 4 },		/* past the BAR */
+		{ 0, 0xfffffffcu, 4 },
+	};
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		print_message("    bar %u offset 0x%x length %u\n", bad[i].bar, bad[i].off, bad[i].len);
+		window(vm, SLOT, cap, 0, 0x14, 1);
+		cfg_wr(vm, SLOT, cap + 16, 0x5a5a5a03);	/* a status write, so data is known */
+		window(vm, SLOT, cap, bad[i].bar, bad[i].off, bad[i].len);
+		assert_int_equal(cfg_rd(vm, SLOT, cap + 16), 0x5a5a5a03);	/* read: nothing stored */
+		cfg_wr(vm, SLOT, cap + 16, 0);		/* write: no reset */
+		assert_int_equal(mmio_rd(f, 0x14, 1), VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER);
+		assert_int_equal(mmio_rd(f, 0x20, 8), 0x912345000ULL);
+	}
+}
+
+static uint64_t bar_rd(struct vm *vm, uint32_t bar, uint64_t off, unsigned int len)
+{
+	uint64_t v = 0;
+
+	bus__access(&vm->bus, BUS_MMIO, bar + off, (uint8_t *)&v, len, false);
+	return v;
+}
+
+static void bar_wr(struct vm *vm, uint32_t bar, uint64_t off, uint64_t v, unsigned int len)
+{
+	bus__access(&vm->bus, BUS_MMIO, bar + off, (uint8_t *)&v, len, true);
+}
+
+/* A device type's configuration: its capability, widths, bounds, generation. */
+static void test_device_config(void **state)
+{
+	struct fake *f = *state;
+	struct vm *vm = &f->vm;
+	struct cfgdev *c = g_cfgdev;
+	unsigned int cap = find_vcap(vm, CFG_SLOT, 4), win = find_vcap(vm, CFG_SLOT, 5);
+	uint32_t bar = cfg_rd(vm, CFG_SLOT, PCI_BAR0) & ~0xfu;
+	const uint64_t cfg = VIRTIO_DEVCFG_OFF;
+	unsigned int reads, writes;
+	uint8_t gen, g1, g2;
+
+	assert_non_null(c);
+	assert_true(cap && win);
+	assert_int_equal(cfg_rd(vm, CFG_SLOT, cap + 4) & 0xff, 0);
+	assert_int_equal(cfg_rd(vm, CFG_SLOT, cap + 8), VIRTIO_DEVCFG_OFF);
+	assert_int_equal(cfg_rd(vm, CFG_SLOT, cap + 12), CFG_SIZE);
+	assert_int_equal(find_vcap(vm, SLOT, 4), 0);	/* virtio-rnd has none */
+	cfg_wr(vm, CFG_SLOT, PCI_COMMAND, PCI_CMD_MEM);
+
+	/* every width, before any feature negotiation (2.5.1) */
+	assert_int_equal(bar_rd(vm, bar, cfg, 4), 0x11223344);
+	assert_int_equal(bar_rd(vm, bar, cfg + 4, 2), 0x5566);
+	assert_int_equal(bar_rd(vm, bar, cfg + 6, 1), 0x77);
+	assert_int_equal(bar_rd(vm, bar, cfg + 8, 4), 0xaabbccdd);
+	assert_int_equal(bar_rd(vm, bar, cfg, 8), 0x0077556611223344ULL);
+	/* misaligned, straddling or beyond the end: zeros, no callback */
+	reads = c->reads;
+	assert_int_equal(bar_rd(vm, bar, cfg + 1, 2), 0);
+	assert_int_equal(bar_rd(vm, bar, cfg + 2, 4), 0);
+	assert_int_equal(bar_rd(vm, bar, cfg + 8, 8), 0);
+	assert_int_equal(bar_rd(vm, bar, cfg + CFG_SIZE, 1), 0);
+	assert_int_equal(bar_rd(vm, bar, cfg + VIRTIO_DEVCFG_MAX - 4, 4), 0);
+	assert_int_equal(c->reads, reads);
+	/* writes: the type decides what is writable */
+	bar_wr(vm, bar, cfg + 4, 0xbeef, 2);
+	assert_int_equal(bar_rd(vm, bar, cfg + 4, 2), 0xbeef);
+	bar_wr(vm, bar, cfg, 0, 4);
+	assert_int_equal(bar_rd(vm, bar, cfg, 4), 0x11223344);
+	writes = c->writes;
+	bar_wr(vm, bar, cfg + 5, 0, 2);
+	bar_wr(vm, bar, cfg + 10, 0, 4);
+	bar_wr(vm, bar, cfg + CFG_SIZE, 0, 1);
+	assert_int_equal(c->writes, writes);
+	/* and through the PCI_CFG window */
+	window(vm, CFG_SLOT, win, 0, VIRTIO_DEVCFG_OFF + 4, 2);
+	assert_int_equal(cfg_rd(vm, CFG_SLOT, win + 16) & 0xffff, 0xbeef);
+	cfg_wr(vm, CFG_SLOT, win + 16, 0x1234);
+	assert_int_equal(bar_rd(vm, bar, cfg + 4, 2), 0x1234);
+
+	/* a change the driver could have read half of: a new generation (4.1.4.3.1) */
+	g1 = (uint8_t)bar_rd(vm, bar, 0x15, 1);
+	assert_int_equal(bar_rd(vm, bar, cfg, 4), 0x11223344);
+	pthread_mutex_lock(&c->vd.pd->lock);
+	c->cfg[0] = 0x45;
+	c->cfg[8] = 0xde;
+	virtio__config_changed(&c->vd);
+	pthread_mutex_unlock(&c->vd.pd->lock);
+	assert_int_equal(bar_rd(vm, bar, cfg + 8, 4), 0xaabbccde);
+	g2 = (uint8_t)bar_rd(vm, bar, 0x15, 1);
+	assert_int_not_equal(g1, g2);
+	/* the driver's retry then reads a consistent pair */
+	assert_int_equal(bar_rd(vm, bar, cfg, 4), 0x11223345);
+	assert_int_equal(bar_rd(vm, bar, 0x15, 1), g2);
+	/* no notification before DRIVER_OK */
+	assert_int_equal(bar_rd(vm, bar, VIRTIO_ISR_OFF, 1), 0);
+
+	/* after DRIVER_OK: ISR bit 1 and INTx, or the config vector with MSI-X */
+	bar_wr(vm, bar, 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER, 1);
+	bar_wr(vm, bar, 0x08, 1, 4);
+	bar_wr(vm, bar, 0x0c, 1, 4);	/* VERSION_1 */
+	bar_wr(vm, bar, 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER | VIRTIO_S_FEATURES_OK, 1);
+	assert_true(bar_rd(vm, bar, 0x14, 1) & VIRTIO_S_FEATURES_OK);
+	bar_wr(vm, bar, 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER | VIRTIO_S_FEATURES_OK | VIRTIO_S_DRIVER_OK, 1);
+	pthread_mutex_lock(&c->vd.pd->lock);
+	virtio__config_changed(&c->vd);
+	pthread_mutex_unlock(&c->vd.pd->lock);
+	assert_int_equal(bar_rd(vm, bar, 0x15, 1), (uint8_t)(g2 + 1));
+	assert_true(cfg_rd(vm, CFG_SLOT, PCI_COMMAND) & (PCI_STATUS_INTX << 16));
+	assert_int_equal(bar_rd(vm, bar, VIRTIO_ISR_OFF, 1), 2);
+	assert_false(cfg_rd(vm, CFG_SLOT, PCI_COMMAND) & (PCI_STATUS_INTX << 16));
+	{
+		unsigned int msix = 0;
+
+		for (unsigned int p = cfg_rd(vm, CFG_SLOT, PCI_CAP_PTR) & 0xff; p;
+		     p = (cfg_rd(vm, CFG_SLOT, p) >> 8) & 0xff)
+			if ((cfg_rd(vm, CFG_SLOT, p) & 0xff) == PCI_CAP_MSIX)
+				msix = p;
+		assert_true(msix);
+		cfg_wr(vm, CFG_SLOT, msix, (uint32_t)(PCI_MSIX_ENABLE | PCI_MSIX_MASKALL) << 16);
+		bar_wr(vm, bar, 0x10, 0, 2);	/* config_vector 0 */
+		assert_int_equal(bar_rd(vm, bar, 0x10, 2), 0);
+		pthread_mutex_lock(&c->vd.pd->lock);
+		virtio__config_changed(&c->vd);
+		pthread_mutex_unlock(&c->vd.pd->lock);
+		assert_int_equal(bar_rd(vm, bar, VIRTIO_MSIX_PBA_OFF, 4), 1);	/* masked: pending */
+		assert_int_equal(bar_rd(vm, bar, VIRTIO_ISR_OFF, 1), 0);
+	}
+	/* a reset keeps the generation: the configuration did not change */
+	gen = (uint8_t)bar_rd(vm, bar, 0x15, 1);
+	assert_int_equal(gen, (uint8_t)(g2 + 2));
+	bar_wr(vm, bar, 0x14, 0, 1);
+	assert_int_equal(bar_rd(vm, bar, 0x14, 1), 0);
+	assert_int_equal(bar_rd(vm, bar, 0x15, 1), gen);
+	assert_int_equal(bar_rd(vm, bar, cfg, 4), 0x11223345);
 }
 
 /* Driver initialisation (virtio 1.2, 3.1.1); returns the status read back. */
@@ -452,7 +765,7 @@ static void test_snapshot(void **state)
 	cbor_decref(&m);
 	if (dec.ret)
 		fail_msg("decode: %s", err);
-	setup_vm(&g);
+	setup_vm(&g, false);
 	for (e = g.vm.devices; e && strcmp(e->name, "virtio-rnd.3"); e = e->next)
 		;
 	assert_int_equal(ops->restore(e->priv, s2, err, sizeof(err)), 0);
@@ -492,6 +805,142 @@ static void test_snapshot(void **state)
 	free(s2);
 	sbuf__free(&b1);
 	sbuf__free(&b2);
+}
+
+static uint8_t *load(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	uint8_t *p;
+	long n;
+
+	if (!fp)
+		fail_msg("cannot open %s (unit tests run from the source tree)", path);
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	rewind(fp);
+	p = malloc((size_t)n);
+	assert_non_null(p);
+	assert_int_equal(fread(p, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	*len = (size_t)n;
+	return p;
+}
+
+/*
+ * A state file from the sections of secs (uart.com1 and i8042 left out:
+ * their device models are not in this test binary, and play no part in
+ * PCI), the configuration given nslots slots, and a virtio-rnd.3 section
+ * when rnd is not NULL; then parsed back as phase one of a restore does.
+ * 0 or -errno with err.
+ */
+static int rebuild(const uint8_t uuid[16], const struct snap_section *secs, unsigned int nsecs,
+		   const struct slot_config *slots, unsigned int nslots, const struct device_ops *ops,
+		   const void *rnd, char *err, size_t errlen)
+{
+	struct sbuf img = { 0 }, pl = { 0 };
+	struct snap_state back;
+	unsigned int count = 0;
+	int ret;
+
+	snapfmt__header(&img, uuid);
+	for (unsigned int i = 0; i < nsecs; i++) {
+		uint32_t version = secs[i].version;
+
+		if (!strcmp(secs[i].name, "uart.com1") || !strcmp(secs[i].name, "i8042"))
+			continue;
+		pl.len = 0;
+		if (!strcmp(secs[i].name, "config")) {
+			struct dec d = { .section = "config", .err = err, .errlen = errlen };
+			struct vm_config c;
+			cbor_item_t *m = dec__load(&d, secs[i].payload, secs[i].len);
+
+			snapsec__decode_config_version(&d, m, version, &c);
+			cbor_decref(&m);
+			assert_int_equal(d.ret, 0);
+			assert_int_equal(c.nslots, 0);
+			for (unsigned int k = 0; k < nslots; k++)
+				c.slots[k] = slots[k];
+			c.nslots = nslots;
+			snapsec__encode_config(&pl, &c);
+			c.nslots = 0;	/* the slots' strings are the caller's */
+			config__free(&c);
+			version = CONFIG_VERSION;
+		} else {
+			sbuf__put(&pl, secs[i].payload, secs[i].len);
+		}
+		snapfmt__section(&img, secs[i].name, version, secs[i].flags, &pl);
+		count++;
+	}
+	if (rnd) {
+		pl.len = 0;
+		ops->encode(&pl, rnd);
+		snapfmt__section(&img, "virtio-rnd.3", ops->state_version, SNAP_FLAG_REQUIRED, &pl);
+		count++;
+	}
+	snapfmt__finish(&img, count);
+	assert_int_equal(img.err, 0);
+	ret = snapsec__read_state(img.p, img.len, &back, err, errlen);
+	if (!ret) {
+		bool found = false;
+
+		for (unsigned int i = 0; i < back.ndevs; i++)
+			found |= !strcmp(back.devs[i].name, "virtio-rnd.3");
+		assert_int_equal(found, rnd != NULL);
+		snap_state__free(&back);
+	}
+	sbuf__free(&pl);
+	sbuf__free(&img);
+	return ret;
+}
+
+/*
+ * Phase one of a restore refuses, by name, a snapshot whose PCI sections
+ * and configured slots disagree, before anything is built: a real state
+ * file (tests/data/v1) given a virtio-rnd.3 section, a slot, or both.
+ */
+static void test_sections_match_slots(void **state)
+{
+	struct fake *f = *state;
+	struct snap_section *secs = NULL;
+	struct device_instance *d;
+	unsigned int nsecs = 0;
+	uint8_t uuid[16];
+	uint32_t fmt;
+	char err[256];
+	size_t len;
+	uint8_t *img = load("tests/data/v1/guest-2cpu.state", &len);
+	struct slot_config slot3 = { .slot = 3, .device = dev_name }, slot4 = { .slot = 4, .device = dev_name };
+	void *rnd;
+
+	if (snapfmt__parse(img, len, &fmt, uuid, &secs, &nsecs, false, err, sizeof(err)))
+		fail_msg("tests/data/v1/guest-2cpu.state: %s", err);
+	for (d = f->vm.devices; d && strcmp(d->name, "virtio-rnd.3"); d = d->next)
+		;
+	assert_non_null(d);
+	rnd = calloc(1, d->ops->state_size);
+	assert_non_null(rnd);
+	d->ops->save(d->priv, rnd);
+
+	/* controls: neither, and both */
+	if (rebuild(uuid, secs, nsecs, NULL, 0, d->ops, NULL, err, sizeof(err)))
+		fail_msg("the sample without PCI: %s", err);
+	if (rebuild(uuid, secs, nsecs, &slot3, 1, d->ops, rnd, err, sizeof(err)))
+		fail_msg("slot 3 and its section: %s", err);
+	/* a slot 3 in the configuration, no section for it */
+	assert_int_equal(rebuild(uuid, secs, nsecs, &slot3, 1, d->ops, NULL, err, sizeof(err)), -EINVAL);
+	print_message("    refused: %s\n", err);
+	assert_string_equal(err, "required section 'virtio-rnd.3' is missing");
+	/* the section without the slot */
+	assert_int_equal(rebuild(uuid, secs, nsecs, NULL, 0, d->ops, rnd, err, sizeof(err)), -EINVAL);
+	print_message("    refused: %s\n", err);
+	assert_string_equal(err, "section 'virtio-rnd.3' names no PCI function of section 'config'");
+	/* the section for another slot than the configured one */
+	assert_int_equal(rebuild(uuid, secs, nsecs, &slot4, 1, d->ops, rnd, err, sizeof(err)), -EINVAL);
+	print_message("    refused: %s\n", err);
+	assert_string_equal(err, "section 'virtio-rnd.3' names no PCI function of section 'config'");
+	free(rnd);
+	free(secs);
+	free(img);
 }
 
 static int parse(struct vm_config *c, const char *s1, const char *s2)
@@ -663,12 +1112,15 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_enumeration, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bar_sizing_and_placement, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_capabilities, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_config, setup_cfgdev, teardown),
 		cmocka_unit_test_setup_teardown(test_features_subset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rng_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_chains, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msix_mask_and_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sections_match_slots, setup, teardown),
 		cmocka_unit_test(test_slot_syntax),
 		cmocka_unit_test(test_config_section),
 		cmocka_unit_test(test_mptable_pci),
