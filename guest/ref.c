@@ -3,8 +3,11 @@
  * testguest-ref: computes on the host the digest the test guest prints.
  *
  *   testguest-ref -c NCPU "CMDLINE"
+ *   testguest-ref --console-stream "CMDLINE"
  *
- * prints "digest=<16 hex digits>" and exits 0; bad arguments: a message on
+ * prints "digest=<16 hex digits>" and exits 0; with --console-stream, writes
+ * instead the bytes the console workload sends through virtio-console over
+ * all rounds (whatever the workloads selected); bad arguments: a message on
  * stderr, exit 2. The NCPU processors are simulated one after the other:
  * their work is independent apart from the shared counter, whose total after
  * each round does not depend on the order.
@@ -17,13 +20,15 @@
 static void usage(void)
 {
 	fprintf(stderr, "usage: testguest-ref -c NCPU \"CMDLINE\"\n"
-	                "  CMDLINE: workload=mem,fpu,smp,time,rng rounds=N memmb=M seed=S [fpu=auto|sse|avx2|avx512]\n");
+	                "       testguest-ref --console-stream \"CMDLINE\"\n"
+	                "  CMDLINE: workload=mem,fpu,smp,time,rng,console rounds=N memmb=M seed=S [fpu=auto|sse|avx2|avx512]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	long ncpu = -1;
+	int stream = 0;
 	const char *cmdline = NULL;
 	char err[256];
 	struct tg_params p;
@@ -36,6 +41,8 @@ int main(int argc, char **argv)
 				fprintf(stderr, "testguest-ref: bad cpu count '%s' (1..%d)\n", argv[i], TG_NCPU_MAX);
 				return 2;
 			}
+		} else if (!strcmp(argv[i], "--console-stream")) {
+			stream = 1;
 		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage();
 		} else if (!cmdline && argv[i][0] != '-') {
@@ -44,13 +51,22 @@ int main(int argc, char **argv)
 			usage();
 		}
 	}
-	if (ncpu < 1)
+	if (ncpu < 1 && !stream)
 		usage();
 	if (!cmdline)
 		cmdline = "";
 	if (tg_params_parse(cmdline, &p, err, sizeof(err))) {
 		fprintf(stderr, "testguest-ref: bad command line: %s\n", err);
 		return 2;
+	}
+	if (stream) {
+		static char buf[TG_CON_BYTES];
+		for (uint64_t r = 1; r <= p.rounds; r++) {
+			tg_con_stream(buf, p.seed, r);
+			if (fwrite(buf, 1, sizeof(buf), stdout) != sizeof(buf))
+				return 1;
+		}
+		return fflush(stdout) ? 1 : 0;
 	}
 	int best = tg_fpu_detect(), path = p.fpu == TG_FPU_AUTO ? best : p.fpu;
 	if ((p.workloads & TG_W_FPU) && path > best) {
@@ -98,6 +114,8 @@ int main(int argc, char **argv)
 				res[3][c] = tg_time_result(c, r);
 			if (p.workloads & TG_W_RNG)
 				res[4][c] = tg_rng_result(c, r);
+			if (p.workloads & TG_W_CON)
+				res[5][c] = tg_con_result(c, r);
 		}
 		h = tg_digest_round(h, &p, n, (const uint64_t(*)[TG_NCPU_MAX])res, counter);
 	}

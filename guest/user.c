@@ -8,6 +8,7 @@
  * the digest and prints "round r".
  */
 #include "abi.h"
+#include "vcon.h"
 #include "vrng.h"
 #include "work.h"
 
@@ -173,9 +174,14 @@ static void setup(void)
 		if (e)
 			ufail(0, e, 0);
 	}
+	if (P.workloads & TG_W_CON) {
+		const char *e = tg_vcon_init();
+		if (e)
+			ufail(0, e, 0);
+	}
 
 	char *p = tg_stpcpy(line, "khyve-testguest: workload=");
-	static const char *names[TG_NW] = { "mem", "fpu", "smp", "time", "rng" };
+	static const char *names[TG_NW] = { "mem", "fpu", "smp", "time", "rng", "console" };
 	int first = 1;
 	for (int w = 0; w < TG_NW; w++)
 		if (P.workloads & (1u << w)) {
@@ -246,6 +252,14 @@ void user_main(uint64_t cpu)
 					ufail(cpu, e, 0);
 			}
 			res[4][cpu] = tg_rng_result((uint32_t)cpu, r);
+		}
+		if (P.workloads & TG_W_CON) {
+			if (cpu == 0) {
+				const char *e = tg_vcon_round(P.seed, r);
+				if (e)
+					ufail(cpu, e, 0);
+			}
+			res[5][cpu] = tg_con_result((uint32_t)cpu, r);
 		}
 		barrier_wait(n, snap_counter, r);
 		if (cpu == 0) {

@@ -147,6 +147,8 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 					w |= TG_W_TIME;
 				else if (word_eq(v + i, j - i, "rng"))
 					w |= TG_W_RNG;
+				else if (word_eq(v + i, j - i, "console"))
+					w |= TG_W_CON;
 				else
 					return set_err(err, errlen, "unknown workload in ", tok, tl);
 				i = j + 1;
@@ -308,6 +310,31 @@ uint64_t tg_smp_round(tg_smp_slices_t *slices, volatile uint64_t *counter,
 uint64_t tg_rng_result(uint32_t cpu, uint64_t round)
 {
 	return cpu ? 0x726e67 : tg_mix64(0x726e6762797465ULL ^ (round << 16) ^ TG_RNG_BYTES);
+}
+
+/* console: CPU 0 writes TG_CON_BYTES per round; the others only take part */
+void tg_con_stream(char *buf, uint64_t seed, uint64_t round)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t s = tg_mix64(seed ^ 0x636f6e736f6c6531ULL ^ tg_mix64(round * GOLDEN));  /* "console1" */
+
+	for (unsigned int l = 0; l < TG_CON_LINES; l++) {
+		char *p = buf + l * TG_CON_LINE;
+		for (unsigned int k = 0; k < 4; k++) {
+			uint64_t w = tg_mix64(s + (l * 4 + k) * GOLDEN);
+			for (int d = 15; d >= 0; d--) {
+				p[d] = hex[w & 15];
+				w >>= 4;
+			}
+			p[16] = k < 3 ? ' ' : '\n';
+			p += 17;
+		}
+	}
+}
+
+uint64_t tg_con_result(uint32_t cpu, uint64_t round)
+{
+	return cpu ? 0x636f6e : tg_mix64(0x636f6e736f6c65ULL ^ (round << 16) ^ TG_CON_BYTES);
 }
 
 /* time: the checks live in the guest; the contribution is a constant */

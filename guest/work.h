@@ -19,8 +19,9 @@
 #define TG_W_SMP      4u
 #define TG_W_TIME     8u
 #define TG_W_RNG      16u              /* needs a virtio-rnd PCI device */
+#define TG_W_CON      32u              /* needs a virtio-console PCI device */
 #define TG_W_ALL      15u              /* the default: every one needing no device */
-#define TG_NW         5
+#define TG_NW         6
 
 /* fpu code paths; the digest is the same for all of them */
 #define TG_FPU_AUTO   0
@@ -99,6 +100,21 @@ uint64_t tg_time_result(uint32_t cpu, uint64_t round);
 /* The random bytes are checked, never folded: the result depends only on
  * the parameters (how many bytes, which round, which CPU). */
 uint64_t tg_rng_result(uint32_t cpu, uint64_t round);
+
+/* --- console ------------------------------------------------------ */
+/* CPU 0 writes TG_CON_BYTES per round through the virtio-console transmitq:
+ * TG_CON_LINES lines of 4 words of 16 hex digits, space-separated, each
+ * line ending in '\n' - text, never a NUL byte. */
+#define TG_CON_LINES  64
+#define TG_CON_LINE   68               /* 4 * 16 + 3 spaces + newline */
+#define TG_CON_BYTES  (TG_CON_LINES * TG_CON_LINE)
+#define TG_CON_REQS   4                /* requests per round */
+#define TG_CON_BUF    (TG_CON_BYTES / (2 * TG_CON_REQS))  /* 2 buffers each */
+/* buf gets round `round`'s TG_CON_BYTES bytes of the stream */
+void tg_con_stream(char *buf, uint64_t seed, uint64_t round);
+/* The bytes are checked by the host, never folded: the result depends only
+ * on the parameters (how many bytes, which round, which CPU). */
+uint64_t tg_con_result(uint32_t cpu, uint64_t round);
 
 /* --- small formatting helpers (no libc) ----------------------------- */
 size_t tg_strlen(const char *s);

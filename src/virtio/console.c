@@ -1,0 +1,368 @@
+/*
+ * virtio-console (virtio device ID 3): a single port, no
+ * VIRTIO_CONSOLE_F_MULTIPORT, receiveq 0 and transmitq 1.
+ *
+ *   -s N,virtio-console,stdio        port 0 writes to khyve's standard output
+ *   -s N,virtio-console,file:PATH    ... to PATH (created, mode 0644, or
+ *                                    truncated at start-up)
+ *   -s N,virtio-console,socket:PATH  ... to a listening UNIX stream socket at
+ *                                    PATH, connected at start-up (error if none)
+ *
+ * Transmit buffers are written to the backend whole, on the notifying vCPU
+ * under the device lock, so a paused VM never has one half-done.  Receive is
+ * not implemented in this version: the driver's receive buffers stay posted
+ * and nothing is ever delivered into them, whatever the backend.
+ *
+ * The section records the bytes written so far (tx_bytes).  On restore, a
+ * file backend is opened without truncation, then cut to tx_bytes (extended
+ * with zero bytes if shorter) and written from there: the restored VM's
+ * output continues exactly where the saved VM's stopped.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "khyve/log.h"
+#include "khyve/snapfmt.h"
+#include "khyve/virtio.h"
+#include "khyve/vm.h"
+
+#define CON_STATE_VERSION	1
+#define CON_QUEUE_SIZE		128
+#define CON_RX			0
+#define CON_TX			1
+#define CON_CONFIG_SIZE		12	/* cols, rows, max_nr_ports, emerg_wr */
+#define CON_REQ_MAX		(64u << 10)	/* bytes per request: bounds the vCPU's time here */
+
+enum con_backend { CON_STDIO, CON_FILE, CON_SOCKET };
+
+struct con_state {
+	struct pci_func_state pci;
+	struct virtio_state virtio;
+	uint16_t cols, rows;		/* the device configuration (no F_SIZE: 0) */
+	uint64_t tx_bytes;		/* written to the backend so far */
+};
+
+struct con {
+	struct virtio_dev vd;
+	enum con_backend backend;
+	int fd;
+	bool positioned;		/* a file backend holds exactly tx_bytes */
+	bool broken;			/* the backend failed: output is dropped */
+	uint16_t cols, rows;
+	uint64_t tx_bytes;
+	struct virtq_elem elem;		/* large: not on the vCPU's stack */
+};
+
+/* Parse OPTS; on success *path points into opts (NULL for stdio). */
+static int con__parse(const char *opts, enum con_backend *b, const char **path, char *err, size_t errlen)
+{
+	if (!opts || !*opts) {
+		snprintf(err, errlen, "virtio-console needs a backend: stdio, file:PATH or socket:PATH");
+		return -EINVAL;
+	}
+	*path = NULL;
+	if (!strcmp(opts, "stdio")) {
+		*b = CON_STDIO;
+		return 0;
+	}
+	if (!strncmp(opts, "file:", 5)) {
+		*b = CON_FILE;
+		*path = opts + 5;
+	} else if (!strncmp(opts, "socket:", 7)) {
+		*b = CON_SOCKET;
+		*path = opts + 7;
+	} else {
+		snprintf(err, errlen, "virtio-console: unknown backend '%s' (stdio, file:PATH or socket:PATH)", opts);
+		return -EINVAL;
+	}
+	if (!**path) {
+		snprintf(err, errlen, "virtio-console: empty path in '%s'", opts);
+		return -EINVAL;
+	}
+	if (*b == CON_SOCKET && strlen(*path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		snprintf(err, errlen, "virtio-console: socket path too long: '%s'", *path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int con__check(const char *opts, char *err, size_t errlen)
+{
+	enum con_backend b;
+	const char *path;
+
+	return con__parse(opts, &b, &path, err, errlen);
+}
+
+static int con__open(struct con *c, enum con_backend b, const char *path, bool restoring,
+		     char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, ret;
+
+	c->backend = b;
+	switch (b) {
+	case CON_STDIO:
+		c->fd = STDOUT_FILENO;
+		return 0;
+	case CON_FILE:
+		/* a restore keeps the saved VM's output: con__restore cuts it */
+		fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (restoring ? 0 : O_TRUNC), 0644);
+		if (fd < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "virtio-console: %s: %s", path, strerror(errno));
+			return ret;
+		}
+		c->fd = fd;
+		return 0;
+	case CON_SOCKET:
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "virtio-console: socket: %s", strerror(errno));
+			return ret;
+		}
+		memcpy(sa.sun_path, path, strlen(path) + 1);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "virtio-console: connect %s: %s", path, strerror(errno));
+			close(fd);
+			return ret;
+		}
+		c->fd = fd;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Write all of p to the backend; false (and the backend is dropped) on error. */
+static bool con__write(struct con *c, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	while (len) {
+		ssize_t r = c->backend == CON_SOCKET ? send(c->fd, b, len, MSG_NOSIGNAL) : write(c->fd, b, len);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {	/* a non-blocking stdout: wait for room */
+				usleep(1000);
+				continue;
+			}
+			pr_warn("virtio-console %s: write: %s; output dropped from now on", c->vd.pd->name,
+				strerror(errno));
+			c->broken = true;
+			return false;
+		}
+		b += r;
+		len -= (size_t)r;
+	}
+	return true;
+}
+
+/* A file backend starts at tx_bytes: the saved VM's output, no more. */
+static void con__position(struct con *c)
+{
+	if (c->positioned || c->backend != CON_FILE)
+		return;
+	c->positioned = true;
+	if (ftruncate(c->fd, (off_t)c->tx_bytes) < 0) {
+		pr_warn("virtio-console %s: truncate: %s; output dropped", c->vd.pd->name, strerror(errno));
+		c->broken = true;
+	}
+}
+
+static uint32_t con__transmit(struct con *c, const struct virtq_elem *e)
+{
+	uint32_t done = 0;
+
+	con__position(c);
+	for (unsigned int i = 0; i < e->nout && done < CON_REQ_MAX; i++) {
+		size_t len = e->out[i].iov_len;
+
+		if (len > CON_REQ_MAX - done)
+			len = CON_REQ_MAX - done;
+		if (!c->broken)
+			con__write(c, e->out[i].iov_base, len);
+		done += (uint32_t)len;
+	}
+	c->tx_bytes += done;
+	return 0;	/* nothing written into the chain */
+}
+
+static void con__notify(struct virtio_dev *vd, unsigned int q)
+{
+	struct con *c = (struct con *)vd;
+	uint16_t old = vd->st.q[q].used_idx;
+
+	if (q != CON_TX)
+		return;		/* receive buffers stay posted: no input in this version */
+	/* at most a queue's worth per notification: the driver cannot keep us here */
+	for (unsigned int n = 0; n < vd->st.q[q].size; n++) {
+		if (virtq__pop(vd, q, &c->elem) != 1)
+			break;
+		virtq__push(vd, q, c->elem.head, con__transmit(c, &c->elem));
+	}
+	virtq__notify(vd, q, old);
+}
+
+static void con__config_read(struct virtio_dev *vd, unsigned int off, uint8_t *data, unsigned int len)
+{
+	struct con *c = (struct con *)vd;
+	uint8_t cfg[CON_CONFIG_SIZE] = { 0 };
+
+	/* max_nr_ports and emerg_wr read as 0: neither feature is offered */
+	cfg[0] = (uint8_t)c->cols;
+	cfg[1] = (uint8_t)(c->cols >> 8);
+	cfg[2] = (uint8_t)c->rows;
+	cfg[3] = (uint8_t)(c->rows >> 8);
+	memcpy(data, cfg + off, len);
+}
+
+static void con__config_write(struct virtio_dev *vd, unsigned int off, const uint8_t *data, unsigned int len)
+{
+	/* only emerg_wr is writable, and only with VIRTIO_CONSOLE_F_EMERG_WRITE */
+	(void)vd; (void)off; (void)data; (void)len;
+}
+
+static const struct virtio_type con_type = {
+	.device_id = 3,
+	.class_code = 0x078000,		/* simple communication controller, other */
+	.features = 0,			/* no F_SIZE, F_MULTIPORT, F_EMERG_WRITE */
+	.nqueues = 2,
+	.queue_max = CON_QUEUE_SIZE,
+	.queue_notify = con__notify,
+	.config_size = CON_CONFIG_SIZE,
+	.config_read = con__config_read,
+	.config_write = con__config_write,
+};
+
+static int con__init(struct pci_dev *pd, const char *opts, char *err, size_t errlen)
+{
+	struct con *c;
+	enum con_backend b;
+	const char *path;
+	int ret = con__parse(opts, &b, &path, err, errlen);
+
+	if (ret)
+		return ret;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->fd = -1;
+	c->positioned = !pd->vm->cfg->restore;	/* a fresh start truncated it */
+	ret = con__open(c, b, path, !c->positioned, err, errlen);
+	if (ret) {
+		free(c);
+		pd->priv = NULL;
+		return ret;
+	}
+	ret = virtio__init(pd, &c->vd, &con_type);
+	if (ret) {
+		snprintf(err, errlen, "PCI %s: %s", pd->name, strerror(-ret));
+		if (c->backend != CON_STDIO)
+			close(c->fd);
+		free(c);
+		pd->priv = NULL;
+	}
+	return ret;
+}
+
+static void con__exit(struct pci_dev *pd)
+{
+	struct con *c = pd->priv;
+
+	if (c && c->backend != CON_STDIO && c->fd >= 0)
+		close(c->fd);
+	free(c);
+}
+
+static void con__save(void *priv, void *state)
+{
+	struct pci_dev *pd = priv;
+	struct con *c = pd->priv;
+	struct con_state *s = state;
+
+	pthread_mutex_lock(&pd->lock);
+	pci__save(pd, &s->pci);
+	s->virtio = c->vd.st;
+	s->cols = c->cols;
+	s->rows = c->rows;
+	s->tx_bytes = c->tx_bytes;
+	pthread_mutex_unlock(&pd->lock);
+}
+
+static void con__encode(struct sbuf *b, const void *state)
+{
+	const struct con_state *s = state;
+
+	enc__map(b);
+	pci__encode(b, &s->pci);
+	virtio__encode(b, &s->virtio);
+	enc__u16(b, "cols", s->cols);
+	enc__u16(b, "rows", s->rows);
+	enc__u64(b, "tx_bytes", s->tx_bytes);
+	enc__end(b);
+}
+
+static void con__decode(struct dec *d, const cbor_item_t *m, uint32_t version, void *state)
+{
+	struct con_state *s = state;
+
+	(void)version;	/* version 1 is the only one so far */
+	pci__decode(d, m, &s->pci, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + con_type.device_id,
+		    con_type.nqueues + 1u);
+	virtio__decode(d, m, &s->virtio, &con_type, d->mem_size);
+	s->cols = dec__u16(d, m, "cols");
+	s->rows = dec__u16(d, m, "rows");
+	s->tx_bytes = dec__u64(d, m, "tx_bytes");
+	if (s->tx_bytes > (uint64_t)INT64_MAX)
+		dec__fail(d, "tx_bytes %llu out of range", (unsigned long long)s->tx_bytes);
+}
+
+static int con__restore(void *priv, const void *state, char *err, size_t errlen)
+{
+	struct pci_dev *pd = priv;
+	struct con *c = pd->priv;
+	const struct con_state *s = state;
+	int ret;
+
+	pthread_mutex_lock(&pd->lock);
+	ret = virtio__restore(&c->vd, &s->virtio, err, errlen);
+	if (!ret) {
+		pci__restore(pd, &s->pci);
+		c->cols = s->cols;
+		c->rows = s->rows;
+		c->tx_bytes = s->tx_bytes;
+		c->positioned = false;
+		con__position(c);
+	}
+	pthread_mutex_unlock(&pd->lock);
+	return ret;
+}
+
+static const struct device_ops con_ops = {
+	.name = "virtio-console",
+	.state_version = CON_STATE_VERSION,
+	.state_size = sizeof(struct con_state),
+	.save = con__save,
+	.encode = con__encode,
+	.decode = con__decode,
+	.restore = con__restore,
+};
+DEVICE_REGISTER(con_ops);
+
+static const struct pci_devtype con_pci = {
+	.ops = &con_ops,
+	.check = con__check,
+	.init = con__init,
+	.exit = con__exit,
+};
+PCI_DEVTYPE_REGISTER(con_pci);

@@ -1,0 +1,200 @@
+# virtio-console: -s errors (one line, status 4); the test guest's console
+# workload (its ring-3 virtio-pci driver) writes a seeded stream through
+# transmitq to a file, standard output and a UNIX socket, each compared byte
+# for byte with the one testguest-ref --console-stream regenerates.
+#
+# Checkpoints: the section records the bytes written so far (N), and a
+# restored file backend is truncated - or extended with zero bytes - to N
+# and written from there.  The original VM finishes into its file, which
+# must be the stream exactly.  Then each snapshot is restored with that file
+# removed: the new file must be N zero bytes (the stream has none) followed
+# by exactly stream[N:], N a whole number of requests; so the saved VM wrote
+# stream[:N] (its own file shows it), the restored one wrote the rest once:
+# nothing lost, nothing doubled, no request split.  One snapshot is also
+# restored onto a copy of the finished file: the result is the stream again.
+. tests/lib.sh
+
+CTL=$BUILD/khyvectl
+RUN=$TMP/run
+VMPIDS=
+trap 'kill -9 $VMPIDS 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+
+expect_error con-no-backend "virtio-console needs a backend: stdio, file:PATH or socket:PATH" \
+	-s 4,virtio-console -k "$FIX/ok.elf" vm1
+expect_error con-bad-backend "virtio-console: unknown backend 'tty'" -s 4,virtio-console,tty -k "$FIX/ok.elf" vm1
+expect_error con-empty-path "virtio-console: empty path in 'file:'" -s 4,virtio-console,file: -k "$FIX/ok.elf" vm1
+expect_error con-no-listener "virtio-console: connect $TMP/nosock: No such file or directory" \
+	-s 4,virtio-console,socket:$TMP/nosock -k "$FIX/ok.elf" vm1
+expect_error con-bad-file "virtio-console: $TMP/nodir/con: No such file or directory" \
+	-s 4,virtio-console,file:$TMP/nodir/con -k "$FIX/ok.elf" vm1
+
+if ! have_guest; then
+	fail virtio-console "test guest not built"
+	exit 0
+fi
+SEED=${KHYVE_TEST_SEED:-$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}
+RANDOM=$SEED
+echo "# seeds and random moments from seed $SEED (KHYVE_TEST_SEED=$SEED to repeat)"
+
+# vm NAME WANT KHYVE-ARGS...: run to the end; status 1 and the wanted digest
+# (standard output goes to $TMP/NAME.stdout)
+vm() {
+	local name=$1 want=$2 rc got
+	shift 2
+	timeout -k 5 300 "$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" --debug-exit "$@" "$name" \
+		</dev/null >"$TMP/$name.stdout" 2>"$TMP/$name.err"
+	rc=$?
+	got=$(guest_digest "$TMP/$name.out")
+	if sanitizer_report "$TMP/$name.err"; then
+		fail "$name" "sanitizer report: $(head -5 "$TMP/$name.err" | tr '\n' ' ')"
+	elif [ $rc -ne 1 ] || [ "$got" != "$want" ]; then
+		fail "$name" "status $rc, digest '$got' (reference '$want'): $(tail -2 "$TMP/$name.out" | tr '\n' ' ') $(head -c 300 "$TMP/$name.err")"
+	else
+		pass "$name"
+	fi
+}
+
+# same NAME FILE CMDLINE: FILE is the console stream of CMDLINE
+same() {
+	"$REF" --console-stream "$3" >"$TMP/want"
+	if [ ! -s "$TMP/want" ]; then
+		fail "$1" "testguest-ref --console-stream gave nothing"
+	elif cmp -s "$TMP/want" "$2"; then
+		pass "$1"
+	else
+		fail "$1" "$(wc -c <"$2") bytes, the stream has $(wc -c <"$TMP/want"): $(cmp "$TMP/want" "$2" 2>&1 | head -1)"
+	fi
+}
+
+for ncpu in 1 2; do
+	cmd="workload=console,smp rounds=40 seed=$((SEED + ncpu))"
+	name=con-file-${ncpu}cpu
+	echo stale >"$TMP/$name.con"	# a fresh start empties the file
+	vm $name "$(ref_digest $ncpu "$cmd")" -c $ncpu -m 64M -s 4,virtio-console,file:$TMP/$name.con -k "$GUEST" -A "$cmd"
+	same $name-stream "$TMP/$name.con" "$cmd"
+done
+
+cmd="workload=console rounds=25 seed=$((SEED + 3))"
+vm con-stdio "$(ref_digest 1 "$cmd")" -m 64M -s 4,virtio-console,stdio -k "$GUEST" -A "$cmd"
+same con-stdio-stream "$TMP/con-stdio.stdout" "$cmd"
+
+# a listening socket; the listener copies what it receives to a file
+cmd="workload=console,mem rounds=25 seed=$((SEED + 4))"
+python3 -c '
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1]); s.listen(1)
+open(sys.argv[1] + ".ready", "w").close()
+c, _ = s.accept()
+with open(sys.argv[2], "wb") as f:
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        f.write(b)
+' "$TMP/con.sock" "$TMP/con-socket.con" &
+lpid=$!
+VMPIDS="$VMPIDS $lpid"
+for i in $(seq 200); do [ -e "$TMP/con.sock.ready" ] && break; sleep 0.02; done
+vm con-socket "$(ref_digest 1 "$cmd")" -m 64M -s 4,virtio-console,socket:$TMP/con.sock -k "$GUEST" -A "$cmd"
+wait $lpid
+same con-socket-stream "$TMP/con-socket.con" "$cmd"
+
+# without the device the guest says so
+timeout -k 5 60 "$KHYVE" -m 64M -k "$GUEST" -A "workload=console rounds=2" --debug-exit \
+	-l "com1,file:$TMP/nodev.out" nodev </dev/null >/dev/null 2>&1
+grep -q "FAIL cpu 0: console: no virtio-console PCI device" "$TMP/nodev.out" && pass con-no-device ||
+	fail con-no-device "$(tail -1 "$TMP/nodev.out")"
+
+# checkpoints at random moments
+pause_random() { sleep "0.$((RANDOM % 4 + 1))$((RANDOM % 10))"; }
+ctl() {
+	timeout -k 5 60 "$CTL" --rundir="$RUN" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
+}
+# restored FILE STREAM: N zero bytes, then exactly STREAM[N:], N a whole
+# number of requests; prints N, or the problem on stderr with status 1
+restored() {
+	python3 -c '
+import sys
+got = open(sys.argv[1], "rb").read(); want = open(sys.argv[2], "rb").read()
+req = int(sys.argv[3])
+n = len(got) - len(got.lstrip(b"\0"))
+if len(got) != len(want):
+    sys.exit("%d bytes, the stream has %d (%d zero bytes first)" % (len(got), len(want), n))
+if got[n:] != want[n:]:
+    sys.exit("bytes after the first %d differ from the stream" % n)
+if n % req:
+    sys.exit("the saved VM had written %d bytes: not a whole number of %d-byte requests" % (n, req))
+print(n)
+' "$1" "$2" 1088
+}
+for ncpu in 1 2; do
+	cmd="workload=console,fpu,smp rounds=$((10 + 4 * ncpu)) seed=$((SEED + 7 * ncpu))"
+	want=$(ref_digest $ncpu "$cmd")
+	"$REF" --console-stream "$cmd" >"$TMP/stream"
+	name=concp-${ncpu}cpu
+	con=$TMP/$name.con
+	"$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" -c $ncpu -m 64M -s 4,virtio-console,file:$con \
+		-k "$GUEST" -A "$cmd" --debug-exit "$name" </dev/null >/dev/null 2>"$TMP/$name.err" &
+	pid=$!
+	VMPIDS="$VMPIDS $pid"
+	for i in $(seq 200); do [ -S "$RUN/$name.sock" ] && break; sleep 0.02; done
+	ok=0
+	for i in 1 2 3 4; do
+		pause_random
+		ctl --vm=$name --checkpoint="$TMP/$name.$i" && ok=$((ok + 1)) ||
+			echo "# checkpoint $i: $(cat "$TMP/ctl.err")"
+	done
+	wait $pid
+	got=$(guest_digest "$TMP/$name.out")
+	[ "$got" = "$want" ] && pass "$name" || fail "$name" "digest '$got', reference '$want'"
+	[ $ok -ge 3 ] && pass "$name-checkpoints" || fail "$name-checkpoints" "$ok of 4 succeeded"
+	same "$name-stream" "$con" "$cmd"
+	mv "$con" "$con.orig"
+	for i in 1 2 3 4; do
+		[ -e "$TMP/$name.$i.state" ] || continue
+		if ! "$CTL" --inspect="$TMP/$name.$i" 2>&1 | grep -q "virtio-console.4 .* ok"; then
+			fail "$name-r$i-section" "no section virtio-console.4 in the snapshot"
+		fi
+		rm -f "$con"
+		"$KHYVE" --rundir "$RUN" -r "$TMP/$name.$i" -l "com1,file:$TMP/$name-r$i.out" "$name-r$i" \
+			</dev/null >/dev/null 2>"$TMP/$name-r$i.err"
+		rc=$?
+		got=$(guest_digest "$TMP/$name-r$i.out")
+		if sanitizer_report "$TMP/$name-r$i.err"; then
+			fail "$name-r$i" "sanitizer report: $(head -5 "$TMP/$name-r$i.err" | tr '\n' ' ')"
+		elif [ $rc -ne 1 ] || [ "$got" != "$want" ]; then
+			fail "$name-r$i" "status $rc, digest '$got' (reference '$want'): $(tail -2 "$TMP/$name-r$i.out" | tr '\n' ' ') $(head -c 300 "$TMP/$name-r$i.err")"
+		else
+			pass "$name-r$i"
+		fi
+		if n=$(restored "$con" "$TMP/stream" 2>"$TMP/restored.err"); then
+			echo "# $name.$i: saved after $n bytes"
+			pass "$name-r$i-stream"
+		else
+			fail "$name-r$i-stream" "$(cat "$TMP/restored.err")"
+		fi
+	done
+	# restored onto the finished file: truncated to the saved length, the stream once
+	for i in 1 2 3 4; do
+		[ -e "$TMP/$name.$i.state" ] || continue
+		cp "$con.orig" "$con"
+		"$KHYVE" --rundir "$RUN" -r "$TMP/$name.$i" -l "com1,file:$TMP/$name-a.out" "$name-a" \
+			</dev/null >/dev/null 2>"$TMP/$name-a.err"
+		rc=$?
+		[ $rc -eq 1 ] && pass "$name-append" || fail "$name-append" "status $rc: $(head -c 300 "$TMP/$name-a.err")"
+		same "$name-append-stream" "$con" "$cmd"
+		break
+	done
+done
+
+# -s given with -r must be the snapshot's, backend included
+snap=$TMP/concp-1cpu.1
+if [ -e "$snap.state" ]; then
+	expect_error restore-other-backend "-s differs from the snapshot's PCI slots" \
+		-r "$snap" -s 4,virtio-console,file:$TMP/other r1
+	timeout -k 5 120 "$KHYVE" --rundir "$RUN" -r "$snap" -s 4,virtio-console,file:$TMP/concp-1cpu.con \
+		-l "com1,file:$TMP/same.out" same </dev/null >/dev/null 2>"$TMP/same.err"
+	rc=$?
+	[ $rc -eq 1 ] && pass restore-same-backend || fail restore-same-backend "status $rc: $(head -c 300 "$TMP/same.err")"
+fi
