@@ -147,3 +147,16 @@ const char *tg_vpci_setup(const char *name, const char *device, uint16_t pci_id,
 	return 0;
 }
 
+
+const char *tg_vpci_kick_wait(const char *name, const struct vpci_dev *d, uint16_t queue,
+			      volatile uint16_t *avail_idx, volatile uint16_t *used_idx, uint16_t want)
+{
+	__atomic_store_n(avail_idx, want, __ATOMIC_RELEASE);
+	*d->notify = queue;
+	for (uint64_t spins = 0; __atomic_load_n(used_idx, __ATOMIC_ACQUIRE) != want; spins++) {
+		if (spins > (1u << 26))
+			return why(name, (tg_vpci_status(d) & 0x40) ? "device needs reset" : "requests not completed");
+		asm volatile("pause");
+	}
+	return 0;
+}

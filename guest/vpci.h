@@ -37,6 +37,14 @@ static inline uint8_t tg_vpci_status(const struct vpci_dev *d)
 }
 
 /*
+ * Publish avail index `want`, notify queue `queue`, and poll until the
+ * device's used index reaches it.  NULL, or "NAME: ..." (needs reset, or
+ * no completion within 2^26 spins).
+ */
+const char *tg_vpci_kick_wait(const char *name, const struct vpci_dev *d, uint16_t queue,
+			      volatile uint16_t *avail_idx, volatile uint16_t *used_idx, uint16_t want);
+
+/*
  * Find the virtio PCI device pci_id, negotiate VIRTIO_F_VERSION_1 and
  * VIRTIO_F_INDIRECT_DESC, set up and enable queue q, set DRIVER_OK, and
  * fill *d.  NULL, or "NAME: what

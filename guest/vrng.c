@@ -71,12 +71,11 @@ const char *tg_vrng_round(void)
 		}
 		avail.ring[(uint16_t)(start + i) % QN] = (uint16_t)(2 * i);
 	}
-	__atomic_store_n(&avail.idx, want, __ATOMIC_RELEASE);
-	*dev.notify = 0;                            /* queue 0 */
-	for (uint64_t spins = 0; __atomic_load_n(&used.idx, __ATOMIC_ACQUIRE) != want; spins++) {
-		if (spins > (1u << 26))
-			return (tg_vpci_status(&dev) & 0x40) ? "rng: device needs reset" : "rng: requests not completed";
-		asm volatile("pause");
+	{
+		const char *e = tg_vpci_kick_wait("rng", &dev, 0, &avail.idx, &used.idx, want);
+
+		if (e)
+			return e;
 	}
 	for (uint16_t u = start; u != want; u++) {
 		uint32_t id = used.ring[u % QN].id;
