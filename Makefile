@@ -21,7 +21,7 @@ LDLIBS := -pthread -ljansson -lcbor -lxxhash $(SAN_LDFLAGS)
 
 # PCI bus and device types: -s is checked against their registry, so the
 # unit tests link them too
-PCI_SRCS := src/pci/pci.c src/virtio/pci.c src/virtio/queue.c src/virtio/rng.c \
+PCI_SRCS := src/pci/pci.c src/virtio/pci.c src/virtio/io.c src/virtio/queue.c src/virtio/rng.c \
 	src/virtio/console.c
 CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/core/device.c src/core/vm.c src/core/vcpu.c src/core/config.c \

@@ -27,6 +27,8 @@ struct slot_config {
 	uint8_t slot, func;
 	char *device;	/* a registered PCI device type, e.g. "virtio-rnd" */
 	char *opts;	/* everything after DEVICE, or NULL */
+	/* restore only: -s gave other OPTIONS than the snapshot's (a moved disk, another backend) */
+	bool overridden;
 };
 
 struct vm_config {
@@ -45,6 +47,7 @@ struct vm_config {
 	struct slot_config slots[CONFIG_MAX_SLOTS];
 	char *rundir;		/* control socket directory, NULL: default */
 	char *restore;		/* -r FILE: restore from this snapshot */
+	bool force_disk;	/* -r: accept disks that changed since the snapshot */
 	/* which options were given explicitly (for -r: must match or override) */
 	unsigned int given;
 };

@@ -30,6 +30,13 @@ struct device_ops {
 	 * reason in err.  NULL for bus-created types. */
 	int (*init)(struct vm *vm, void **priv, char *err, size_t errlen);
 	void (*exit)(struct vm *vm, void *priv);
+	/*
+	 * Optional, for devices that work outside the vCPU threads.  pause:
+	 * the vCPUs are stopped; finish everything in flight and change
+	 * neither guest memory nor device state until resume.  Cannot fail.
+	 */
+	void (*pause)(void *priv);
+	void (*resume)(void *priv);
 
 	/*
 	 * Snapshot hooks (all or none).  The state is a plain struct of
@@ -71,5 +78,8 @@ int device__add(struct vm *vm, const struct device_ops *ops, void *priv, const c
  */
 const struct device_ops *device__find(const char *name);
 void device__exit_all(struct vm *vm);
+/* Every device's pause hook, in creation order; resume in reverse. */
+void device__pause_all(struct vm *vm);
+void device__resume_all(struct vm *vm);
 
 #endif

@@ -126,6 +126,14 @@ struct pci_dev {
 	 * window into a BAR).
 	 */
 	void (*cfg_access)(struct pci_dev *pd, unsigned int off, unsigned int len, bool is_write);
+	/*
+	 * Optional, set by the type's init: the BARs have their addresses
+	 * (0 or -errno: the VM is not created); the VM pauses or resumes
+	 * (see device_ops.pause).
+	 */
+	int (*placed)(struct pci_dev *pd);
+	void (*pause)(struct pci_dev *pd);
+	void (*resume)(struct pci_dev *pd);
 };
 
 struct pci_bus {

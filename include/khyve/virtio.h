@@ -5,10 +5,19 @@
  * the ISR byte, the device configuration, the notification area (one 4-byte
  * slot per queue) and the MSI-X table and PBA.  A VIRTIO_PCI_CAP_PCI_CFG
  * capability, the last in the list, gives access to all of BAR 0 through
- * configuration space, for drivers that cannot map it.  Notifications are handled
- * on the vCPU that writes them, under the device lock, so a paused VM never
- * has a request half-done.  Every guest address and length is checked
- * against guest RAM before it is used.
+ * configuration space, for drivers that cannot map it.  Every guest address
+ * and length is checked against guest RAM before it is used.
+ *
+ * Threads: each device has an I/O thread once it has something to wait
+ * for.  Queue notifications reach it through an ioeventfd per queue (KVM
+ * signals an eventfd instead of exiting to khyve; without KVM's help the
+ * notify write that does exit hands over the same way; with no thread at
+ * all, as in unit tests, the notifying vCPU serves the queue), and a device may watch its own
+ * fds there (a tap, an io_uring completion eventfd).  Every device callback
+ * runs under the device lock (pd->lock), on the I/O thread or a vCPU, and
+ * none runs while the VM is paused: the pause calls the type's quiesce,
+ * which finishes requests in flight, and the I/O thread then waits until
+ * resume.
  */
 #ifndef KHYVE_VIRTIO_H
 #define KHYVE_VIRTIO_H
@@ -106,7 +115,19 @@ struct virtio_type {
 	uint32_t config_size;
 	void (*config_read)(struct virtio_dev *vd, unsigned int off, uint8_t *data, unsigned int len);
 	void (*config_write)(struct virtio_dev *vd, unsigned int off, const uint8_t *data, unsigned int len);
+	/*
+	 * Optional.  The VM pauses (the vCPUs are already stopped): finish
+	 * every request in flight, its completion in the used ring, so that
+	 * the device state and guest memory tell the whole story; start
+	 * nothing new until resume.  Cannot fail.
+	 */
+	void (*quiesce)(struct virtio_dev *vd);
+	/* Optional: the VM runs again after quiesce. */
+	void (*resume)(struct virtio_dev *vd);
 };
+
+struct virtio_io;
+typedef void (*virtio_ready_fn)(struct virtio_dev *vd, int fd);
 
 struct virtio_dev {
 	struct pci_dev *pd;
@@ -114,10 +135,32 @@ struct virtio_dev {
 	struct virtio_state st;
 	void *priv;
 	uint8_t pci_cfg_cap;	/* offset of the VIRTIO_PCI_CAP_PCI_CFG capability */
+	bool paused;		/* under pd->lock: the VM is paused, serve nothing */
+	struct virtio_io *io;	/* the I/O thread, NULL until needed */
 };
 
 /* Set up pd as a virtio device of this type (IDs, BAR 0, capabilities). */
 int virtio__init(struct pci_dev *pd, struct virtio_dev *vd, const struct virtio_type *type);
+/*
+ * Stop the I/O thread and release what the transport holds; a device's
+ * exit calls it first, before freeing anything the callbacks use.
+ */
+void virtio__exit(struct virtio_dev *vd);
+/* pci_dev hooks virtio__init installs (io.c) */
+int virtio__placed(struct pci_dev *pd);
+void virtio__pause(struct pci_dev *pd);
+void virtio__resume(struct pci_dev *pd);
+/*
+ * Call ready(vd, fd) on the I/O thread, under the device lock and never
+ * while paused, whenever fd is readable (level-triggered: ready must
+ * consume what it can or the thread comes straight back).  0 or -errno.
+ */
+int virtio__watch(struct virtio_dev *vd, int fd, virtio_ready_fn ready);
+/*
+ * Serve queue q again soon, as if the driver had notified it (caller holds
+ * the device lock): on the I/O thread, or at once if there is none.
+ */
+void virtio__kick(struct virtio_dev *vd, unsigned int q);
 
 /*
  * Take the next available chain of queue q.  1 with elem filled, 0 when the

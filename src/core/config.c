@@ -19,7 +19,8 @@ void config__usage(FILE *f)
 "Usage: khyve [-c NCPU] [-m SIZE] -k KERNEL [-A CMDLINE] [-i MODULE]...\n"
 "             [-l com1,stdio|com1,file:PATH|com1,null] [--debug-exit[=PORT]]\n"
 "             [-s SLOT[:FUNC],DEVICE[,OPTIONS]]... [--rundir DIR] [-v] VMNAME\n"
-"       khyve -r FILE [-l com1,BACKEND] [--rundir DIR] [-v] [VMNAME]\n"
+"       khyve -r FILE [-l com1,BACKEND] [-s SLOT,DEVICE,OPTIONS]... [--force-disk]\n"
+"             [--rundir DIR] [-v] [VMNAME]\n"
 "\n"
 "Run a multiboot kernel in a KVM virtual machine named VMNAME, or restore\n"
 "one from the snapshot FILE (FILE.state says everything else).\n"
@@ -42,7 +43,10 @@ void config__usage(FILE *f)
 "                         port 0xf4): a guest write of V exits with (V<<1)|1\n"
 "  -r, --restore FILE     restore the snapshot FILE (+ FILE.state); other\n"
 "                         options must match the snapshot, except -l com1\n"
-"                         which may override its backend (-s: all or none)\n"
+"                         which may override its backend, and -s (all or\n"
+"                         none, same slots and devices) whose OPTIONS may\n"
+"                         name other backends (a moved disk image)\n"
+"      --force-disk       with -r: use disks that changed since the snapshot\n"
 "      --rundir DIR       directory of the control socket VMNAME.sock\n"
 "                         (default /run/khyve)\n"
 "  -v, --verbose          more messages (twice: debug)\n"
@@ -192,7 +196,7 @@ bool config__valid_name(const char *s)
 
 int config__parse(struct vm_config *cfg, int argc, char **argv)
 {
-	enum { OPT_DEBUG_EXIT = 256, OPT_RUNDIR };
+	enum { OPT_DEBUG_EXIT = 256, OPT_RUNDIR, OPT_FORCE_DISK };
 	static const struct option opts[] = {
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "memory", required_argument, NULL, 'm' },
@@ -204,6 +208,7 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 		{ "debug-exit", optional_argument, NULL, OPT_DEBUG_EXIT },
 		{ "restore", required_argument, NULL, 'r' },
 		{ "rundir", required_argument, NULL, OPT_RUNDIR },
+		{ "force-disk", no_argument, NULL, OPT_FORCE_DISK },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -286,6 +291,9 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 			if (r)
 				return r;
 			cfg->given |= GIVEN_SLOTS;
+			break;
+		case OPT_FORCE_DISK:
+			cfg->force_disk = true;
 			break;
 		case OPT_DEBUG_EXIT:
 			cfg->debug_exit = true;

@@ -90,6 +90,27 @@ const struct device_ops *device__find(const char *name)
 	return NULL;
 }
 
+void device__pause_all(struct vm *vm)
+{
+	for (struct device_instance *d = vm->devices; d; d = d->next)
+		if (d->ops->pause && d->priv)
+			d->ops->pause(d->priv);
+}
+
+static void resume_from(struct device_instance *d)
+{
+	if (!d)
+		return;
+	resume_from(d->next);
+	if (d->ops->resume && d->priv)
+		d->ops->resume(d->priv);
+}
+
+void device__resume_all(struct vm *vm)
+{
+	resume_from(vm->devices);
+}
+
 void device__exit_all(struct vm *vm)
 {
 	struct device_instance *d = vm->devices, *next;

@@ -168,6 +168,7 @@ int vm__pause(struct vm *vm)
 	if (vm->user_paused)
 		return -EALREADY;
 	vcpu__pause_all(vm);
+	device__pause_all(vm);
 	vm->user_paused = true;
 	return 0;
 }
@@ -176,6 +177,7 @@ int vm__resume(struct vm *vm)
 {
 	if (!vm->user_paused)
 		return -EALREADY;
+	device__resume_all(vm);
 	vcpu__resume_all(vm);
 	vm->user_paused = false;
 	return 0;

@@ -539,6 +539,11 @@ static int create_function(struct vm *vm, struct pci_bus *bus, const struct slot
 	}
 	bus->dev[pd->slot][pd->func] = pd;
 	ret = place_bars(vm, bus, pd, err, errlen);
+	if (!ret && pd->placed) {
+		ret = pd->placed(pd);
+		if (ret)
+			snprintf(err, errlen, "PCI %s: %s", pd->name, strerror(-ret));
+	}
 	if (!ret && device__add(vm, t->ops, pd, pd->name))
 		ret = -ENOMEM;
 	return ret;
@@ -655,10 +660,33 @@ static int pci_bus__restore(void *priv, const void *state, char *err, size_t err
 	return 0;
 }
 
+/* Functions with threads of their own stop with the VM and start again with it. */
+static void pci_bus__pause(void *priv)
+{
+	struct pci_bus *bus = priv;
+
+	for (unsigned int s = 0; s < 32; s++)
+		for (unsigned int f = 0; f < 8; f++)
+			if (bus->dev[s][f] && bus->dev[s][f]->pause)
+				bus->dev[s][f]->pause(bus->dev[s][f]);
+}
+
+static void pci_bus__resume(void *priv)
+{
+	struct pci_bus *bus = priv;
+
+	for (unsigned int s = 0; s < 32; s++)
+		for (unsigned int f = 0; f < 8; f++)
+			if (bus->dev[s][f] && bus->dev[s][f]->resume)
+				bus->dev[s][f]->resume(bus->dev[s][f]);
+}
+
 static const struct device_ops pci_bus_ops = {
 	.name = "pci",
 	.init = pci_bus__init,
 	.exit = pci_bus__exit,
+	.pause = pci_bus__pause,
+	.resume = pci_bus__resume,
 	.state_version = PCI_BUS_STATE_VERSION,
 	.state_size = sizeof(struct pci_bus_state),
 	.save = pci_bus__save,

@@ -29,7 +29,8 @@ static bool streq(const char *a, const char *b)
 /*
  * Options given with -r must match the snapshot, except the COM1 backend
  * and the VM name, which may be chosen anew (clones need their own name
- * and console).  On success the snapshot's configuration replaces *cmd.
+ * and console), and the OPTIONS of -s (same slots and devices), which name
+ * backends that may have moved.  On success the snapshot's configuration replaces *cmd.
  */
 static int merge_config(struct vm_config *cmd, struct vm_config *snap, char *err, size_t errlen)
 {
@@ -60,10 +61,18 @@ static int merge_config(struct vm_config *cmd, struct vm_config *snap, char *err
 		for (unsigned int i = 0; same && i < cmd->nslots; i++)
 			same = cmd->slots[i].slot == snap->slots[i].slot &&
 			       cmd->slots[i].func == snap->slots[i].func &&
-			       streq(cmd->slots[i].device, snap->slots[i].device) &&
-			       streq(cmd->slots[i].opts, snap->slots[i].opts);
+			       streq(cmd->slots[i].device, snap->slots[i].device);
 		if (!same)
 			return util__fail(-EINVAL, err, errlen, "snapshot '%s': -s differs from the snapshot's PCI slots", r);
+		/* the options name backends, which may have moved: the command line's win */
+		for (unsigned int i = 0; i < cmd->nslots; i++) {
+			if (streq(cmd->slots[i].opts, snap->slots[i].opts))
+				continue;
+			free(snap->slots[i].opts);
+			snap->slots[i].opts = cmd->slots[i].opts;
+			snap->slots[i].overridden = true;
+			cmd->slots[i].opts = NULL;
+		}
 	}
 	if ((cmd->given & GIVEN_DEBUG_EXIT) &&
 	    (!snap->debug_exit || cmd->debug_exit_port != snap->debug_exit_port))
@@ -84,6 +93,7 @@ static int merge_config(struct vm_config *cmd, struct vm_config *snap, char *err
 	}
 	snap->rundir = cmd->rundir;
 	snap->restore = cmd->restore;
+	snap->force_disk = cmd->force_disk;
 	snap->given = cmd->given;
 	cmd->rundir = cmd->restore = NULL;
 	config__free(cmd);

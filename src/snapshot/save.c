@@ -431,6 +431,7 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 
 	if (!vm->user_paused) {
 		vcpu__pause_all(vm);
+		device__pause_all(vm);
 		paused_here = true;
 	}
 	tp = vm__now_ns();
@@ -442,8 +443,10 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 		if (child < 0)
 			ret = write_memory(&c) ?: write_trailer(&c, st.memory.uuid);
 	}
-	if (paused_here)
+	if (paused_here) {
+		device__resume_all(vm);
 		vcpu__resume_all(vm);
+	}
 	res->pause_ns = vm__now_ns() - tp;
 	if (!ret && child > 0)
 		ret = wait_writer(&c, child, cr);

@@ -279,6 +279,8 @@ static void con__exit(struct pci_dev *pd)
 {
 	struct con *c = pd->priv;
 
+	if (c)
+		virtio__exit(&c->vd);
 	if (c && c->backend != CON_STDIO && c->fd >= 0)
 		close(c->fd);
 	free(c);

@@ -301,11 +301,8 @@ static void bar_io(struct pci_dev *pd, uint64_t off, uint8_t *data, unsigned int
 			vd->type->config_read(vd, rel, data, len);
 	} else if (is_write && off >= VIRTIO_NOTIFY_OFF &&
 		   off < VIRTIO_NOTIFY_OFF + VIRTIO_NOTIFY_MULT * (uint64_t)vd->st.nqueues) {
-		unsigned int q = (unsigned int)(off - VIRTIO_NOTIFY_OFF) / VIRTIO_NOTIFY_MULT;
-
-		if ((vd->st.status & VIRTIO_S_DRIVER_OK) && !(vd->st.status & VIRTIO_S_NEEDS_RESET) &&
-		    vd->st.q[q].enabled)
-			vd->type->queue_notify(vd, q);
+		/* a width KVM's ioeventfd does not match, or the PCI_CFG window */
+		virtio__kick(vd, (unsigned int)(off - VIRTIO_NOTIFY_OFF) / VIRTIO_NOTIFY_MULT);
 	}
 }
 
@@ -394,6 +391,9 @@ int virtio__init(struct pci_dev *pd, struct virtio_dev *vd, const struct virtio_
 	pd->wmask[vd->pci_cfg_cap + 4] = 0xff;
 	memset(pd->wmask + vd->pci_cfg_cap + 8, 0xff, 12);
 	pd->cfg_access = pci_cfg_access;
+	pd->placed = virtio__placed;
+	pd->pause = virtio__pause;
+	pd->resume = virtio__resume;
 	vd->st.nqueues = type->nqueues;
 	vd->st.dev_features = type->features | transport_features;
 	reset(vd);
@@ -537,5 +537,13 @@ int virtio__restore(struct virtio_dev *vd, const struct virtio_state *s, char *e
 		return -EINVAL;
 	}
 	vd->st = *s;
+	/*
+	 * A notification the saved VM had not served yet (its I/O thread was
+	 * paused) is not in the snapshot: look at every queue once.  Only
+	 * with an I/O thread; without one, notifications are served before a
+	 * pause completes, so none is ever pending.
+	 */
+	for (unsigned int q = 0; vd->io && q < s->nqueues; q++)
+		virtio__kick(vd, q);
 	return 0;
 }

@@ -105,6 +105,8 @@ static int rng__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 
 static void rng__exit(struct pci_dev *pd)
 {
+	if (pd->priv)
+		virtio__exit(pd->priv);
 	free(pd->priv);
 }
 
