@@ -37,6 +37,15 @@ struct device_ops {
 	 */
 	void (*pause)(void *priv);
 	void (*resume)(void *priv);
+	/*
+	 * Optional: a snapshot that includes disks is being taken, with the VM
+	 * paused and state just saved.  Copy the device's backing file to
+	 * path (a temporary name the save renames to name, in the snapshot's
+	 * directory, once everything else is written) and record name in
+	 * state, so that restore uses the copy.  0, or -errno with err.
+	 */
+	int (*copy_files)(void *priv, void *state, const char *path, const char *name,
+			  char *err, size_t errlen);
 
 	/*
 	 * Snapshot hooks (all or none).  The state is a plain struct of

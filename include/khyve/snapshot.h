@@ -24,6 +24,9 @@ struct snapshot_save_opts {
 	/* write memory with the vCPUs stopped instead of from a forked
 	 * copy-on-write writer (for a suspend, where the VM stops anyway) */
 	bool stop_copy;
+	/* copy every disk next to the snapshot (FILE.<section>.disk), and
+	 * record the copies in the snapshot, which restore then uses */
+	bool disks;
 };
 
 struct snapshot_save_result {
@@ -31,6 +34,7 @@ struct snapshot_save_result {
 	uint64_t data_bytes;		/* non-zero bytes written to FILE */
 	uint64_t state_bytes;		/* size of FILE.state */
 	uint64_t pause_ns;		/* how long the vCPUs were stopped */
+	unsigned int ndisks;		/* disks copied (opts.disks) */
 	uint64_t total_ns;
 	char uuid[37];
 };

@@ -325,6 +325,7 @@ static int cmd_save(struct control *ctl, struct client *c, const struct request 
 		.progress_arg = &prog,
 		/* a suspended VM stops anyway: no writer process, whole host for the write */
 		.stop_copy = !strcmp(verb, "suspend"),
+		.disks = json_is_true(json_object_get(rq->args, "disks")),
 	};
 	struct snapshot_save_result res;
 	struct stat st;
@@ -357,14 +358,15 @@ static int cmd_save(struct control *ctl, struct client *c, const struct request 
 	}
 	pr_info("control: %s saved to %s (%.3f ms paused, %.3f ms in all)", verb, file,
 		ns_to_ms(res.pause_ns), ns_to_ms(res.total_ns));
-	*result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f}",
+	*result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:I}",
 			    "file", file,
 			    "uuid", res.uuid,
 			    "mem_bytes", (json_int_t)res.mem_bytes,
 			    "data_bytes", (json_int_t)res.data_bytes,
 			    "state_bytes", (json_int_t)res.state_bytes,
 			    "pause_ms", ns_to_ms(res.pause_ns),
-			    "total_ms", ns_to_ms(res.total_ns));
+			    "total_ms", ns_to_ms(res.total_ns),
+			    "disks", (json_int_t)res.ndisks);
 	return 0;
 }
 
@@ -383,6 +385,7 @@ static int cmd_suspend(struct control *ctl, struct client *c, const struct reque
 static const struct arg_spec no_args[] = { { NULL, JSON_NULL, false } };
 static const struct arg_spec save_args[] = {
 	{ "file", JSON_STRING, true },
+	{ "disks", JSON_TRUE, false },	/* a boolean */
 	{ NULL, JSON_NULL, false },
 };
 
@@ -447,7 +450,8 @@ static int request__parse(json_t *msg, struct request *rq, const struct command 
 		if (!a->name)
 			return util__fail(-EINVAL, err, errlen, "unknown argument \"%.64s\" for %s%s", key,
 				    name, (*cmd)->args[0].name ? "" : " (it takes none)");
-		if (json_typeof(v) != a->type)
+		/* JSON_TRUE in a spec stands for either boolean */
+		if (json_typeof(v) != a->type && !(a->type == JSON_TRUE && json_is_boolean(v)))
 			return util__fail(-EINVAL, err, errlen, "argument \"%s\" of %s must be %s, not %s",
 				    a->name, name, type_name(a->type), type_name(json_typeof(v)));
 	}

@@ -55,6 +55,7 @@ struct ctl_opts {
 	const char *rundir;
 	const char *file;
 	bool json;
+	bool disks;		/* --disks: copy the disks into the snapshot */
 	unsigned int timeout_s;	/* 0: wait forever */
 };
 
@@ -71,6 +72,9 @@ static void usage(FILE *f)
 "      --checkpoint=FILE  save a snapshot to FILE and FILE.state; the VM keeps\n"
 "                         running\n"
 "      --suspend=FILE     save a snapshot, then khyve exits with status 5\n"
+"      --disks            with --checkpoint or --suspend: also copy every disk\n"
+"                         to FILE.<device>.disk (reflink, else sparse copy)\n"
+"                         while the VM is paused; restore then uses the copy\n"
 "      --pause            stop the VM's vCPUs\n"
 "      --resume           let paused vCPUs run again\n"
 "      --status           print the VM's state as JSON\n"
@@ -121,7 +125,7 @@ static int set_action(struct ctl_opts *o, enum action act, const char *opt, cons
 static int parse_args(struct ctl_opts *o, int argc, char **argv)
 {
 	enum { OPT_VM = 256, OPT_RUNDIR, OPT_CHECKPOINT, OPT_SUSPEND, OPT_PAUSE, OPT_RESUME,
-	       OPT_STATUS, OPT_INSPECT, OPT_JSON, OPT_TIMEOUT };
+	       OPT_STATUS, OPT_INSPECT, OPT_JSON, OPT_TIMEOUT, OPT_DISKS };
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, OPT_VM },
 		{ "rundir", required_argument, NULL, OPT_RUNDIR },
@@ -132,6 +136,7 @@ static int parse_args(struct ctl_opts *o, int argc, char **argv)
 		{ "status", no_argument, NULL, OPT_STATUS },
 		{ "inspect", required_argument, NULL, OPT_INSPECT },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "disks", no_argument, NULL, OPT_DISKS },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -178,6 +183,9 @@ static int parse_args(struct ctl_opts *o, int argc, char **argv)
 		case OPT_JSON:
 			o->json = true;
 			break;
+		case OPT_DISKS:
+			o->disks = true;
+			break;
 		case OPT_TIMEOUT:
 			if (util__parse_u64(optarg, &v) || v > 86400 * 365)
 				return usage_error("invalid --timeout '%s': expected seconds, 0 for none",
@@ -211,6 +219,8 @@ static int parse_args(struct ctl_opts *o, int argc, char **argv)
 	}
 	if (o->json)
 		return usage_error("--json goes with --inspect only");
+	if (o->disks && o->act != ACT_CHECKPOINT && o->act != ACT_SUSPEND)
+		return usage_error("--disks goes with --checkpoint or --suspend only");
 	if (!o->vm)
 		return usage_error("%s needs --vm=NAME", o->act_opt);
 	return 0;
@@ -449,15 +459,18 @@ out:
 
 static void print_save(const struct ctl_opts *o, json_t *res)
 {
-	char mem[32], data[32], state[32];
+	json_int_t ndisks = json_integer_value(json_object_get(res, "disks"));
+	char mem[32], data[32], state[32], disks[48] = "";
 
 	fmt_bytes(mem, sizeof(mem), (uint64_t)json_integer_value(json_object_get(res, "mem_bytes")));
 	fmt_bytes(data, sizeof(data), (uint64_t)json_integer_value(json_object_get(res, "data_bytes")));
 	fmt_bytes(state, sizeof(state),
 		  (uint64_t)json_integer_value(json_object_get(res, "state_bytes")));
-	printf("%s %s: %s of RAM, %s of data, %s of state; paused %.3f ms, %.3f ms in all "
+	if (ndisks)
+		snprintf(disks, sizeof(disks), ", %lld disk cop%s", (long long)ndisks, ndisks == 1 ? "y" : "ies");
+	printf("%s %s: %s of RAM, %s of data, %s of state%s; paused %.3f ms, %.3f ms in all "
 	       "(uuid %s)\n", o->act == ACT_SUSPEND ? "suspended to" : "saved", o->file,
-	       mem, data, state, json_number_value(json_object_get(res, "pause_ms")),
+	       mem, data, state, disks, json_number_value(json_object_get(res, "pause_ms")),
 	       json_number_value(json_object_get(res, "total_ms")),
 	       json_string_value(json_object_get(res, "uuid")) ?: "?");
 }
@@ -474,7 +487,9 @@ static int run_request(const struct ctl_opts *o, char *err, size_t errlen)
 	if (ret)
 		return ret;
 	req = json_pack("{s:i, s:s}", "id", REQUEST_ID, "cmd", action_cmd[o->act]);
-	if (req && o->file && json_object_set_new(req, "args", json_pack("{s:s}", "file", o->file))) {
+	if (req && o->file &&
+	    json_object_set_new(req, "args", o->disks ? json_pack("{s:s, s:b}", "file", o->file, "disks", 1)
+						      : json_pack("{s:s}", "file", o->file))) {
 		json_decref(req);
 		req = NULL;
 	}

@@ -15,6 +15,9 @@
  *   3. write the memory file's trailer and the state file, fsync both;
  *   4. rename the memory file, then the state file, over FILE and
  *      FILE.state, and fsync the directory.
+ * With opts->disks, step 2 also copies every disk (reflink, or a sparse
+ * copy) to a temporary name while the VM is paused, and step 4 renames the
+ * copies to FILE.<section>.disk before the memory file.
  * Any error before step 4 unlinks the temporary files.  Between the two
  * renames a reader sees a new memory file with the old state file: their
  * UUIDs differ, so restore refuses the pair rather than mixing them.
@@ -48,6 +51,9 @@ struct save_ctx {
 	int dfd;
 	char base[256];
 	char mem_tmp[300], state_tmp[300], state_name[300];
+	/* disk copies: temporary and final names in dfd, per saved device */
+	char disk_tmp[SNAP_MAX_DEVICES][400], disk_name[SNAP_MAX_DEVICES][400];
+	unsigned int ndisks;
 	int mem_fd, state_fd;
 	/* fault injection for tests: fail the Nth write with EIO */
 	long fault_at, nwrites;
@@ -258,6 +264,22 @@ static int open_target(struct save_ctx *c)
 }
 
 /* Everything but memory, while the vCPUs are parked. */
+/*
+ * Copy one device's disk, paused: the copy is the disk as the guest saw
+ * it at this instant.  Through /proc/self/fd, as the device opens paths.
+ */
+static int copy_disk(struct save_ctx *c, struct device_instance *d, void *state)
+{
+	unsigned int i = c->ndisks;
+	char path[600];
+
+	snprintf(c->disk_name[i], sizeof(c->disk_name[i]), "%s.%s.disk", c->base, d->name);
+	snprintf(c->disk_tmp[i], sizeof(c->disk_tmp[i]), ".%s.%s.disk.tmp-%d", c->base, d->name, (int)getpid());
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", c->dfd, c->disk_tmp[i]);
+	c->ndisks++;	/* from here on, the failure path removes it */
+	return d->ops->copy_files(d->priv, state, path, c->disk_name[i], c->err, c->errlen);
+}
+
 static int capture(struct save_ctx *c, struct snap_state *st)
 {
 	struct vm *vm = c->vm;
@@ -286,6 +308,13 @@ static int capture(struct save_ctx *c, struct snap_state *st)
 		st->devs[st->ndevs].ops = d->ops;
 		snprintf(st->devs[st->ndevs].name, sizeof(st->devs[st->ndevs].name), "%s", d->name);
 		d->ops->save(d->priv, st->devs[st->ndevs].state);
+		if (c->opts->disks && d->ops->copy_files) {
+			ret = copy_disk(c, d, st->devs[st->ndevs].state);
+			if (ret) {
+				free(st->devs[st->ndevs].state);
+				return ret;
+			}
+		}
 		st->ndevs++;
 	}
 	return 0;
@@ -462,6 +491,18 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 		ret = fail(&c, -errno, "syncing the snapshot to disk: %s", strerror(errno));
 		goto out;
 	}
+	for (unsigned int i = 0; i < c.ndisks; i++) {
+		int fd = openat(c.dfd, c.disk_tmp[i], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0 || fsync(fd) < 0 || renameat(c.dfd, c.disk_tmp[i], c.dfd, c.disk_name[i]) < 0) {
+			ret = fail(&c, -errno, "storing the disk copy '%s': %s", c.disk_name[i], strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			goto out;
+		}
+		close(fd);
+		c.disk_tmp[i][0] = '\0';
+	}
 	if (renameat(c.dfd, c.mem_tmp, c.dfd, c.base) < 0) {
 		ret = fail(&c, -errno, "renaming the memory file to '%s': %s", opts->path, strerror(errno));
 		goto out;
@@ -476,6 +517,7 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 
 	res->mem_bytes = vm->mem.size;
 	res->data_bytes = st.memory.data_bytes;
+	res->ndisks = c.ndisks;
 	snapfmt__uuid_str(st.uuid, res->uuid);
 	ret = 0;
 out:
@@ -491,6 +533,9 @@ out:
 			unlinkat(c.dfd, c.mem_tmp, 0);
 		if (c.state_tmp[0])
 			unlinkat(c.dfd, c.state_tmp, 0);
+		for (unsigned int i = 0; i < c.ndisks; i++)
+			if (c.disk_tmp[i][0])
+				unlinkat(c.dfd, c.disk_tmp[i], 0);
 		close(c.dfd);
 	}
 	free(st.vcpus);

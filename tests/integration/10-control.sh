@@ -125,6 +125,7 @@ usage ctl-missing-arg --vm=x --checkpoint
 usage ctl-arg-not-taken --vm=x --pause=now
 usage ctl-empty-file --vm=x --checkpoint=
 usage ctl-extra-arg --vm=x --status extra
+usage ctl-disks-without-save --vm=x --pause --disks
 usage ctl-bad-name --vm=a/b --status
 usage ctl-json-without-inspect --vm=x --status --json
 usage ctl-inspect-with-vm --vm=x --inspect=f
