@@ -148,6 +148,7 @@ int virtio__init(struct pci_dev *pd, struct virtio_dev *vd, const struct virtio_
 void virtio__exit(struct virtio_dev *vd);
 /* pci_dev hooks virtio__init installs (io.c) */
 int virtio__placed(struct pci_dev *pd);
+void virtio__restored(struct virtio_dev *vd);
 void virtio__pause(struct pci_dev *pd);
 void virtio__resume(struct pci_dev *pd);
 /*
@@ -156,6 +157,11 @@ void virtio__resume(struct pci_dev *pd);
  * consume what it can or the thread comes straight back).  0 or -errno.
  */
 int virtio__watch(struct virtio_dev *vd, int fd, virtio_ready_fn ready);
+/*
+ * Stop or restart watching fd (added with virtio__watch), e.g. while the
+ * driver has posted no buffer to receive into.  Caller holds the device lock.
+ */
+void virtio__watch_enable(struct virtio_dev *vd, int fd, bool on);
 /*
  * Serve queue q again soon, as if the driver had notified it (caller holds
  * the device lock): on the I/O thread, or at once if there is none.

@@ -8,10 +8,16 @@
  *   -s N,virtio-console,socket:PATH  ... to a listening UNIX stream socket at
  *                                    PATH, connected at start-up (error if none)
  *
- * Transmit buffers are written to the backend whole, on the notifying vCPU
- * under the device lock, so a paused VM never has one half-done.  Receive is
- * not implemented in this version: the driver's receive buffers stay posted
- * and nothing is ever delivered into them, whatever the backend.
+ * Transmit buffers are written to the backend whole, under the device lock,
+ * so a paused VM never has one half-done.
+ *
+ * Receive: a socket backend's input, and with stdio khyve's standard input
+ * when COM1 does not use it (-l com1,null or file:PATH; otherwise COM1 has
+ * the keyboard).  The I/O thread reads up to CON_RX_HOLD bytes when the
+ * input is readable and delivers them into the driver's receive buffers;
+ * while none is posted it holds them and stops reading, so input waits in
+ * the socket or terminal (flow control, nothing dropped).  Held bytes are
+ * part of the section (version 2): a snapshot loses no keystroke.
  *
  * The section records the bytes written so far (tx_bytes).  On restore, a
  * file backend is opened without truncation, then cut to tx_bytes (extended
@@ -32,7 +38,8 @@
 #include "khyve/virtio.h"
 #include "khyve/vm.h"
 
-#define CON_STATE_VERSION	1
+#define CON_STATE_VERSION	2	/* 2: rx_held */
+#define CON_RX_HOLD		4096	/* input read but not yet delivered */
 #define CON_QUEUE_SIZE		128
 #define CON_RX			0
 #define CON_TX			1
@@ -46,6 +53,8 @@ struct con_state {
 	struct virtio_state virtio;
 	uint16_t cols, rows;		/* the device configuration (no F_SIZE: 0) */
 	uint64_t tx_bytes;		/* written to the backend so far */
+	uint32_t rx_len;		/* input held for the driver (version 2) */
+	uint8_t rx_held[CON_RX_HOLD];
 };
 
 struct con {
@@ -56,6 +65,10 @@ struct con {
 	bool broken;			/* the backend failed: output is dropped */
 	uint16_t cols, rows;
 	uint64_t tx_bytes;
+	int infd;			/* input, or -1 */
+	bool rx_eof;			/* the input ended or failed */
+	uint32_t rx_len;
+	uint8_t rx_held[CON_RX_HOLD];
 	struct virtq_elem elem;		/* large: not on the vCPU's stack */
 };
 
@@ -197,13 +210,75 @@ static uint32_t con__transmit(struct con *c, const struct virtq_elem *e)
 	return 0;	/* nothing written into the chain */
 }
 
+static bool con__rx_ready(const struct con *c)
+{
+	const struct virtio_state *s = &c->vd.st;
+
+	return (s->status & VIRTIO_S_DRIVER_OK) && !(s->status & VIRTIO_S_NEEDS_RESET) &&
+	       s->q[CON_RX].enabled && !c->vd.paused;
+}
+
+/*
+ * Move held input into receive buffers; read more only when all of it is
+ * delivered (then the input is watched again), so input is never read
+ * faster than the driver takes it.  Caller holds the device lock.
+ */
+static void con__deliver(struct con *c)
+{
+	struct virtio_dev *vd = &c->vd;
+	uint16_t old = vd->st.q[CON_RX].used_idx;
+
+	while (c->rx_len && con__rx_ready(c) && virtq__pop(vd, CON_RX, &c->elem) == 1) {
+		uint32_t done = 0;
+
+		for (unsigned int i = 0; i < c->elem.nin && done < c->rx_len; i++) {
+			size_t n = c->elem.in[i].iov_len;
+
+			if (n > c->rx_len - done)
+				n = c->rx_len - done;
+			memcpy(c->elem.in[i].iov_base, c->rx_held + done, n);
+			done += (uint32_t)n;
+		}
+		memmove(c->rx_held, c->rx_held + done, c->rx_len - done);
+		c->rx_len -= done;
+		virtq__push(vd, CON_RX, c->elem.head, done);
+	}
+	virtq__notify(vd, CON_RX, old);
+	if (c->infd >= 0 && !c->rx_eof)
+		virtio__watch_enable(vd, c->infd, c->rx_len == 0);
+}
+
+/* The input is readable (I/O thread, device lock held). */
+static void con__input(struct virtio_dev *vd, int fd)
+{
+	struct con *c = (struct con *)vd;
+
+	if (!c->rx_len && !c->rx_eof) {
+		ssize_t r = read(fd, c->rx_held, sizeof(c->rx_held));
+
+		if (r > 0) {
+			c->rx_len = (uint32_t)r;
+		} else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+			if (r < 0)
+				pr_warn("virtio-console %s: input: %s", vd->pd->name, strerror(errno));
+			c->rx_eof = true;
+			virtio__watch_enable(vd, fd, false);
+		}
+	}
+	con__deliver(c);
+}
+
 static void con__notify(struct virtio_dev *vd, unsigned int q)
 {
 	struct con *c = (struct con *)vd;
 	uint16_t old = vd->st.q[q].used_idx;
 
+	if (q == CON_RX) {
+		con__deliver(c);	/* new receive buffers */
+		return;
+	}
 	if (q != CON_TX)
-		return;		/* receive buffers stay posted: no input in this version */
+		return;
 	/* at most a queue's worth per notification: the driver cannot keep us here */
 	for (unsigned int n = 0; n < vd->st.q[q].size; n++) {
 		if (virtq__pop(vd, q, &c->elem) != 1)
@@ -265,6 +340,18 @@ static int con__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 		return ret;
 	}
 	ret = virtio__init(pd, &c->vd, &con_type);
+	c->infd = -1;
+	if (!ret && (b == CON_SOCKET || (b == CON_STDIO && pd->vm->cfg->com1 != CONSOLE_STDIO))) {
+		int in = b == CON_SOCKET ? c->fd : STDIN_FILENO;
+
+		int w = virtio__watch(&c->vd, in, con__input);
+
+		/* a regular file or /dev/null cannot be watched: no input, as with file: */
+		if (!w)
+			c->infd = in;
+		else
+			pr_debug("virtio-console %s: input not watchable: %s", pd->name, strerror(-w));
+	}
 	if (ret) {
 		snprintf(err, errlen, "PCI %s: %s", pd->name, strerror(-ret));
 		if (c->backend != CON_STDIO)
@@ -298,6 +385,8 @@ static void con__save(void *priv, void *state)
 	s->cols = c->cols;
 	s->rows = c->rows;
 	s->tx_bytes = c->tx_bytes;
+	s->rx_len = c->rx_len;
+	memcpy(s->rx_held, c->rx_held, c->rx_len);
 	pthread_mutex_unlock(&pd->lock);
 }
 
@@ -311,6 +400,7 @@ static void con__encode(struct sbuf *b, const void *state)
 	enc__u16(b, "cols", s->cols);
 	enc__u16(b, "rows", s->rows);
 	enc__u64(b, "tx_bytes", s->tx_bytes);
+	enc__bytes(b, "rx_held", s->rx_held, s->rx_len);
 	enc__end(b);
 }
 
@@ -318,7 +408,6 @@ static void con__decode(struct dec *d, const cbor_item_t *m, uint32_t version, v
 {
 	struct con_state *s = state;
 
-	(void)version;	/* version 1 is the only one so far */
 	pci__decode(d, m, &s->pci, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + con_type.device_id,
 		    con_type.nqueues + 1u);
 	virtio__decode(d, m, &s->virtio, &con_type, d->mem_size);
@@ -327,6 +416,8 @@ static void con__decode(struct dec *d, const cbor_item_t *m, uint32_t version, v
 	s->tx_bytes = dec__u64(d, m, "tx_bytes");
 	if (s->tx_bytes > (uint64_t)INT64_MAX)
 		dec__fail(d, "tx_bytes %llu out of range", (unsigned long long)s->tx_bytes);
+	/* version 1 had no receive path: nothing held */
+	s->rx_len = version >= 2 ? (uint32_t)dec__bytes_var(d, m, "rx_held", s->rx_held, sizeof(s->rx_held)) : 0;
 }
 
 static int con__restore(void *priv, const void *state, char *err, size_t errlen)
@@ -343,8 +434,13 @@ static int con__restore(void *priv, const void *state, char *err, size_t errlen)
 		c->cols = s->cols;
 		c->rows = s->rows;
 		c->tx_bytes = s->tx_bytes;
+		c->rx_len = s->rx_len;
+		memcpy(c->rx_held, s->rx_held, s->rx_len);
 		c->positioned = false;
 		con__position(c);
+		/* held input waits for the restore's kick of the receive queue */
+		if (c->infd >= 0 && c->rx_len)
+			virtio__watch_enable(&c->vd, c->infd, false);
 	}
 	pthread_mutex_unlock(&pd->lock);
 	return ret;

@@ -165,6 +165,18 @@ int virtio__watch(struct virtio_dev *vd, int fd, virtio_ready_fn ready)
 	return ret;
 }
 
+void virtio__watch_enable(struct virtio_dev *vd, int fd, bool on)
+{
+	struct virtio_io *io = vd->io;
+
+	for (unsigned int i = 0; io && i < io->nwatch; i++) {
+		struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.u64 = tag(EV_WATCH, i) };
+
+		if (io->watch[i].fd == fd && epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+			pr_warn("%s: watching fd %d: %s", vd->pd->name, fd, strerror(errno));
+	}
+}
+
 static int ioeventfd(struct vm *vm, int fd, uint64_t addr, bool assign)
 {
 	struct kvm_ioeventfd ev = {
@@ -236,6 +248,21 @@ void virtio__kick(struct virtio_dev *vd, unsigned int q)
 	} else if (serving(vd, q) && !vd->paused) {
 		vd->type->queue_notify(vd, q);
 	}
+}
+
+/*
+ * A notification the saved VM had not served yet (its I/O thread was
+ * paused) is not in the snapshot: have the thread look at every queue once,
+ * after the restore is complete.  Without ioeventfds, notifications are
+ * served before a pause completes, so none is ever pending.
+ */
+void virtio__restored(struct virtio_dev *vd)
+{
+	uint64_t one = 1;
+
+	for (unsigned int q = 0; vd->io && q < vd->st.nqueues; q++)
+		if (vd->io->kickfd[q] >= 0 && write(vd->io->kickfd[q], &one, sizeof(one)) < 0)
+			pr_warn("%s: kick: %s", vd->pd->name, strerror(errno));
 }
 
 void virtio__pause(struct pci_dev *pd)

@@ -537,13 +537,6 @@ int virtio__restore(struct virtio_dev *vd, const struct virtio_state *s, char *e
 		return -EINVAL;
 	}
 	vd->st = *s;
-	/*
-	 * A notification the saved VM had not served yet (its I/O thread was
-	 * paused) is not in the snapshot: look at every queue once.  Only
-	 * with an I/O thread; without one, notifications are served before a
-	 * pause completes, so none is ever pending.
-	 */
-	for (unsigned int q = 0; vd->io && q < s->nqueues; q++)
-		virtio__kick(vd, q);
+	virtio__restored(vd);
 	return 0;
 }
