@@ -76,12 +76,15 @@ static const char *nodev(const char *name, const char *device)
 	return buf;
 }
 
-const char *tg_vpci_setup(const char *name, const char *device, uint16_t pci_id,
-			  const struct vpci_queue *q, struct vpci_dev *d)
+const char *tg_vpci_open(const char *name, const char *device, uint16_t pci_id,
+			 struct vpci_dev *d)
 {
-	uint32_t dev, mult = 0, guard = 0;
-	uint8_t *notify_base = 0;
+	uint32_t dev, guard = 0;
 
+	d->common = 0;
+	d->devcfg = 0;
+	d->notify_base = 0;
+	d->notify_mult = 0;
 	for (dev = 0; dev < 32; dev++)
 		if (cfg(dev, 0) == ((uint32_t)pci_id << 16 | VIRTIO_VENDOR))
 			break;
@@ -101,15 +104,17 @@ const char *tg_vpci_setup(const char *name, const char *device, uint16_t pci_id,
 		/* the page tables map 0..4 GiB identity (and RAM above) */
 		if (!base || base + off >= (1ull << 32))
 			continue;
-		if (h >> 24 == 1)
-			common = (volatile uint8_t *)(base + off);
-		else if (h >> 24 == 2) {
-			notify_base = (uint8_t *)(base + off);
-			mult = cfg(dev, p + 16);
-		}
+		if (h >> 24 == 1 && !d->common)
+			d->common = (volatile uint8_t *)(base + off);
+		else if (h >> 24 == 2 && !d->notify_base) {
+			d->notify_base = (volatile uint8_t *)(base + off);
+			d->notify_mult = cfg(dev, p + 16);
+		} else if (h >> 24 == 4 && !d->devcfg)
+			d->devcfg = (volatile uint8_t *)(base + off);
 	}
-	if (!common || !notify_base)
+	if (!d->common || !d->notify_base)
 		return why(name, "common or notify capability missing");
+	common = d->common;
 
 	/* initialisation, virtio 1.2 section 3.1.1 */
 	w8(0x14, 0);
@@ -117,19 +122,33 @@ const char *tg_vpci_setup(const char *name, const char *device, uint16_t pci_id,
 		return why(name, "device did not reset");
 	w8(0x14, 1);
 	w8(0x14, 3);
-	w32(0x00, 1);
-	if (!(r32(0x04) & 1))
-		return why(name, "device does not offer VIRTIO_F_VERSION_1");
 	w32(0x00, 0);
-	if (!(r32(0x04) & (1u << 28)))
-		return why(name, "device does not offer VIRTIO_F_INDIRECT_DESC");
+	d->offered = r32(0x04);
+	w32(0x00, 1);
+	d->offered |= (uint64_t)r32(0x04) << 32;
+	if (!(d->offered & VIRTIO_F_VERSION_1))
+		return why(name, "device does not offer VIRTIO_F_VERSION_1");
+	return 0;
+}
+
+const char *tg_vpci_features(const char *name, struct vpci_dev *d, uint64_t features)
+{
+	common = d->common;
 	w32(0x08, 0);
-	w32(0x0c, 1u << 28);
+	w32(0x0c, (uint32_t)features);
 	w32(0x08, 1);
-	w32(0x0c, 1);
+	w32(0x0c, (uint32_t)(features >> 32));
 	w8(0x14, 3 | 8);
 	if (!(r8(0x14) & 8))
 		return why(name, "FEATURES_OK not accepted");
+	d->features = features;
+	return 0;
+}
+
+const char *tg_vpci_queue(const char *name, struct vpci_dev *d, const struct vpci_queue *q,
+			  volatile uint16_t **notify)
+{
+	common = d->common;
 	w16(0x16, q->index);
 	if (r16(0x18) < q->size)
 		return why(name, "queue too small");
@@ -138,15 +157,34 @@ const char *tg_vpci_setup(const char *name, const char *device, uint16_t pci_id,
 	w64(0x28, q->avail);
 	w64(0x30, q->used);
 	*(volatile uint16_t *)q->avail = 1;	/* avail.flags: no interrupts, we poll */
-	d->common = common;
-	d->notify = (volatile uint16_t *)(notify_base + (uint64_t)r16(0x1e) * mult);
+	*notify = (volatile uint16_t *)(d->notify_base + (uint64_t)r16(0x1e) * d->notify_mult);
 	w16(0x1c, 1);
 	if (r16(0x1c) != 1)
 		return why(name, "queue not enabled");
-	w8(0x14, 3 | 8 | 4);
 	return 0;
 }
 
+void tg_vpci_ready(struct vpci_dev *d)
+{
+	common = d->common;
+	w8(0x14, 3 | 8 | 4);
+}
+
+const char *tg_vpci_setup(const char *name, const char *device, uint16_t pci_id,
+			  const struct vpci_queue *q, struct vpci_dev *d)
+{
+	const char *e = tg_vpci_open(name, device, pci_id, d);
+
+	if (!e && !(d->offered & VIRTIO_F_INDIRECT_DESC))
+		e = why(name, "device does not offer VIRTIO_F_INDIRECT_DESC");
+	if (!e)
+		e = tg_vpci_features(name, d, VIRTIO_F_VERSION_1 | VIRTIO_F_INDIRECT_DESC);
+	if (!e)
+		e = tg_vpci_queue(name, d, q, &d->notify);
+	if (!e)
+		tg_vpci_ready(d);
+	return e;
+}
 
 const char *tg_vpci_kick_wait(const char *name, const struct vpci_dev *d, uint16_t queue,
 			      volatile uint16_t *avail_idx, volatile uint16_t *used_idx, uint16_t want)
