@@ -4,10 +4,13 @@
  *
  *   testguest-ref -c NCPU "CMDLINE"
  *   testguest-ref --console-stream "CMDLINE"
+ *   testguest-ref --blk-image "CMDLINE" FILE
  *
  * prints "digest=<16 hex digits>" and exits 0; with --console-stream, writes
  * instead the bytes the console workload sends through virtio-console over
- * all rounds (whatever the workloads selected); bad arguments: a message on
+ * all rounds (whatever the workloads selected); with --blk-image, writes to
+ * FILE the blkmb MiB the blk workload leaves on its disk after the last
+ * round (whatever the workloads selected); bad arguments: a message on
  * stderr, exit 2. The NCPU processors are simulated one after the other:
  * their work is independent apart from the shared counter, whose total after
  * each round does not depend on the order.
@@ -21,15 +24,43 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: testguest-ref -c NCPU \"CMDLINE\"\n"
 	                "       testguest-ref --console-stream \"CMDLINE\"\n"
-	                "  CMDLINE: workload=mem,fpu,smp,time,rng,console rounds=N memmb=M seed=S [fpu=auto|sse|avx2|avx512]\n");
+	                "       testguest-ref --blk-image \"CMDLINE\" FILE\n"
+	                "  CMDLINE: workload=mem,fpu,smp,time,rng,console,blk rounds=N memmb=M seed=S\n"
+	                "           [blkmb=N] [fpu=auto|sse|avx2|avx512]\n");
 	exit(2);
+}
+
+/* --blk-image: the disk content after the last round */
+static int blk_image(const struct tg_params *p, const char *path)
+{
+	static uint64_t sec[TG_BLK_SWORDS * 2048];        /* 1 MiB */
+	FILE *f = fopen(path, "wb");
+
+	if (!f) {
+		perror(path);
+		return 1;
+	}
+	for (uint64_t mb = 0; mb < p->blkmb; mb++) {
+		for (uint64_t k = 0; k < 2048; k++)
+			tg_blk_sector(sec + k * TG_BLK_SWORDS, p->seed, p->blkmb, p->rounds, mb * 2048 + k);
+		if (fwrite(sec, 1, sizeof(sec), f) != sizeof(sec)) {
+			perror(path);
+			fclose(f);
+			return 1;
+		}
+	}
+	if (fclose(f)) {
+		perror(path);
+		return 1;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	long ncpu = -1;
 	int stream = 0;
-	const char *cmdline = NULL;
+	const char *cmdline = NULL, *image = NULL;
 	char err[256];
 	struct tg_params p;
 
@@ -43,6 +74,9 @@ int main(int argc, char **argv)
 			}
 		} else if (!strcmp(argv[i], "--console-stream")) {
 			stream = 1;
+		} else if (!strcmp(argv[i], "--blk-image") && i + 2 < argc && !cmdline) {
+			cmdline = argv[++i];
+			image = argv[++i];
 		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage();
 		} else if (!cmdline && argv[i][0] != '-') {
@@ -51,7 +85,7 @@ int main(int argc, char **argv)
 			usage();
 		}
 	}
-	if (ncpu < 1 && !stream)
+	if (ncpu < 1 && !stream && !image)
 		usage();
 	if (!cmdline)
 		cmdline = "";
@@ -68,6 +102,8 @@ int main(int argc, char **argv)
 		}
 		return fflush(stdout) ? 1 : 0;
 	}
+	if (image)
+		return blk_image(&p, image);
 	int best = tg_fpu_detect(), path = p.fpu == TG_FPU_AUTO ? best : p.fpu;
 	if ((p.workloads & TG_W_FPU) && path > best) {
 		fprintf(stderr, "testguest-ref: fpu path %s not available on this CPU\n", tg_fpu_name(path));
@@ -116,6 +152,8 @@ int main(int argc, char **argv)
 				res[4][c] = tg_rng_result(c, r);
 			if (p.workloads & TG_W_CON)
 				res[5][c] = tg_con_result(c, r);
+			if (p.workloads & TG_W_BLK)
+				res[6][c] = tg_blk_result(&p, c, r);
 		}
 		h = tg_digest_round(h, &p, n, (const uint64_t(*)[TG_NCPU_MAX])res, counter);
 	}

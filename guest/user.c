@@ -8,6 +8,7 @@
  * the digest and prints "round r".
  */
 #include "abi.h"
+#include "vblk.h"
 #include "vcon.h"
 #include "vrng.h"
 #include "work.h"
@@ -179,9 +180,13 @@ static void setup(void)
 		if (e)
 			ufail(0, e, 0);
 	}
-
+	if (P.workloads & TG_W_BLK) {
+		const char *e = tg_vblk_init(&P);
+		if (e)
+			ufail(0, e, 0);
+	}
 	char *p = tg_stpcpy(line, "khyve-testguest: workload=");
-	static const char *names[TG_NW] = { "mem", "fpu", "smp", "time", "rng", "console" };
+	static const char *names[TG_NW] = { "mem", "fpu", "smp", "time", "rng", "console", "blk" };
 	int first = 1;
 	for (int w = 0; w < TG_NW; w++)
 		if (P.workloads & (1u << w)) {
@@ -196,6 +201,10 @@ static void setup(void)
 	p = tg_fmt_u64(p, P.memmb);
 	p = tg_stpcpy(p, " seed=");
 	p = tg_fmt_u64(p, P.seed);
+	if (P.workloads & TG_W_BLK) {
+		p = tg_stpcpy(p, " blkmb=");
+		p = tg_fmt_u64(p, P.blkmb);
+	}
 	p = tg_stpcpy(p, " cpus=");
 	p = tg_fmt_u64(p, tg_info.ncpu);
 	p = tg_stpcpy(p, " fpu=");
@@ -260,6 +269,17 @@ void user_main(uint64_t cpu)
 					ufail(cpu, e, 0);
 			}
 			res[5][cpu] = tg_con_result((uint32_t)cpu, r);
+		}
+		if (P.workloads & TG_W_BLK) {
+			if (cpu == 0) {
+				struct tg_blk_tally t;
+				const char *e = tg_vblk_round(r, &t);
+				if (e)
+					ufail(cpu, e, 0);
+				res[6][cpu] = tg_blk_fold(&P, r, &t);
+			} else {
+				res[6][cpu] = tg_blk_result(&P, (uint32_t)cpu, r);
+			}
 		}
 		barrier_wait(n, snap_counter, r);
 		if (cpu == 0) {

@@ -108,6 +108,7 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 	p->rounds = 4;
 	p->memmb = 16;
 	p->seed = 1;
+	p->blkmb = 4;
 	p->fpu = TG_FPU_AUTO;
 	p->fault = TG_FAULT_NONE;
 
@@ -149,6 +150,8 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 					w |= TG_W_RNG;
 				else if (word_eq(v + i, j - i, "console"))
 					w |= TG_W_CON;
+				else if (word_eq(v + i, j - i, "blk"))
+					w |= TG_W_BLK;
 				else
 					return set_err(err, errlen, "unknown workload in ", tok, tl);
 				i = j + 1;
@@ -162,6 +165,10 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 			if (parse_u64(v, vl, &n) || n < 1 || n > 65536)
 				return set_err(err, errlen, "bad memmb (1..65536): ", tok, tl);
 			p->memmb = n;
+		} else if (word_eq(tok, kl, "blkmb")) {
+			if (parse_u64(v, vl, &n) || n < 1 || n > 1024)
+				return set_err(err, errlen, "bad blkmb (1..1024): ", tok, tl);
+			p->blkmb = n;
 		} else if (word_eq(tok, kl, "seed")) {
 			if (parse_u64(v, vl, &n))
 				return set_err(err, errlen, "bad seed: ", tok, tl);
@@ -335,6 +342,138 @@ void tg_con_stream(char *buf, uint64_t seed, uint64_t round)
 uint64_t tg_con_result(uint32_t cpu, uint64_t round)
 {
 	return cpu ? 0x636f6e : tg_mix64(0x636f6e736f6c65ULL ^ (round << 16) ^ TG_CON_BYTES);
+}
+
+/* ------------------------------------------------------------------ */
+/* blk: CPU 0 reads, writes, flushes and zeroes the first blkmb MiB */
+
+void tg_blk_plan(uint64_t seed, uint64_t round, int pass, uint64_t i, struct tg_blk_req *q)
+{
+	uint64_t z = tg_mix64(tg_mix64(seed ^ 0x626c6b706c616e31ULL ^ tg_mix64(round * GOLDEN + (uint64_t)pass)) +
+	                      i * GOLDEN);                             /* "blkplan1" */
+	unsigned int cls = (unsigned int)(z % 6);
+	uint64_t y = z >> 8;
+
+	/* 1..8 sectors (up to 4 KiB), then (4,8], (8,16], ... (64,128] KiB */
+	if (cls == 0)
+		q->sectors = (uint32_t)(1 + y % 8);
+	else
+		q->sectors = (uint32_t)((4u << cls) + 1 + y % (4u << cls));
+	y >>= 16;
+	q->segs = (uint32_t)(1 + y % TG_BLK_MAXSEGS);
+	if (q->segs > q->sectors)
+		q->segs = q->sectors;
+	y >>= 8;
+	q->indirect = (y & 7) != 0;                /* 7 in 8 through a table */
+	y >>= 4;
+	q->skew = (q->segs > 1 && (y & 7) == 0) ? 100 : 0;
+}
+
+void tg_blk_zero_range(uint64_t seed, uint64_t blkmb, uint64_t round,
+                       uint64_t *start, uint64_t *count)
+{
+	uint64_t sectors = blkmb << 11, lim = sectors / 2;
+	uint64_t z = tg_mix64(seed ^ 0x626c6b7a65726f31ULL ^ tg_mix64(round * GOLDEN));  /* "blkzero1" */
+
+	if (lim > TG_BLK_MAXZERO)
+		lim = TG_BLK_MAXZERO;
+	*count = 1 + (z & 0xffffffff) % lim;
+	*start = (z >> 32) % (sectors - *count + 1);
+}
+
+void tg_blk_sector_raw(uint64_t *w, uint64_t seed, uint64_t round, uint64_t s)
+{
+	uint64_t k = tg_mix64(seed ^ 0x626c6b6461746131ULL ^ tg_mix64(round * GOLDEN));  /* "blkdata1" */
+	uint64_t x = k + s * TG_BLK_SWORDS * GOLDEN;
+
+	/* word 0 names the sector in a hex dump: "kb", round, sector */
+	w[0] = 0x6b62000000000000ULL | (round & 0xffff) << 32 | (s & 0xffffffff);
+	for (unsigned int i = 1; i < TG_BLK_SWORDS; i++)
+		w[i] = tg_mix64(x + i * GOLDEN);
+}
+
+void tg_blk_sector(uint64_t *w, uint64_t seed, uint64_t blkmb, uint64_t round, uint64_t s)
+{
+	uint64_t zs, zn;
+
+	if (round) {
+		tg_blk_zero_range(seed, blkmb, round, &zs, &zn);
+		if (s < zs || s >= zs + zn) {
+			tg_blk_sector_raw(w, seed, round, s);
+			return;
+		}
+	}
+	for (unsigned int i = 0; i < TG_BLK_SWORDS; i++)
+		w[i] = 0;
+}
+
+uint64_t tg_blk_sector_hash(const uint64_t *w, uint64_t s)
+{
+	uint64_t h = 0;
+
+	for (unsigned int i = 0; i < TG_BLK_SWORDS; i++)
+		h = h * 0x100000001b3ULL + w[i];
+	return tg_mix64(h ^ (s * GOLDEN));
+}
+
+/* requests of one pass over `sectors` sectors */
+static uint64_t blk_requests(uint64_t seed, uint64_t round, int pass, uint64_t sectors)
+{
+	struct tg_blk_req q;
+	uint64_t i = 0;
+
+	for (uint64_t s = 0; s < sectors; s += q.sectors)
+		tg_blk_plan(seed, round, pass, i++, &q);
+	return i;
+}
+
+static uint64_t blk_pass_hash(const struct tg_params *p, uint64_t round)
+{
+	uint64_t w[TG_BLK_SWORDS], h = 0;
+
+	for (uint64_t s = 0; s < p->blkmb << 11; s++) {
+		tg_blk_sector(w, p->seed, p->blkmb, round, s);
+		h += tg_blk_sector_hash(w, s);
+	}
+	return h;
+}
+
+void tg_blk_expect(const struct tg_params *p, uint64_t round, struct tg_blk_tally *t)
+{
+	uint64_t sectors = p->blkmb << 11;
+
+	t->read_hash = blk_pass_hash(p, round - 1);
+	t->reads = blk_requests(p->seed, round, TG_BLK_READ, sectors);
+	t->writes = blk_requests(p->seed, round, TG_BLK_WRITE, sectors);
+	t->others = 2 + (round == 1);                  /* two flushes, GET_ID */
+	t->final_hash = 0;
+	if (round == p->rounds) {
+		t->final_hash = blk_pass_hash(p, round);
+		t->reads += blk_requests(p->seed, round + 1, TG_BLK_READ, sectors);
+	}
+	t->status_or = 0;
+}
+
+uint64_t tg_blk_fold(const struct tg_params *p, uint64_t round, const struct tg_blk_tally *t)
+{
+	uint64_t h = tg_mix64(0x626c6b726f756e64ULL ^ (round << 16) ^ p->blkmb);  /* "blkround" */
+
+	h = tg_fold(h, t->read_hash);
+	h = tg_fold(h, t->final_hash);
+	h = tg_fold(h, t->reads);
+	h = tg_fold(h, t->writes);
+	h = tg_fold(h, t->others);
+	return tg_fold(h, t->status_or);
+}
+
+uint64_t tg_blk_result(const struct tg_params *p, uint32_t cpu, uint64_t round)
+{
+	struct tg_blk_tally t;
+
+	if (cpu)
+		return 0x626c6b;
+	tg_blk_expect(p, round, &t);
+	return tg_blk_fold(p, round, &t);
 }
 
 /* time: the checks live in the guest; the contribution is a constant */

@@ -20,8 +20,9 @@
 #define TG_W_TIME     8u
 #define TG_W_RNG      16u              /* needs a virtio-rnd PCI device */
 #define TG_W_CON      32u              /* needs a virtio-console PCI device */
+#define TG_W_BLK      64u              /* needs a virtio-blk PCI device */
 #define TG_W_ALL      15u              /* the default: every one needing no device */
-#define TG_NW         6
+#define TG_NW         7
 
 /* fpu code paths; the digest is the same for all of them */
 #define TG_FPU_AUTO   0
@@ -34,6 +35,7 @@ struct tg_params {
 	uint64_t rounds;               /* 1..1000000 */
 	uint64_t memmb;                /* 1..65536 */
 	uint64_t seed;
+	uint64_t blkmb;                /* 1..1024: MiB of the disk `blk` uses */
 	int fpu;                       /* TG_FPU_*: code path, not in the digest */
 	int fault;                     /* TG_FAULT_*: deliberate failure (tests) */
 };
@@ -115,6 +117,61 @@ void tg_con_stream(char *buf, uint64_t seed, uint64_t round);
 /* The bytes are checked by the host, never folded: the result depends only
  * on the parameters (how many bytes, which round, which CPU). */
 uint64_t tg_con_result(uint32_t cpu, uint64_t round);
+
+/* --- blk ----------------------------------------------------------- */
+/*
+ * CPU 0 drives a virtio-blk disk of at least blkmb MiB that starts all
+ * zeros. The content round r leaves (r >= 1) is a pure function of seed,
+ * blkmb, r and the sector: every sector written with tg_blk_sector_raw,
+ * then the range tg_blk_zero_range zeroed. Round r reads the whole area
+ * and checks it holds round r-1's content (round 0: zeros), writes round
+ * r's content, flushes, zeroes the range, flushes; round 1 first asks for
+ * the device ID; after the last round the area is read and checked again.
+ * Reads and writes are cut into requests by tg_blk_plan: the cut depends
+ * only on the parameters, never on timing.
+ */
+#define TG_BLK_SECTOR   512
+#define TG_BLK_SWORDS   (TG_BLK_SECTOR / 8)    /* 64-bit words per sector */
+#define TG_BLK_MAXSECT  256                    /* sectors per request: 128 KiB */
+#define TG_BLK_MAXSEGS  4                      /* data descriptors per request */
+#define TG_BLK_MAXZERO  4096                   /* sectors zeroed per round, at most */
+#define TG_BLK_READ     0
+#define TG_BLK_WRITE    1
+
+struct tg_blk_req {
+	uint32_t sectors;      /* 1..TG_BLK_MAXSECT, before clipping to the end */
+	uint32_t segs;         /* data descriptors, 1..min(TG_BLK_MAXSEGS, sectors) */
+	uint32_t skew;         /* bytes the inner cuts are moved off sector boundaries */
+	int indirect;          /* through an indirect table */
+};
+
+/* request i of round `round`'s read or write pass */
+void tg_blk_plan(uint64_t seed, uint64_t round, int pass, uint64_t i, struct tg_blk_req *q);
+/* round's zeroed range: sectors [*start, *start + *count), count >= 1 */
+void tg_blk_zero_range(uint64_t seed, uint64_t blkmb, uint64_t round,
+                       uint64_t *start, uint64_t *count);
+/* sector s as round's write pass writes it (before the zeroing), round >= 1 */
+void tg_blk_sector_raw(uint64_t *w, uint64_t seed, uint64_t round, uint64_t s);
+/* sector s as round leaves it (round 0: zeros) */
+void tg_blk_sector(uint64_t *w, uint64_t seed, uint64_t blkmb, uint64_t round, uint64_t s);
+/* the digest's view of one sector read; summed, so order does not matter */
+uint64_t tg_blk_sector_hash(const uint64_t *w, uint64_t s);
+
+/* What CPU 0 saw in one round (the last round includes the final read). */
+struct tg_blk_tally {
+	uint64_t read_hash;    /* sum of tg_blk_sector_hash over the round's reads */
+	uint64_t final_hash;   /* the same for the read after the last round */
+	uint64_t reads, writes;/* read and write requests (final read included) */
+	uint64_t others;       /* flushes and GET_ID (write-zeroes: not counted,
+	                          their number depends on the device's limit) */
+	uint32_t status_or;    /* every status byte ORed (0: all OK) */
+};
+/* the tally a correct run gives (host reference: no disk needed) */
+void tg_blk_expect(const struct tg_params *p, uint64_t round, struct tg_blk_tally *t);
+uint64_t tg_blk_fold(const struct tg_params *p, uint64_t round, const struct tg_blk_tally *t);
+/* CPU cpu's contribution: CPU 0 tg_blk_fold of the expected tally, the
+ * others a constant */
+uint64_t tg_blk_result(const struct tg_params *p, uint32_t cpu, uint64_t round);
 
 /* --- small formatting helpers (no libc) ----------------------------- */
 size_t tg_strlen(const char *s);
