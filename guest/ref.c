@@ -25,8 +25,8 @@ static void usage(void)
 	fprintf(stderr, "usage: testguest-ref -c NCPU \"CMDLINE\"\n"
 	                "       testguest-ref --console-stream \"CMDLINE\"\n"
 	                "       testguest-ref --blk-image \"CMDLINE\" FILE\n"
-	                "  CMDLINE: workload=mem,fpu,smp,time,rng,console,blk rounds=N memmb=M seed=S\n"
-	                "           [blkmb=N] [fpu=auto|sse|avx2|avx512]\n");
+	                "  CMDLINE: workload=mem,fpu,smp,time,rng,console,blk,net rounds=N memmb=M seed=S\n"
+	                "           [blkmb=N] [netframes=N] [fpu=auto|sse|avx2|avx512]\n");
 	exit(2);
 }
 
@@ -154,6 +154,8 @@ int main(int argc, char **argv)
 				res[5][c] = tg_con_result(c, r);
 			if (p.workloads & TG_W_BLK)
 				res[6][c] = tg_blk_result(&p, c, r);
+			if (p.workloads & TG_W_NET)
+				res[7][c] = tg_net_result(&p, c, r);
 		}
 		h = tg_digest_round(h, &p, n, (const uint64_t(*)[TG_NCPU_MAX])res, counter);
 	}

@@ -10,6 +10,7 @@
 #include "abi.h"
 #include "vblk.h"
 #include "vcon.h"
+#include "vnet.h"
 #include "vrng.h"
 #include "work.h"
 
@@ -185,8 +186,14 @@ static void setup(void)
 		if (e)
 			ufail(0, e, 0);
 	}
+	if (P.workloads & TG_W_NET) {
+		const char *e = tg_vnet_init(&P);
+		if (e)
+			ufail(0, e, 0);
+	}
+
 	char *p = tg_stpcpy(line, "khyve-testguest: workload=");
-	static const char *names[TG_NW] = { "mem", "fpu", "smp", "time", "rng", "console", "blk" };
+	static const char *names[TG_NW] = { "mem", "fpu", "smp", "time", "rng", "console", "blk", "net" };
 	int first = 1;
 	for (int w = 0; w < TG_NW; w++)
 		if (P.workloads & (1u << w)) {
@@ -204,6 +211,10 @@ static void setup(void)
 	if (P.workloads & TG_W_BLK) {
 		p = tg_stpcpy(p, " blkmb=");
 		p = tg_fmt_u64(p, P.blkmb);
+	}
+	if (P.workloads & TG_W_NET) {
+		p = tg_stpcpy(p, " netframes=");
+		p = tg_fmt_u64(p, P.netframes);
 	}
 	p = tg_stpcpy(p, " cpus=");
 	p = tg_fmt_u64(p, tg_info.ncpu);
@@ -279,6 +290,17 @@ void user_main(uint64_t cpu)
 				res[6][cpu] = tg_blk_fold(&P, r, &t);
 			} else {
 				res[6][cpu] = tg_blk_result(&P, (uint32_t)cpu, r);
+			}
+		}
+		if (P.workloads & TG_W_NET) {
+			if (cpu == 0) {
+				uint64_t sum;
+				const char *e = tg_vnet_round(r, &sum);
+				if (e)
+					ufail(cpu, e, 0);
+				res[7][cpu] = tg_net_fold(&P, r, sum);
+			} else {
+				res[7][cpu] = tg_net_result(&P, (uint32_t)cpu, r);
 			}
 		}
 		barrier_wait(n, snap_counter, r);

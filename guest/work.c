@@ -109,6 +109,7 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 	p->memmb = 16;
 	p->seed = 1;
 	p->blkmb = 4;
+	p->netframes = 32;
 	p->fpu = TG_FPU_AUTO;
 	p->fault = TG_FAULT_NONE;
 
@@ -152,6 +153,8 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 					w |= TG_W_CON;
 				else if (word_eq(v + i, j - i, "blk"))
 					w |= TG_W_BLK;
+				else if (word_eq(v + i, j - i, "net"))
+					w |= TG_W_NET;
 				else
 					return set_err(err, errlen, "unknown workload in ", tok, tl);
 				i = j + 1;
@@ -169,6 +172,10 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 			if (parse_u64(v, vl, &n) || n < 1 || n > 1024)
 				return set_err(err, errlen, "bad blkmb (1..1024): ", tok, tl);
 			p->blkmb = n;
+		} else if (word_eq(tok, kl, "netframes")) {
+			if (parse_u64(v, vl, &n) || n < 1 || n > 65536)
+				return set_err(err, errlen, "bad netframes (1..65536): ", tok, tl);
+			p->netframes = n;
 		} else if (word_eq(tok, kl, "seed")) {
 			if (parse_u64(v, vl, &n))
 				return set_err(err, errlen, "bad seed: ", tok, tl);
@@ -474,6 +481,71 @@ uint64_t tg_blk_result(const struct tg_params *p, uint32_t cpu, uint64_t round)
 		return 0x626c6b;
 	tg_blk_expect(p, round, &t);
 	return tg_blk_fold(p, round, &t);
+}
+
+/* ------------------------------------------------------------------ */
+/* net: CPU 0 sends netframes frames per round, the host echoes them */
+
+uint32_t tg_net_frame(uint8_t *f, const uint8_t mac[6], uint64_t seed, uint64_t round,
+                      uint32_t seq)
+{
+	uint64_t k = tg_mix64(tg_mix64(seed ^ 0x6e65746672616d31ULL ^ tg_mix64(round * GOLDEN)) +
+	                      seq * GOLDEN);                        /* "netfram1" */
+	uint32_t len = TG_NET_MIN + (uint32_t)(k % (TG_NET_MAX - TG_NET_MIN + 1));
+	static const char magic[] = TG_NET_MAGIC;
+
+	for (int i = 0; i < 6; i++) {
+		f[i] = 0xff;
+		f[6 + i] = mac[i];
+	}
+	f[12] = TG_NET_ETHERTYPE >> 8;
+	f[13] = TG_NET_ETHERTYPE & 0xff;
+	for (int i = 0; i < 8; i++) {
+		f[14 + i] = (uint8_t)magic[i];
+		f[22 + i] = (uint8_t)(round >> (8 * i));
+	}
+	for (int i = 0; i < 4; i++)
+		f[30 + i] = (uint8_t)(seq >> (8 * i));
+	f[34] = (uint8_t)len;
+	f[35] = (uint8_t)(len >> 8);
+	for (uint32_t i = TG_NET_HDR; i < len; i += 8) {
+		uint64_t w = tg_mix64(k + i * GOLDEN);
+		for (uint32_t j = 0; j < 8 && i + j < len; j++)
+			f[i + j] = (uint8_t)(w >> (8 * j));
+	}
+	return len;
+}
+
+uint64_t tg_net_frame_hash(const uint8_t *f, uint32_t len, uint32_t seq)
+{
+	uint64_t h = len;
+
+	for (uint32_t i = 0; i < len; i++)
+		if (i < 6 || i >= 12)                  /* not the source MAC */
+			h = h * 0x100000001b3ULL + f[i];
+	return tg_mix64(h ^ ((uint64_t)seq * GOLDEN));
+}
+
+uint64_t tg_net_fold(const struct tg_params *p, uint64_t round, uint64_t hash_sum)
+{
+	uint64_t h = tg_mix64(0x6e6574726f756e64ULL ^ (round << 16));  /* "netround" */
+
+	return tg_fold(tg_fold(h, p->netframes), hash_sum);
+}
+
+uint64_t tg_net_result(const struct tg_params *p, uint32_t cpu, uint64_t round)
+{
+	static const uint8_t mac[6];
+	uint8_t f[TG_NET_MAX];
+	uint64_t sum = 0;
+
+	if (cpu)
+		return 0x6e6574;
+	for (uint32_t seq = 0; seq < p->netframes; seq++) {
+		uint32_t len = tg_net_frame(f, mac, p->seed, round, seq);
+		sum += tg_net_frame_hash(f, len, seq);
+	}
+	return tg_net_fold(p, round, sum);
 }
 
 /* time: the checks live in the guest; the contribution is a constant */

@@ -21,8 +21,9 @@
 #define TG_W_RNG      16u              /* needs a virtio-rnd PCI device */
 #define TG_W_CON      32u              /* needs a virtio-console PCI device */
 #define TG_W_BLK      64u              /* needs a virtio-blk PCI device */
+#define TG_W_NET      128u             /* needs a virtio-net PCI device and an echo */
 #define TG_W_ALL      15u              /* the default: every one needing no device */
-#define TG_NW         7
+#define TG_NW         8
 
 /* fpu code paths; the digest is the same for all of them */
 #define TG_FPU_AUTO   0
@@ -36,6 +37,7 @@ struct tg_params {
 	uint64_t memmb;                /* 1..65536 */
 	uint64_t seed;
 	uint64_t blkmb;                /* 1..1024: MiB of the disk `blk` uses */
+	uint64_t netframes;            /* 1..65536: frames per round for `net` */
 	int fpu;                       /* TG_FPU_*: code path, not in the digest */
 	int fault;                     /* TG_FAULT_*: deliberate failure (tests) */
 };
@@ -172,6 +174,28 @@ uint64_t tg_blk_fold(const struct tg_params *p, uint64_t round, const struct tg_
 /* CPU cpu's contribution: CPU 0 tg_blk_fold of the expected tally, the
  * others a constant */
 uint64_t tg_blk_result(const struct tg_params *p, uint32_t cpu, uint64_t round);
+
+/* --- net ------------------------------------------------------------ */
+/*
+ * CPU 0 sends netframes Ethernet frames per round (no FCS) through a
+ * virtio-net device; the host echoes each back unchanged. Frame seq of
+ * round r: destination ff:ff:ff:ff:ff:ff, source the device's MAC,
+ * ethertype 0x88b5, then "khyvenet", the round (u64 LE), seq (u32 LE), the
+ * length (u16 LE), seeded bytes; 60..1514 bytes in all.
+ */
+#define TG_NET_ETHERTYPE  0x88b5
+#define TG_NET_MIN        60
+#define TG_NET_MAX        1514
+#define TG_NET_MAGIC      "khyvenet"
+#define TG_NET_HDR        36                   /* bytes before the seeded ones */
+/* writes frame seq of round into buf (TG_NET_MAX bytes), returns its length */
+uint32_t tg_net_frame(uint8_t *buf, const uint8_t mac[6], uint64_t seed, uint64_t round,
+                      uint32_t seq);
+/* the digest's view of one frame, without its source MAC; summed */
+uint64_t tg_net_frame_hash(const uint8_t *f, uint32_t len, uint32_t seq);
+uint64_t tg_net_fold(const struct tg_params *p, uint64_t round, uint64_t hash_sum);
+/* CPU 0: tg_net_fold of every frame's hash; the others a constant */
+uint64_t tg_net_result(const struct tg_params *p, uint32_t cpu, uint64_t round);
 
 /* --- small formatting helpers (no libc) ----------------------------- */
 size_t tg_strlen(const char *s);

@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * khyve test guest: a virtio 1.x PCI driver for virtio-net, in ring 3,
+ * found and set up like the virtio-rnd driver (vrng.c: ring-3 MMIO on the
+ * BARs, completions polled, no interrupts).
+ *
+ * Features: VIRTIO_F_VERSION_1 and, if offered, VIRTIO_NET_F_MAC - no
+ * offloads, no mergeable buffers, no control queue, so every packet is the
+ * 12-byte struct virtio_net_hdr (all zeros on transmit) and one Ethernet
+ * frame without FCS.  Queue 0 (receiveq) keeps RX_BUFS buffers of 1526
+ * bytes posted; queue 1 (transmitq) takes frames as one descriptor (header
+ * and frame together) or two (header, frame), alternately.
+ *
+ * Each round sends netframes frames (tg_net_frame), at most WINDOW not yet
+ * echoed at a time, and waits until the host has echoed every one back.
+ * Received frames that are not ours (another ethertype or magic: the host
+ * kernel's IPv6 and ARP noise), of another round, or seen already are
+ * ignored; one of ours that differs from what was sent is a FAIL.
+ */
+#include "abi.h"
+#include "vnet.h"
+#include "vpci.h"
+#include "work.h"
+
+#define VIRTIO_NET_ID   0x1041          /* 0x1040 + device ID 1 */
+#define RXQ             0
+#define TXQ             1
+#define RXN             64              /* receiveq entries = posted buffers */
+#define TXN             64              /* transmitq entries */
+#define TX_SLOTS        (TXN / 2)       /* two descriptors each */
+#define WINDOW          32              /* frames sent, not yet echoed */
+#define HDR             12              /* struct virtio_net_hdr with num_buffers */
+#define BUF             (HDR + TG_NET_MAX)
+#define F_MAC           (1ull << 5)
+#define CFG_MAC         0
+
+#define STALL_CYCLES    (1ull << 35)    /* ~10 s of TSC without progress */
+
+struct ring {
+	struct desc desc[RXN] __attribute__((aligned(16)));
+	struct {
+		uint16_t flags, idx, ring[RXN], used_event;
+	} avail __attribute__((aligned(4)));
+	struct {
+		uint16_t flags, idx;
+		struct { uint32_t id, len; } ring[RXN];
+		uint16_t avail_event;
+	} used __attribute__((aligned(4)));
+};
+static struct ring rx, tx;                      /* RXN == TXN */
+
+static uint8_t rxbuf[RXN][BUF] __attribute__((aligned(64)));
+static uint8_t txbuf[TX_SLOTS][BUF] __attribute__((aligned(64)));
+static uint8_t expect[TG_NET_MAX];
+static uint64_t got[65536 / 64];                /* frames of this round echoed */
+static uint8_t tx_busy[TX_SLOTS];
+static uint32_t tx_inflight;
+
+static struct vpci_dev dev;
+static struct vq rq, tq;
+static uint8_t mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
+static const struct tg_params *P;
+static char msg[160];
+
+static inline uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+	asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((uint64_t)hi << 32) | lo;
+}
+
+/* "net: [frame N of ]round R: what" in msg */
+static const char *fail(const char *what, uint64_t round, int64_t frame)
+{
+	char *p = tg_stpcpy(msg, "net: ");
+	if (frame >= 0) {
+		p = tg_stpcpy(p, "frame ");
+		p = tg_fmt_u64(p, (uint64_t)frame);
+		p = tg_stpcpy(p, " of ");
+	}
+	p = tg_stpcpy(p, "round ");
+	p = tg_fmt_u64(p, round);
+	p = tg_stpcpy(p, " ");
+	tg_stpcpy(p, what);
+	return msg;
+}
+
+static void vq_init(struct vq *v, uint16_t index, struct ring *r)
+{
+	v->index = index;
+	v->size = RXN;
+	v->desc = r->desc;
+	v->avail = &r->avail.flags;
+	v->used = &r->used.flags;
+}
+
+const char *tg_vnet_init(const struct tg_params *p)
+{
+	const struct vpci_queue qr = {
+		.index = RXQ, .size = RXN, .desc = rx.desc, .avail = &rx.avail, .used = &rx.used,
+	};
+	const struct vpci_queue qt = {
+		.index = TXQ, .size = TXN, .desc = tx.desc, .avail = &tx.avail, .used = &tx.used,
+	};
+	uint64_t features = VIRTIO_F_VERSION_1;
+	const char *e = tg_vpci_open("net", "virtio-net", VIRTIO_NET_ID, &dev);
+
+	P = p;
+	if (e)
+		return e;
+	if ((dev.offered & F_MAC) && dev.devcfg)
+		features |= F_MAC;
+	e = tg_vpci_features("net", &dev, features);
+	if (!e)
+		e = tg_vpci_queue("net", &dev, &qr, &rq.notify);
+	if (!e)
+		e = tg_vpci_queue("net", &dev, &qt, &tq.notify);
+	if (e)
+		return e;
+	vq_init(&rq, RXQ, &rx);
+	vq_init(&tq, TXQ, &tx);
+	if (features & F_MAC)
+		for (int i = 0; i < 6; i++)
+			mac[i] = dev.devcfg[CFG_MAC + i];
+	tg_vpci_ready(&dev);
+	/* every receive buffer posted, descriptor i = buffer i */
+	for (uint16_t i = 0; i < RXN; i++) {
+		rx.desc[i] = (struct desc){ (uint64_t)rxbuf[i], BUF, D_WRITE, 0 };
+		tg_vq_add(&rq, i);
+	}
+	tg_vq_kick(&rq);
+	return 0;
+}
+
+/* one received packet: *ours = 1 if it is the echo of a frame we were waiting for */
+static const char *received(const uint8_t *pkt, uint32_t len, uint64_t round, uint32_t sent,
+                            uint64_t *sum, int *ours)
+{
+	const uint8_t *f = pkt + HDR;
+	uint32_t flen, seq = 0;
+	uint64_t r = 0;
+	static const char magic[] = TG_NET_MAGIC;
+
+	*ours = 0;
+	if (len < HDR + TG_NET_HDR || len > BUF)
+		return 0;                       /* not one of ours (or a runt) */
+	flen = len - HDR;
+	if (f[12] != (TG_NET_ETHERTYPE >> 8) || f[13] != (TG_NET_ETHERTYPE & 0xff))
+		return 0;
+	for (int i = 0; i < 8; i++)
+		if (f[14 + i] != (uint8_t)magic[i])
+			return 0;
+	for (int i = 0; i < 8; i++)
+		r |= (uint64_t)f[22 + i] << (8 * i);
+	for (int i = 0; i < 4; i++)
+		seq |= (uint32_t)f[30 + i] << (8 * i);
+	if (r != round || seq >= sent || (got[seq / 64] >> (seq % 64) & 1))
+		return 0;                       /* a stray or a duplicate */
+	if (flen != tg_net_frame(expect, mac, P->seed, round, seq))
+		return fail("came back with another length", round, seq);
+	for (uint32_t i = 0; i < flen; i++)
+		if (f[i] != expect[i])
+			return fail("came back changed", round, seq);
+	got[seq / 64] |= 1ull << (seq % 64);
+	*sum += tg_net_frame_hash(f, flen, seq);
+	*ours = 1;
+	return 0;
+}
+
+static void send(uint32_t slot, uint64_t round, uint32_t seq)
+{
+	uint8_t *b = txbuf[slot];
+	uint16_t d = (uint16_t)(2 * slot);
+	uint32_t len;
+
+	for (int i = 0; i < HDR; i++)
+		b[i] = 0;
+	len = tg_net_frame(b + HDR, mac, P->seed, round, seq);
+	if (seq & 1) {
+		tx.desc[d] = (struct desc){ (uint64_t)b, HDR, D_NEXT, (uint16_t)(d + 1) };
+		tx.desc[d + 1] = (struct desc){ (uint64_t)(b + HDR), len, 0, 0 };
+	} else {
+		tx.desc[d] = (struct desc){ (uint64_t)b, HDR + len, 0, 0 };
+	}
+	tx_busy[slot] = 1;
+	tx_inflight++;
+	tg_vq_add(&tq, d);
+}
+
+const char *tg_vnet_round(uint64_t round, uint64_t *hash_sum)
+{
+	uint32_t n = (uint32_t)P->netframes, sent = 0, echoed = 0;
+	uint64_t last = rdtsc();
+
+	*hash_sum = 0;
+	for (uint32_t i = 0; i < (n + 63) / 64; i++)
+		got[i] = 0;
+	while (echoed < n || tx_inflight) {
+		uint32_t id, len, progress = 0;
+		const char *e;
+
+		/* send while the window and the transmitq allow */
+		for (uint32_t s = 0; s < TX_SLOTS && sent < n && sent - echoed < WINDOW; s++)
+			if (!tx_busy[s]) {
+				send(s, round, sent++);
+				progress = 1;
+			}
+		tg_vq_kick(&tq);
+		while (tg_vq_get(&tq, &id, &len)) {
+			if (id >= TXN || (id & 1) || !tx_busy[id / 2])
+				return fail("transmitq: the used ring names no pending frame", round, -1);
+			tx_busy[id / 2] = 0;
+			tx_inflight--;
+			progress = 1;
+		}
+		while (tg_vq_get(&rq, &id, &len)) {
+			int ours;
+			if (id >= RXN)
+				return fail("receiveq: the used ring names no buffer", round, -1);
+			e = received(rxbuf[id], len, round, sent, hash_sum, &ours);
+			if (e)
+				return e;
+			echoed += (uint32_t)ours;
+			progress |= (uint32_t)ours;
+			tg_vq_add(&rq, (uint16_t)id);     /* posted again */
+		}
+		tg_vq_kick(&rq);
+		if (progress) {
+			last = rdtsc();
+		} else if (rdtsc() - last > STALL_CYCLES) {
+			if (tg_vpci_status(&dev) & 0x40)
+				return fail("device needs reset", round, -1);
+			if (echoed < n) {
+				uint32_t seq = 0;
+				while (got[seq / 64] >> (seq % 64) & 1)
+					seq++;
+				return fail("not echoed", round, seq);
+			}
+			return fail("transmitq: frames not completed", round, -1);
+		} else {
+			asm volatile("pause");
+		}
+	}
+	return 0;
+}
