@@ -17,12 +17,12 @@ SAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 SAN_LDFLAGS := -fsanitize=address,undefined
 endif
 KHYVE_CFLAGS := -std=gnu11 $(WARNINGS) -Iinclude -D_GNU_SOURCE -pthread -MMD -MP $(SAN_CFLAGS)
-LDLIBS := -pthread -ljansson -lcbor -lxxhash $(SAN_LDFLAGS)
+LDLIBS := -pthread -ljansson -lcbor -lxxhash -luring $(SAN_LDFLAGS)
 
 # PCI bus and device types: -s is checked against their registry, so the
 # unit tests link them too
 PCI_SRCS := src/pci/pci.c src/virtio/pci.c src/virtio/io.c src/virtio/queue.c src/virtio/rng.c \
-	src/virtio/console.c src/virtio/net.c
+	src/virtio/console.c src/virtio/net.c src/virtio/blk.c
 CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/core/device.c src/core/vm.c src/core/vcpu.c src/core/config.c \
 	src/core/term.c src/core/loop.c \
@@ -39,7 +39,7 @@ KHYVE_OBJS := $(KHYVE_SRCS:%.c=$(BUILD)/%.o)
 CTL_SRCS := src/ctl/khyvectl.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c
 CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 
-UNIT_TESTS := multiboot uart memmap cpuid config mptable bus snapshot pci vconsole vnet
+UNIT_TESTS := multiboot uart memmap cpuid config mptable bus snapshot pci vconsole vnet vblk
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 # modules each unit test links (besides its own file)
 UNIT_LIB_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
