@@ -7,12 +7,16 @@
  * Features: VIRTIO_F_VERSION_1 and, if offered, VIRTIO_NET_F_MAC - no
  * offloads, no mergeable buffers, no control queue, so every packet is the
  * 12-byte struct virtio_net_hdr (all zeros on transmit) and one Ethernet
- * frame without FCS.  Queue 0 (receiveq) keeps RX_BUFS buffers of 1526
- * bytes posted; queue 1 (transmitq) takes frames as one descriptor (header
- * and frame together) or two (header, frame), alternately.
+ * frame without FCS.  Queue 0 (receiveq) keeps RXN buffers of 1526 bytes
+ * posted; queue 1 (transmitq) takes frames as one descriptor (header and
+ * frame together) or two (header, frame), alternately.
  *
  * Each round sends netframes frames (tg_net_frame), at most WINDOW not yet
  * echoed at a time, and waits until the host has echoed every one back.
+ * A device may drop what arrives while no receive buffer is posted (real
+ * NICs do, and so does khyve's), so WINDOW is kept well below RXN: the
+ * host may send several frames per frame of ours (tap_echo.py --noise
+ * sends up to four) before the guest has posted the buffers again.
  * Received frames that are not ours (another ethertype or magic: the host
  * kernel's IPv6 and ARP noise), of another round, or seen already are
  * ignored; one of ours that differs from what was sent is a FAIL.
@@ -25,10 +29,10 @@
 #define VIRTIO_NET_ID   0x1041          /* 0x1040 + device ID 1 */
 #define RXQ             0
 #define TXQ             1
-#define RXN             64              /* receiveq entries = posted buffers */
-#define TXN             64              /* transmitq entries */
+#define RXN             128             /* receiveq entries = posted buffers */
+#define TXN             32              /* transmitq entries */
 #define TX_SLOTS        (TXN / 2)       /* two descriptors each */
-#define WINDOW          32              /* frames sent, not yet echoed */
+#define WINDOW          16              /* frames sent, not yet echoed */
 #define HDR             12              /* struct virtio_net_hdr with num_buffers */
 #define BUF             (HDR + TG_NET_MAX)
 #define F_MAC           (1ull << 5)
@@ -36,18 +40,19 @@
 
 #define STALL_CYCLES    (1ull << 35)    /* ~10 s of TSC without progress */
 
-struct ring {
-	struct desc desc[RXN] __attribute__((aligned(16)));
-	struct {
-		uint16_t flags, idx, ring[RXN], used_event;
-	} avail __attribute__((aligned(4)));
-	struct {
-		uint16_t flags, idx;
-		struct { uint32_t id, len; } ring[RXN];
-		uint16_t avail_event;
-	} used __attribute__((aligned(4)));
-};
-static struct ring rx, tx;                      /* RXN == TXN */
+#define RING(n) struct { \
+	struct desc desc[n] __attribute__((aligned(16))); \
+	struct { \
+		uint16_t flags, idx, ring[n], used_event; \
+	} avail __attribute__((aligned(4))); \
+	struct { \
+		uint16_t flags, idx; \
+		struct { uint32_t id, len; } ring[n]; \
+		uint16_t avail_event; \
+	} used __attribute__((aligned(4))); \
+}
+static RING(RXN) rx;
+static RING(TXN) tx;
 
 static uint8_t rxbuf[RXN][BUF] __attribute__((aligned(64)));
 static uint8_t txbuf[TX_SLOTS][BUF] __attribute__((aligned(64)));
@@ -85,13 +90,14 @@ static const char *fail(const char *what, uint64_t round, int64_t frame)
 	return msg;
 }
 
-static void vq_init(struct vq *v, uint16_t index, struct ring *r)
+static void vq_init(struct vq *v, uint16_t index, uint16_t size, struct desc *d,
+                    uint16_t *avail, uint16_t *used)
 {
 	v->index = index;
-	v->size = RXN;
-	v->desc = r->desc;
-	v->avail = &r->avail.flags;
-	v->used = &r->used.flags;
+	v->size = size;
+	v->desc = d;
+	v->avail = avail;
+	v->used = used;
 }
 
 const char *tg_vnet_init(const struct tg_params *p)
@@ -117,8 +123,8 @@ const char *tg_vnet_init(const struct tg_params *p)
 		e = tg_vpci_queue("net", &dev, &qt, &tq.notify);
 	if (e)
 		return e;
-	vq_init(&rq, RXQ, &rx);
-	vq_init(&tq, TXQ, &tx);
+	vq_init(&rq, RXQ, RXN, rx.desc, &rx.avail.flags, &rx.used.flags);
+	vq_init(&tq, TXQ, TXN, tx.desc, &tx.avail.flags, &tx.used.flags);
 	if (features & F_MAC)
 		for (int i = 0; i < 6; i++)
 			mac[i] = dev.devcfg[CFG_MAC + i];
