@@ -1491,8 +1491,30 @@ static void blk__decode(struct dec *d, const cbor_item_t *m, uint32_t version, v
 		dec__fail(d, "field 'copy' is '%s': not a name inside the snapshot's directory", s->copy);
 }
 
-/* The disk of a restore, compared with the one the snapshot recorded. */
-static int check_disk(struct blk *b, const struct blk_state *s, bool same_file, char *err, size_t errlen)
+/*
+ * A disk copy the snapshot carries was written before the state file: if it
+ * was modified later (a VM restored from it ran), it is no longer the
+ * snapshot's disk.
+ */
+static bool copy_modified(const struct blk *b, const char *restore)
+{
+	char state[PATH_MAX + 8];
+	struct stat st, cp;
+
+	snprintf(state, sizeof(state), "%s.state", restore);
+	if (stat(state, &st) < 0 || fstat(b->fd, &cp) < 0)
+		return false;
+	return cp.st_mtim.tv_sec > st.st_mtim.tv_sec ||
+	       (cp.st_mtim.tv_sec == st.st_mtim.tv_sec && cp.st_mtim.tv_nsec > st.st_mtim.tv_nsec);
+}
+
+/*
+ * The disk of a restore, compared with the one the snapshot recorded:
+ * same_file, the very file (device, inode, modification time too); else a
+ * copy (size and content), with copy_of the snapshot it belongs to.
+ */
+static int check_disk(struct blk *b, const struct blk_state *s, bool same_file, const char *copy_of,
+		      char *err, size_t errlen)
 {
 	const struct vm_config *cfg = b->vd.pd->vm->cfg;
 	struct blk_ident now;
@@ -1512,7 +1534,7 @@ static int check_disk(struct blk *b, const struct blk_state *s, bool same_file, 
 		WHAT("size");
 	if (same_file && (now.dev != s->disk.dev || now.ino != s->disk.ino))
 		WHAT("another file: device and inode");
-	if (same_file && now.mtime_ns != s->disk.mtime_ns)
+	if ((same_file && now.mtime_ns != s->disk.mtime_ns) || (copy_of && copy_modified(b, copy_of)))
 		WHAT("modification time");
 	if (now.hash != s->disk.hash)
 		WHAT("content");
@@ -1556,6 +1578,7 @@ static int blk__restore(void *priv, const void *state, char *err, size_t errlen)
 	const struct blk_state *s = state;
 	const struct vm_config *cfg = pd->vm->cfg;
 	bool overridden = blk__overridden(pd), same_file = !overridden;
+	const char *copy_of = NULL;
 	int ret = 0;
 
 	pthread_mutex_lock(&pd->lock);
@@ -1571,12 +1594,13 @@ static int blk__restore(void *priv, const void *state, char *err, size_t errlen)
 		ret = ret >= (int)sizeof(path) ? util__fail(-ENAMETOOLONG, err, errlen, "disk copy path too long") :
 						 reopen(b, path, err, errlen);
 		same_file = false;
+		copy_of = cfg->restore;
 	} else if (b->fd < 0) {
 		/* the options' path named nothing here: the snapshot's absolute one */
 		ret = reopen(b, s->path, err, errlen);
 	}
 	if (!ret)
-		ret = check_disk(b, s, same_file, err, errlen);
+		ret = check_disk(b, s, same_file, copy_of, err, errlen);
 	if (!ret)
 		ret = virtio__restore(&b->vd, &s->virtio, err, errlen);
 	if (!ret) {

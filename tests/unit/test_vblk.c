@@ -1284,6 +1284,16 @@ static void test_restore_paths(void **state)
 	pause_vm(f);
 	assert_int_equal(vblk__copy_disk(pdev(f), copy, err, sizeof(err)), 0);
 	resume_vm(f);
+	{
+		char statefile[220];
+		int fd;
+
+		/* the save writes the state file after the copy */
+		snprintf(statefile, sizeof(statefile), "%s.state", snapfile);
+		fd = open(statefile, O_WRONLY | O_CREAT, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+	}
 	vblk__set_copy(s.state, "snap.disk.4");
 	sbuf__free(&s.enc);
 	memset(&s.enc, 0, sizeof(s.enc));
@@ -1296,10 +1306,19 @@ static void test_restore_paths(void **state)
 	memset(gpa(&g, DATA), 0, 512);
 	assert_int_equal(request(&g, T_IN, 0, 512), S_OK);
 	assert_int_equal(((uint8_t *)gpa(&g, DATA))[0], pattern(0));	/* the copy's */
+	/* a write to an unsampled block (sector 8: block 1) */
+	usleep(20000);
 	memset(gpa(&g, DATA), 0x66, 512);
-	assert_int_equal(request(&g, T_OUT, 2, 512), S_OK);
-	assert_true(disk_is(copy, 1024, 512, 0x66));
-	assert_true(disk_is(c->disk, 1024, 512, -1));
+	assert_int_equal(request(&g, T_OUT, 8, 512), S_OK);
+	assert_true(disk_is(copy, 4096, 512, 0x66));
+	assert_true(disk_is(c->disk, 4096, 512, -1));
+	teardown_vm(&g);
+	/* that copy is no longer the snapshot's disk */
+	assert_int_equal(restore_into(&g, &s, c->disk, false, false, snapfile, err, sizeof(err)), -EINVAL);
+	teardown_vm(&g);
+	if (!strstr(err, "snap.disk.4 changed since the snapshot (modification time); use --force-disk"))
+		fail_msg("message: %s", err);
+	assert_int_equal(restore_into(&g, &s, c->disk, false, true, snapfile, err, sizeof(err)), 0);
 	teardown_vm(&g);
 	/* overridden, the copy is not used */
 	assert_int_equal(restore_into(&g, &s, c->disk, true, true, snapfile, err, sizeof(err)), 0);
