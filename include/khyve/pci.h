@@ -1,11 +1,22 @@
 /*
- * PCI bus 0: configuration mechanism #1 (ports 0xCF8/0xCFC), a host bridge
- * at 00:00.0, and the functions given with -s.  khyve places every BAR
- * itself, as firmware would, in the 32-bit MMIO hole; a guest may size a
- * BAR (write all-ones, read back) but a BAR moved elsewhere stops decoding
- * (see pci.c).  Interrupts: MSI-X (KVM_SIGNAL_MSI), or INTx (function f
- * on pin A + f % 4) on IOAPIC pin 16 + (slot + f % 4) % 8, described in
- * the MP table.
+ * PCI bus 0: a host bridge at 00:00.0 and the functions given with -s.
+ *
+ * Configuration space: mechanism #1 (ports 0xCF8/0xCFC) and PCI Express
+ * ECAM (1 MiB of MMIO at PCI_ECAM_BASE for bus 0, described by the ACPI
+ * MCFG table, see acpi.h), one code path for both: 1-, 2- and 4-byte
+ * naturally aligned accesses; anything else reads all-ones and writes
+ * nothing; the extended space (256-4095) of a function reads zero.
+ *
+ * BARs: khyve places every BAR itself, as firmware would: 32-bit ones in
+ * [PCI_MMIO_BASE, PCI_MMIO_END), 64-bit ones (a pair of registers) above
+ * the top of guest RAM, from max(4 GiB, end of RAM) up.  A guest may size
+ * a BAR (write all-ones, read back) but a BAR moved elsewhere stops
+ * decoding (see pci.c).
+ *
+ * Interrupts: MSI-X, each vector delivered through a KVM irqfd and a GSI
+ * route of its own (KVM_SIGNAL_MSI when KVM refuses them), or INTx
+ * (function f on pin A + f % 4) on IOAPIC pin 16 + (slot + f % 4) % 8,
+ * described in the MP table.
  */
 #ifndef KHYVE_PCI_H
 #define KHYVE_PCI_H
@@ -27,8 +38,16 @@ struct cbor_item_t;
 
 #define PCI_CONF_ADDR		0xCF8
 #define PCI_CONF_DATA		0xCFC
+/*
+ * The 32-bit MMIO hole (3-4 GiB): 32-bit BARs from 0xC0000000 up to ECAM,
+ * then ECAM for bus 0; the IOAPIC, LAPIC and KVM's TSS pages are far above.
+ */
 #define PCI_MMIO_BASE		0xC0000000ULL
-#define PCI_MMIO_END		0xFEC00000ULL	/* IOAPIC, LAPIC, KVM's TSS above */
+#define PCI_MMIO_END		0xE0000000ULL
+#define PCI_ECAM_BASE		0xE0000000ULL
+#define PCI_ECAM_SIZE		0x100000ULL	/* bus 0: 32 devices x 8 functions x 4 KiB */
+#define PCI_MMIO64_MIN		0x100000000ULL	/* 64-bit BARs: at or above 4 GiB, above RAM */
+#define PCI_MSI_GSI_BASE	24		/* GSIs of MSI-X vectors: after the IOAPIC's pins */
 #define PCI_INTX_GSI_BASE	16		/* IOAPIC pins 16..23 */
 #define PCI_INTX_GSI_COUNT	8
 #define PCI_NBARS		6
@@ -43,6 +62,8 @@ struct cbor_item_t;
 #define PCI_CLASS_PROG		0x09
 #define PCI_HEADER_TYPE		0x0e
 #define PCI_BAR0		0x10
+#define PCI_BAR_MEM64		0x4		/* BAR type bits 2:1 = 10b: 64-bit */
+#define PCI_BAR_PREFETCH	0x8
 #define PCI_SUBSYS_VENDOR	0x2c
 #define PCI_SUBSYS_ID		0x2e
 #define PCI_CAP_PTR		0x34
@@ -77,6 +98,21 @@ struct pci_func_state {
 };
 
 struct pci_dev;
+struct pci_bus;
+
+/*
+ * How an MSI-X vector reaches KVM (not state: rebuilt from the table on
+ * restore).  efd is registered with KVM_IRQFD on gsi; KVM's GSI routing
+ * table routes gsi to the MSI addr/data below when routed is true.  Written
+ * under the function's lock and the bus's route_lock; read under either.
+ */
+struct pci_msix_route {
+	int efd;		/* -1: no irqfd, vectors go by KVM_SIGNAL_MSI */
+	uint32_t gsi;
+	bool routed;
+	uint64_t addr;
+	uint32_t data;
+};
 
 /*
  * A PCI device type: its device_ops carries the name and the snapshot hooks
@@ -96,8 +132,9 @@ struct pci_devtype {
 	__attribute__((used, section("khyve_pcidevs"))) = &(t_)
 
 struct pci_bar {
-	uint32_t size;		/* power of two >= 4096, 0: unused */
-	uint32_t addr;		/* where khyve placed it */
+	uint64_t size;		/* power of two >= 4096, 0: unused or a 64-bit BAR's upper half */
+	uint64_t addr;		/* where khyve placed it */
+	uint8_t type;		/* the low bits of the register: PCI_BAR_MEM64, PCI_BAR_PREFETCH */
 	bus_read_fn read;	/* offset within the BAR, pd as opaque */
 	bus_write_fn write;
 	struct pci_dev *pd;	/* the bus range's opaque is this bar */
@@ -118,6 +155,8 @@ struct pci_dev {
 	uint8_t msix_bar;
 	uint32_t msix_table, msix_pba;	/* offsets in that BAR */
 	struct pci_bar bar[PCI_NBARS];
+	struct pci_msix_route msix_route[PCI_MSIX_MAX];
+	struct pci_bus *bus;
 	void *priv;		/* the device type's */
 	/*
 	 * Optional, under lock: a configuration access to [off, off + len)
@@ -140,7 +179,18 @@ struct pci_bus {
 	pthread_mutex_t lock;
 	uint32_t conf_addr;	/* last value written to 0xCF8 */
 	struct pci_dev *dev[32][8];
-	uint32_t mmio_next;	/* BAR placement */
+	uint64_t mmio_next;	/* 32-bit BAR placement */
+	uint64_t mmio64_next;	/* 64-bit BAR placement, above RAM */
+	uint64_t mmio64_end;	/* the guest's physical address limit (CPUID 0x80000008), or 2^52 */
+	/*
+	 * KVM's GSI routing table is VM-wide and replaced whole: it is
+	 * rebuilt (the irqchip's default routes plus every routed vector)
+	 * under route_lock, which is taken after a function's lock, never
+	 * before.
+	 */
+	pthread_mutex_t route_lock;
+	uint32_t gsi_next;	/* next free GSI for an MSI-X vector */
+	bool route_failed;	/* KVM_SET_GSI_ROUTING failed once (logged) */
 };
 
 /* The snapshot section of the function sc: "<device>.<slot>[.<func>]". */
@@ -153,13 +203,24 @@ int pci__check_device(const char *name, const char *opts, char *err, size_t errl
 /* For device types' init: identity, BARs, capabilities. */
 void pci__set_ids(struct pci_dev *pd, uint16_t vendor, uint16_t device, uint8_t rev,
 		  uint32_t class_code, uint16_t subvendor, uint16_t subsys);
+/* A 32-bit memory BAR n of size bytes (a power of two >= 4096). */
 int pci__add_bar(struct pci_dev *pd, unsigned int n, uint32_t size, bus_read_fn read, bus_write_fn write);
+/*
+ * A 64-bit memory BAR: registers n (low half, type bits 0b100, plus
+ * PCI_BAR_PREFETCH if flags has it) and n + 1 (high half); size is a power
+ * of two >= 4096, possibly 4 GiB or more.  Placed above guest RAM.
+ */
+int pci__add_bar64(struct pci_dev *pd, unsigned int n, uint64_t size, unsigned int flags,
+		   bus_read_fn read, bus_write_fn write);
 /* Append a capability of len bytes (id, next filled in); returns its offset or 0. */
 uint8_t pci__add_cap(struct pci_dev *pd, uint8_t id, uint8_t len);
 /* MSI-X with nvec vectors, table and PBA in BAR bar at the given offsets. */
 int pci__add_msix(struct pci_dev *pd, unsigned int nvec, unsigned int bar, uint32_t table, uint32_t pba);
 bool pci__msix_enabled(const struct pci_dev *pd);
-/* Raise vector (MSI-X must be enabled): delivered, or left pending if masked. */
+/*
+ * Raise vector (MSI-X must be enabled): delivered (its irqfd, or
+ * KVM_SIGNAL_MSI), or left pending if masked.  Caller holds pd->lock.
+ */
 void pci__msix_notify(struct pci_dev *pd, unsigned int vector);
 /* MSI-X table/PBA access for a BAR handler; true if [off, off+len) was one. */
 bool pci__msix_access(struct pci_dev *pd, unsigned int bar, uint64_t off, uint8_t *data,
@@ -175,6 +236,14 @@ void pci__save(const struct pci_dev *pd, struct pci_func_state *s);
 void pci__encode(struct sbuf *b, const struct pci_func_state *s);
 void pci__decode(struct dec *d, const struct cbor_item_t *map, struct pci_func_state *s,
 		 uint16_t vendor, uint16_t device, unsigned int msix_nvec);
+/* Caller holds pd->lock; MSI-X vectors get their KVM routes again. */
 void pci__restore(struct pci_dev *pd, const struct pci_func_state *s);
+
+/*
+ * The KVM ioctls pci.c makes on the VM for MSI-X (KVM_SET_GSI_ROUTING,
+ * KVM_IRQFD, KVM_SIGNAL_MSI) go through this, ioctl() by default; unit
+ * tests put a fake here to watch them.
+ */
+extern int (*pci__vm_ioctl)(int vm_fd, unsigned long req, void *arg);
 
 #endif

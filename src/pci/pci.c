@@ -1,27 +1,52 @@
 /*
- * PCI bus 0 and its configuration space access (mechanism #1).  The bus is
- * itself a device ("pci"): its one piece of state is the address latch at
- * 0xCF8, which a snapshot taken between a guest's OUT to 0xCF8 and its IN
- * from 0xCFC must keep.  It exists only when -s gave at least one slot, so
- * machines and snapshots without PCI are exactly what they were.
+ * PCI bus 0 and its configuration space access: mechanism #1 (ports
+ * 0xCF8/0xCFC) and ECAM (MMIO at PCI_ECAM_BASE), both through
+ * config_access().  The bus is itself a device ("pci"): its one piece of
+ * state is the address latch at 0xCF8, which a snapshot taken between a
+ * guest's OUT to 0xCF8 and its IN from 0xCFC must keep.  It exists only
+ * when -s gave at least one slot, so machines and snapshots without PCI
+ * are exactly what they were.
  *
- * BARs are placed by khyve at creation, in slot order, naturally aligned,
- * from PCI_MMIO_BASE up, and their MMIO ranges registered on the bus once
- * (the bus tables never change while vCPUs run).  A BAR decodes when memory
- * decoding is on and it still holds that address; sizing it (all-ones)
- * works as on hardware.
+ * BARs are placed by khyve at creation, in slot order, naturally aligned:
+ * 32-bit ones from PCI_MMIO_BASE up, 64-bit ones from max(4 GiB, end of
+ * RAM) up; their MMIO ranges are registered on the bus once (the bus
+ * tables never change while vCPUs run).  A BAR decodes when memory
+ * decoding is on and it still holds that address (both halves, for a
+ * 64-bit one); sizing it (all-ones) works as on hardware.
+ *
+ * MSI-X: each vector has an eventfd registered with KVM_IRQFD on a GSI of
+ * its own, from PCI_MSI_GSI_BASE up.  Whenever a vector can fire (MSI-X
+ * on, function and vector unmasked) KVM's GSI routing table routes that
+ * GSI to the vector's address and data; the table is replaced whole by
+ * KVM_SET_GSI_ROUTING, so it is rebuilt from irqchip.c's default routes
+ * plus every routed vector of the bus.  Routes change only when the guest
+ * unmasks a vector or rewrites an unmasked one (drivers mask, write and
+ * unmask: one KVM call), not on every table write.  Notifying a vector is
+ * then one write() to its eventfd.  When KVM refuses the irqfd or the
+ * routing, that vector goes by KVM_SIGNAL_MSI, as without KVM.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
+#include "khyve/cpuid.h"
 #include "khyve/irqchip.h"
 #include "khyve/log.h"
 #include "khyve/pci.h"
 #include "khyve/snapfmt.h"
+#include "khyve/util.h"
 #include "khyve/vm.h"
+
+static int vm_ioctl(int vm_fd, unsigned long req, void *arg)
+{
+	return ioctl(vm_fd, req, arg);
+}
+
+int (*pci__vm_ioctl)(int vm_fd, unsigned long req, void *arg) = vm_ioctl;
 
 extern const struct pci_devtype *const __start_khyve_pcidevs[] __attribute__((weak));
 extern const struct pci_devtype *const __stop_khyve_pcidevs[] __attribute__((weak));
@@ -106,12 +131,35 @@ void pci__set_ids(struct pci_dev *pd, uint16_t vendor, uint16_t device, uint8_t 
 	put16(pd->st.cfg + PCI_SUBSYS_ID, subsys);
 }
 
+/* BAR n is free: not used, and not the upper half of a 64-bit BAR n - 1 */
+static bool bar_free(const struct pci_dev *pd, unsigned int n)
+{
+	return n < PCI_NBARS && !pd->bar[n].size && !(n > 0 && (pd->bar[n - 1].type & PCI_BAR_MEM64));
+}
+
 int pci__add_bar(struct pci_dev *pd, unsigned int n, uint32_t size, bus_read_fn read, bus_write_fn write)
 {
-	if (n >= PCI_NBARS || size < 4096 || (size & (size - 1)) || pd->bar[n].size)
+	if (!bar_free(pd, n) || size < 4096 || (size & (size - 1)))
 		return -EINVAL;
 	pd->bar[n] = (struct pci_bar){ .size = size, .read = read, .write = write };
 	put32(pd->wmask + PCI_BAR0 + 4 * n, ~(size - 1));
+	return 0;
+}
+
+int pci__add_bar64(struct pci_dev *pd, unsigned int n, uint64_t size, unsigned int flags,
+		   bus_read_fn read, bus_write_fn write)
+{
+	uint64_t mask = ~(size - 1);
+
+	if (!bar_free(pd, n) || !bar_free(pd, n + 1) || size < 4096 || (size & (size - 1)) ||
+	    (flags & ~(unsigned int)PCI_BAR_PREFETCH))
+		return -EINVAL;
+	pd->bar[n] = (struct pci_bar){ .size = size, .type = (uint8_t)(PCI_BAR_MEM64 | flags),
+				       .read = read, .write = write };
+	/* the type bits are read-only; from 4 GiB on, the low half has no address bits */
+	put32(pd->st.cfg + PCI_BAR0 + 4 * n, pd->bar[n].type);
+	put32(pd->wmask + PCI_BAR0 + 4 * n, (uint32_t)mask & ~0xfu);
+	put32(pd->wmask + PCI_BAR0 + 4 * (n + 1), (uint32_t)(mask >> 32));
 	return 0;
 }
 
@@ -167,7 +215,128 @@ bool pci__msix_enabled(const struct pci_dev *pd)
 	return pd->msix_cap && (msix_ctrl(pd) & PCI_MSIX_ENABLE);
 }
 
-static void msix_send(struct pci_dev *pd, unsigned int v)
+/* ---------- MSI-X delivery ---------- */
+
+/*
+ * The routes irqchip.c installs with the in-kernel irqchip, which every
+ * KVM_SET_GSI_ROUTING must repeat since it replaces the whole table: GSI
+ * 0-15 on the 8259s and GSI 0-23 on the IOAPIC, except that GSI 0 is
+ * IOAPIC pin 2 (the PC convention, as the MP table and MADT say) and GSI
+ * 2 is nothing.  Kept in step with irqchip.c by test_pci's KVM test.
+ */
+static unsigned int irqchip_routes(struct kvm_irq_routing_entry *e)
+{
+	unsigned int n = 0;
+
+	for (unsigned int gsi = 0; gsi < 16; gsi++)
+		if (gsi != 2)
+			e[n++] = (struct kvm_irq_routing_entry){
+				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+				.u.irqchip = { .irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+					       .pin = gsi % 8 },
+			};
+	for (unsigned int gsi = 0; gsi < PCI_MSI_GSI_BASE; gsi++)
+		if (gsi != 2)
+			e[n++] = (struct kvm_irq_routing_entry){
+				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+				.u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi == 0 ? 2 : gsi },
+			};
+	return n;
+}
+
+/*
+ * Replace KVM's table with the default routes and every routed vector of
+ * the bus.  Caller holds bus->route_lock, which guards the routed vectors
+ * of every function.  0 or -errno.
+ */
+static int routing_submit(struct pci_bus *bus, int vm_fd)
+{
+	unsigned int n, max = 2 * PCI_MSI_GSI_BASE + (bus->gsi_next - PCI_MSI_GSI_BASE);
+	struct kvm_irq_routing *r = calloc(1, sizeof(*r) + max * sizeof(r->entries[0]));
+	int ret = 0;
+
+	if (!r)
+		return -ENOMEM;
+	n = irqchip_routes(r->entries);
+	for (unsigned int s = 0; s < 32; s++) {
+		for (unsigned int f = 0; f < 8; f++) {
+			const struct pci_dev *pd = bus->dev[s][f];
+
+			for (unsigned int v = 0; pd && v < PCI_MSIX_MAX; v++) {
+				const struct pci_msix_route *rt = &pd->msix_route[v];
+
+				if (!rt->routed || n >= max)
+					continue;
+				r->entries[n++] = (struct kvm_irq_routing_entry){
+					.gsi = rt->gsi, .type = KVM_IRQ_ROUTING_MSI,
+					.u.msi = { .address_lo = (uint32_t)rt->addr,
+						   .address_hi = (uint32_t)(rt->addr >> 32), .data = rt->data },
+				};
+			}
+		}
+	}
+	r->nr = n;
+	if (pci__vm_ioctl(vm_fd, KVM_SET_GSI_ROUTING, r) < 0)
+		ret = -errno;
+	free(r);
+	return ret;
+}
+
+static bool msix_masked(const struct pci_dev *pd, unsigned int v)
+{
+	return (msix_ctrl(pd) & PCI_MSIX_MASKALL) || (pd->st.msix[v].ctrl & 1);
+}
+
+/* The vector's route is in KVM's table with the entry's address and data. */
+static bool msix_routed(const struct pci_dev *pd, unsigned int v)
+{
+	const struct pci_msix_route *r = &pd->msix_route[v];
+
+	return r->efd >= 0 && r->routed && r->addr == pd->st.msix[v].addr && r->data == pd->st.msix[v].data;
+}
+
+/*
+ * Give every vector that can fire now (MSI-X enabled, function and vector
+ * unmasked) a route to its current address and data.  A masked vector
+ * keeps whatever route it had: nothing goes through it while it is
+ * masked, and unmasking it unchanged costs nothing.  If KVM refuses, the
+ * vectors concerned go by KVM_SIGNAL_MSI.  Caller holds pd->lock.
+ */
+static void msix_sync(struct pci_dev *pd)
+{
+	struct pci_bus *bus = pd->bus;
+	unsigned int changed = 0;
+	int ret;
+
+	if (!bus || !pci__msix_enabled(pd))
+		return;
+	pthread_mutex_lock(&bus->route_lock);
+	for (unsigned int v = 0; v < pd->st.msix_nvec; v++) {
+		struct pci_msix_route *r = &pd->msix_route[v];
+
+		if (r->efd < 0 || msix_masked(pd, v) || msix_routed(pd, v))
+			continue;
+		r->routed = true;
+		r->addr = pd->st.msix[v].addr;
+		r->data = pd->st.msix[v].data;
+		changed |= 1u << v;
+	}
+	if (changed) {
+		ret = routing_submit(bus, pd->vm->vm_fd);
+		if (ret) {
+			for (unsigned int v = 0; v < pd->st.msix_nvec; v++)
+				if (changed & (1u << v))
+					pd->msix_route[v].routed = false;
+			if (!bus->route_failed)
+				pr_warn("%s: KVM_SET_GSI_ROUTING: %s; MSI-X goes by KVM_SIGNAL_MSI",
+					pd->name, strerror(-ret));
+			bus->route_failed = true;
+		}
+	}
+	pthread_mutex_unlock(&bus->route_lock);
+}
+
+static void msix_signal(struct pci_dev *pd, unsigned int v)
 {
 	struct kvm_msi msi = {
 		.address_lo = (uint32_t)pd->st.msix[v].addr,
@@ -175,8 +344,18 @@ static void msix_send(struct pci_dev *pd, unsigned int v)
 		.data = pd->st.msix[v].data,
 	};
 
-	if (pd->vm->vm_fd >= 0 && ioctl(pd->vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
+	if (pd->vm->vm_fd >= 0 && pci__vm_ioctl(pd->vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
 		pr_debug("%s: KVM_SIGNAL_MSI vector %u: %s", pd->name, v, strerror(errno));
+}
+
+/* Send an unmasked vector.  Caller holds pd->lock. */
+static void msix_send(struct pci_dev *pd, unsigned int v)
+{
+	uint64_t one = 1;
+
+	if (msix_routed(pd, v) && write(pd->msix_route[v].efd, &one, sizeof(one)) == sizeof(one))
+		return;
+	msix_signal(pd, v);
 }
 
 /* Caller holds pd->lock. */
@@ -184,23 +363,69 @@ void pci__msix_notify(struct pci_dev *pd, unsigned int v)
 {
 	if (v >= pd->st.msix_nvec || !pci__msix_enabled(pd))
 		return;
-	if ((msix_ctrl(pd) & PCI_MSIX_MASKALL) || (pd->st.msix[v].ctrl & 1))
+	if (msix_masked(pd, v))
 		pd->st.msix_pba |= (uint8_t)(1u << v);
 	else
 		msix_send(pd, v);
 }
 
-/* Deliver what became unmasked.  Caller holds pd->lock. */
-static void msix_flush(struct pci_dev *pd)
+/*
+ * The table or the control register changed: routes for what can fire,
+ * then deliver what became unmasked.  Caller holds pd->lock.
+ */
+static void msix_update(struct pci_dev *pd)
 {
-	if (!pci__msix_enabled(pd) || (msix_ctrl(pd) & PCI_MSIX_MASKALL))
+	if (!pci__msix_enabled(pd))
 		return;
+	msix_sync(pd);
 	for (unsigned int v = 0; v < pd->st.msix_nvec; v++) {
-		if ((pd->st.msix_pba & (1u << v)) && !(pd->st.msix[v].ctrl & 1)) {
+		if ((pd->st.msix_pba & (1u << v)) && !msix_masked(pd, v)) {
 			pd->st.msix_pba &= (uint8_t)~(1u << v);
 			msix_send(pd, v);
 		}
 	}
+}
+
+/*
+ * An eventfd and a GSI for each vector, registered with KVM_IRQFD; a
+ * vector without them (no KVM, KVM refused) goes by KVM_SIGNAL_MSI.
+ */
+static void msix_irqfds(struct pci_bus *bus, struct pci_dev *pd)
+{
+	for (unsigned int v = 0; pd->vm->vm_fd >= 0 && v < pd->st.msix_nvec; v++) {
+		struct kvm_irqfd irqfd = { .gsi = bus->gsi_next };
+		int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+		irqfd.fd = (uint32_t)efd;
+		if (efd < 0 || pci__vm_ioctl(pd->vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+			pr_debug("%s: no irqfd for MSI-X vector %u: %s; KVM_SIGNAL_MSI instead",
+				 pd->name, v, strerror(errno));
+			if (efd >= 0)
+				close(efd);
+			return;
+		}
+		pd->msix_route[v].efd = efd;
+		pd->msix_route[v].gsi = bus->gsi_next++;
+	}
+}
+
+/* Deassign and close the irqfds (their routes stay in KVM's table, unused). */
+static void msix_release(struct pci_dev *pd)
+{
+	pthread_mutex_lock(&pd->bus->route_lock);
+	for (unsigned int v = 0; v < PCI_MSIX_MAX; v++) {
+		struct pci_msix_route *r = &pd->msix_route[v];
+		struct kvm_irqfd irqfd = { .fd = (uint32_t)r->efd, .gsi = r->gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN };
+
+		if (r->efd < 0)
+			continue;
+		if (pd->vm->vm_fd >= 0)
+			pci__vm_ioctl(pd->vm->vm_fd, KVM_IRQFD, &irqfd);
+		close(r->efd);
+		r->efd = -1;
+		r->routed = false;
+	}
+	pthread_mutex_unlock(&pd->bus->route_lock);
 }
 
 bool pci__msix_access(struct pci_dev *pd, unsigned int bar, uint64_t off, uint8_t *data,
@@ -233,7 +458,7 @@ bool pci__msix_access(struct pci_dev *pd, unsigned int bar, uint64_t off, uint8_
 			  (uint64_t)(raw[4] | raw[5] << 8 | raw[6] << 16 | (uint32_t)raw[7] << 24) << 32;
 		e->data = (uint32_t)(raw[8] | raw[9] << 8 | raw[10] << 16 | (uint32_t)raw[11] << 24);
 		e->ctrl = raw[12] & 1;	/* only the mask bit is defined */
-		msix_flush(pd);
+		msix_update(pd);
 		return true;
 	}
 	if (off >= pd->msix_pba && off < pd->msix_pba + 8) {
@@ -265,8 +490,11 @@ void pci__set_intx(struct pci_dev *pd, int level)
 
 static bool bar_decodes(const struct pci_dev *pd, unsigned int n)
 {
-	return (pd->st.cfg[PCI_COMMAND] & PCI_CMD_MEM) &&
-	       (cfg_read32(pd, PCI_BAR0 + 4 * n) & ~0xfu) == pd->bar[n].addr;
+	uint64_t at = cfg_read32(pd, PCI_BAR0 + 4 * n) & ~0xfu;
+
+	if (pd->bar[n].type & PCI_BAR_MEM64)
+		at |= (uint64_t)cfg_read32(pd, PCI_BAR0 + 4 * (n + 1)) << 32;
+	return (pd->st.cfg[PCI_COMMAND] & PCI_CMD_MEM) && at == pd->bar[n].addr;
 }
 
 /* the bus range's opaque is the struct pci_bar */
@@ -304,7 +532,7 @@ static void cfg_write(struct pci_dev *pd, unsigned int off, const uint8_t *data,
 			msix_touched = true;
 	}
 	if (msix_touched)
-		msix_flush(pd);
+		msix_update(pd);
 	if ((cmd_before ^ pd->st.cfg[PCI_COMMAND + 1] << 8) & PCI_CMD_INTX_OFF)
 		pci__set_intx(pd, !!(pd->st.cfg[PCI_STATUS] & PCI_STATUS_INTX));
 }
@@ -339,47 +567,77 @@ static void conf_addr_write(void *opaque, uint64_t off, const uint8_t *data, uns
 	conf_addr_io(opaque, off, data, len, NULL);
 }
 
-static struct pci_dev *conf_target(struct pci_bus *bus, unsigned int *reg)
+/*
+ * One configuration access, from either mechanism, to register reg of
+ * function dev.fn on bus busno: 1, 2 or 4 bytes, naturally aligned,
+ * reg < 4096.  Anything else, or a function that does not exist, reads
+ * all-ones and writes nothing; the extended space (256-4095) of a
+ * function that exists has nothing in it: it reads zero.
+ */
+static void config_access(struct pci_bus *bus, unsigned int busno, unsigned int dev, unsigned int fn,
+			  unsigned int reg, uint8_t *data, unsigned int len, bool is_write)
+{
+	struct pci_dev *pd = !busno && dev < 32 && fn < 8 ? bus->dev[dev][fn] : NULL;
+
+	if (!pd || (len != 1 && len != 2 && len != 4) || (reg & (len - 1)) || reg >= 4096) {
+		if (!is_write)
+			memset(data, 0xff, len);
+		return;
+	}
+	if (reg >= 256) {
+		if (!is_write)
+			memset(data, 0, len);
+		return;
+	}
+	pthread_mutex_lock(&pd->lock);
+	if (is_write) {
+		cfg_write(pd, reg, data, len);
+		if (pd->cfg_access)
+			pd->cfg_access(pd, reg, len, true);
+	} else {
+		if (pd->cfg_access)
+			pd->cfg_access(pd, reg, len, false);
+		memcpy(data, pd->st.cfg + reg, len);
+	}
+	pthread_mutex_unlock(&pd->lock);
+}
+
+/* Mechanism #1: the function and register 0xCF8 selects, plus the byte offset in 0xCFC. */
+static void conf_data_io(struct pci_bus *bus, uint64_t off, uint8_t *data, unsigned int len, bool is_write)
 {
 	uint32_t a;
 
 	pthread_mutex_lock(&bus->lock);
 	a = bus->conf_addr;
 	pthread_mutex_unlock(&bus->lock);
-	if (!(a & 0x80000000u) || ((a >> 16) & 0xff))	/* disabled, or not bus 0 */
-		return NULL;
-	*reg = a & 0xfc;
-	return bus->dev[(a >> 11) & 31][(a >> 8) & 7];
+	if (!(a & 0x80000000u)) {	/* disabled */
+		if (!is_write)
+			memset(data, 0xff, len);
+		return;
+	}
+	config_access(bus, (a >> 16) & 0xff, (a >> 11) & 31, (a >> 8) & 7, (a & 0xfc) + (unsigned int)off,
+		      data, len, is_write);
 }
 
 static void conf_data_read(void *opaque, uint64_t off, uint8_t *data, unsigned int len)
 {
-	unsigned int reg;
-	struct pci_dev *pd = conf_target(opaque, &reg);
-
-	if (!pd || off + len > 4) {
-		memset(data, 0xff, len);
-		return;
-	}
-	pthread_mutex_lock(&pd->lock);
-	if (pd->cfg_access)
-		pd->cfg_access(pd, reg + (unsigned int)off, len, false);
-	memcpy(data, pd->st.cfg + reg + off, len);
-	pthread_mutex_unlock(&pd->lock);
+	conf_data_io(opaque, off, data, len, false);
 }
 
 static void conf_data_write(void *opaque, uint64_t off, const uint8_t *data, unsigned int len)
 {
-	unsigned int reg;
-	struct pci_dev *pd = conf_target(opaque, &reg);
+	conf_data_io(opaque, off, (uint8_t *)data, len, true);
+}
 
-	if (!pd || off + len > 4)
-		return;
-	pthread_mutex_lock(&pd->lock);
-	cfg_write(pd, reg + (unsigned int)off, data, len);
-	if (pd->cfg_access)
-		pd->cfg_access(pd, reg + (unsigned int)off, len, true);
-	pthread_mutex_unlock(&pd->lock);
+/* ECAM: bits 19:15 of the offset are the device, 14:12 the function, 11:0 the register. */
+static void ecam_read(void *opaque, uint64_t off, uint8_t *data, unsigned int len)
+{
+	config_access(opaque, 0, (off >> 15) & 31, (off >> 12) & 7, off & 0xfff, data, len, false);
+}
+
+static void ecam_write(void *opaque, uint64_t off, const uint8_t *data, unsigned int len)
+{
+	config_access(opaque, 0, (off >> 15) & 31, (off >> 12) & 7, off & 0xfff, (uint8_t *)data, len, true);
 }
 
 /* ---------- snapshot, common part ---------- */
@@ -453,6 +711,8 @@ void pci__restore(struct pci_dev *pd, const struct pci_func_state *s)
 					   (s->cfg[PCI_STATUS] & PCI_STATUS_INTX));
 	memcpy(pd->st.msix, s->msix, sizeof(s->msix));
 	pd->st.msix_pba = s->msix_pba;
+	/* KVM's routes of this new VM, from the restored table */
+	msix_sync(pd);
 	/* the in-kernel IOAPIC has its own section; just agree with it */
 	pd->st.intx_level = s->intx_level;
 	if (s->intx_level && pd->vm->vm_fd >= 0)
@@ -471,6 +731,7 @@ static void pci_dev_free(struct pci_dev *pd)
 {
 	if (pd->type->exit)
 		pd->type->exit(pd);
+	msix_release(pd);
 	pthread_mutex_destroy(&pd->lock);
 	free(pd);
 }
@@ -479,27 +740,32 @@ static int place_bars(struct vm *vm, struct pci_bus *bus, struct pci_dev *pd, ch
 {
 	for (unsigned int n = 0; n < PCI_NBARS; n++) {
 		struct pci_bar *b = &pd->bar[n];
+		bool is64 = b->type & PCI_BAR_MEM64;
+		uint64_t *next = is64 ? &bus->mmio64_next : &bus->mmio_next;
+		uint64_t end = is64 ? bus->mmio64_end : PCI_MMIO_END;
 		uint64_t at;
 		int ret;
 
 		if (!b->size)
 			continue;
-		at = ((uint64_t)bus->mmio_next + b->size - 1) & ~(uint64_t)(b->size - 1);
-		if (at + b->size > PCI_MMIO_END) {
-			snprintf(err, errlen, "PCI %s: no room for BAR %u (%u bytes) below 0x%llx",
-				 pd->name, n, b->size, PCI_MMIO_END);
+		at = ALIGN_UP(*next, b->size);
+		if (at < *next || at > end || b->size > end - at) {
+			snprintf(err, errlen, "PCI %s: no room for BAR %u (%llu bytes) below 0x%llx",
+				 pd->name, n, (unsigned long long)b->size, (unsigned long long)end);
 			return -ENOSPC;
 		}
-		b->addr = (uint32_t)at;
+		b->addr = at;
 		b->pd = pd;
 		b->n = n;
-		put32(pd->st.cfg + PCI_BAR0 + 4 * n, b->addr);
+		put32(pd->st.cfg + PCI_BAR0 + 4 * n, (uint32_t)at | b->type);
+		if (is64)
+			put32(pd->st.cfg + PCI_BAR0 + 4 * (n + 1), (uint32_t)(at >> 32));
 		ret = bus__register(&vm->bus, BUS_MMIO, at, b->size, bar_read, bar_write, b, pd->name);
 		if (ret) {
 			snprintf(err, errlen, "PCI %s: BAR %u: %s", pd->name, n, strerror(-ret));
 			return ret;
 		}
-		bus->mmio_next = (uint32_t)(at + b->size);
+		*next = at + b->size;
 	}
 	return 0;
 }
@@ -522,6 +788,9 @@ static int create_function(struct vm *vm, struct pci_bus *bus, const struct slot
 	pd->type = t;
 	pd->slot = sc->slot;
 	pd->func = sc->func;
+	pd->bus = bus;
+	for (unsigned int v = 0; v < PCI_MSIX_MAX; v++)
+		pd->msix_route[v].efd = -1;
 	pci__instance_name(sc, pd->name, sizeof(pd->name));
 	pthread_mutex_init(&pd->lock, NULL);
 	pd->cap_end = 0x40;
@@ -538,6 +807,7 @@ static int create_function(struct vm *vm, struct pci_bus *bus, const struct slot
 		return ret;
 	}
 	bus->dev[pd->slot][pd->func] = pd;
+	msix_irqfds(bus, pd);
 	ret = place_bars(vm, bus, pd, err, errlen);
 	if (!ret && pd->placed) {
 		ret = pd->placed(pd);
@@ -558,6 +828,7 @@ static void pci_bus__exit(struct vm *vm, void *priv)
 		for (unsigned int f = 0; f < 8; f++)
 			if (bus->dev[s][f])
 				pci_dev_free(bus->dev[s][f]);
+	pthread_mutex_destroy(&bus->route_lock);
 	pthread_mutex_destroy(&bus->lock);
 	free(bus);
 }
@@ -576,13 +847,32 @@ static int pci_bus__init(struct vm *vm, void **priv, char *err, size_t errlen)
 	if (!bus)
 		return -ENOMEM;
 	pthread_mutex_init(&bus->lock, NULL);
-	bus->mmio_next = (uint32_t)PCI_MMIO_BASE;
+	pthread_mutex_init(&bus->route_lock, NULL);
+	bus->gsi_next = PCI_MSI_GSI_BASE;
+	bus->mmio_next = PCI_MMIO_BASE;
+	bus->mmio64_next = PCI_MMIO64_MIN;
+	for (unsigned int i = 0; i < vm->mem.nregions; i++) {
+		uint64_t end = vm->mem.regions[i].gpa + vm->mem.regions[i].size;
+
+		if (end > bus->mmio64_next)
+			bus->mmio64_next = end;
+	}
+	bus->mmio64_end = 1ULL << 52;	/* the architectural limit, unless the CPU says less */
+	if (vm->cpuid) {
+		const struct kvm_cpuid_entry2 *e = cpuid__find(vm->cpuid, 0x80000008, 0);
+
+		if (e && (e->eax & 0xff) >= 32 && (e->eax & 0xff) < 52)
+			bus->mmio64_end = 1ULL << (e->eax & 0xff);
+	}
 	ret = bus__register(&vm->bus, BUS_PIO, PCI_CONF_ADDR, 4, conf_addr_read, conf_addr_write, bus, "pci-addr");
 	if (!ret)
 		ret = bus__register(&vm->bus, BUS_PIO, PCI_CONF_DATA, 4, conf_data_read, conf_data_write, bus,
 				    "pci-data");
+	if (!ret)
+		ret = bus__register(&vm->bus, BUS_MMIO, PCI_ECAM_BASE, PCI_ECAM_SIZE, ecam_read, ecam_write, bus,
+				    "pci-ecam");
 	if (ret) {
-		snprintf(err, errlen, "PCI configuration ports: %s", strerror(-ret));
+		snprintf(err, errlen, "PCI configuration space: %s", strerror(-ret));
 		goto fail;
 	}
 	for (unsigned int i = 0; i < cfg->nslots; i++)
