@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "khyve/acpi.h"
 #include "khyve/cpuid.h"
 #include "khyve/device.h"
 #include "khyve/irqchip.h"
@@ -138,6 +139,12 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 	}
 	if (ret)
 		return util__fail(ret, err, errlen, "cannot write the MP table for %u vCPUs", vm->ncpus);
+	/* with PCI, ACPI tables describe ECAM (MCFG) and the APICs (MADT) too */
+	if (mem_fd < 0 && cfg->nslots) {
+		ret = acpi__write(&vm->mem, vm->ncpus, PCI_ECAM_BASE);
+		if (ret)
+			return util__fail(ret, err, errlen, "cannot write the ACPI tables for %u vCPUs", vm->ncpus);
+	}
 
 	ret = device__init_all(vm, err, errlen);
 	if (ret)
