@@ -218,46 +218,19 @@ bool pci__msix_enabled(const struct pci_dev *pd)
 /* ---------- MSI-X delivery ---------- */
 
 /*
- * The routes irqchip.c installs with the in-kernel irqchip, which every
- * KVM_SET_GSI_ROUTING must repeat since it replaces the whole table: GSI
- * 0-15 on the 8259s and GSI 0-23 on the IOAPIC, except that GSI 0 is
- * IOAPIC pin 2 (the PC convention, as the MP table and MADT say) and GSI
- * 2 is nothing.  Kept in step with irqchip.c by test_pci's KVM test.
- */
-static unsigned int irqchip_routes(struct kvm_irq_routing_entry *e)
-{
-	unsigned int n = 0;
-
-	for (unsigned int gsi = 0; gsi < 16; gsi++)
-		if (gsi != 2)
-			e[n++] = (struct kvm_irq_routing_entry){
-				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
-				.u.irqchip = { .irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
-					       .pin = gsi % 8 },
-			};
-	for (unsigned int gsi = 0; gsi < PCI_MSI_GSI_BASE; gsi++)
-		if (gsi != 2)
-			e[n++] = (struct kvm_irq_routing_entry){
-				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
-				.u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi == 0 ? 2 : gsi },
-			};
-	return n;
-}
-
-/*
  * Replace KVM's table with the default routes and every routed vector of
  * the bus.  Caller holds bus->route_lock, which guards the routed vectors
  * of every function.  0 or -errno.
  */
 static int routing_submit(struct pci_bus *bus, int vm_fd)
 {
-	unsigned int n, max = 2 * PCI_MSI_GSI_BASE + (bus->gsi_next - PCI_MSI_GSI_BASE);
+	unsigned int n, max = IRQCHIP_DEFAULT_ROUTES + (bus->gsi_next - PCI_MSI_GSI_BASE);
 	struct kvm_irq_routing *r = calloc(1, sizeof(*r) + max * sizeof(r->entries[0]));
 	int ret = 0;
 
 	if (!r)
 		return -ENOMEM;
-	n = irqchip_routes(r->entries);
+	n = irqchip__default_routes(r->entries);
 	for (unsigned int s = 0; s < 32; s++) {
 		for (unsigned int f = 0; f < 8; f++) {
 			const struct pci_dev *pd = bus->dev[s][f];

@@ -10,35 +10,40 @@
 
 #include "khyve/irqchip.h"
 
-#define IOAPIC_PINS 24
 
-static int irqchip__routing(int vm_fd)
+unsigned int irqchip__default_routes(struct kvm_irq_routing_entry *e)
 {
-	struct kvm_irq_routing *r;
 	unsigned int n = 0;
-	int ret = 0;
 
-	r = calloc(1, sizeof(*r) + 48 * sizeof(r->entries[0]));
-	if (!r)
-		return -ENOMEM;
 	for (unsigned int gsi = 0; gsi < 16; gsi++) {
 		if (gsi == 2)
 			continue;
-		r->entries[n++] = (struct kvm_irq_routing_entry){
+		e[n++] = (struct kvm_irq_routing_entry){
 			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
 			.u.irqchip = { .irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
 				       .pin = gsi % 8 },
 		};
 	}
-	for (unsigned int gsi = 0; gsi < IOAPIC_PINS; gsi++) {
+	for (unsigned int gsi = 0; gsi < IRQCHIP_IOAPIC_PINS; gsi++) {
 		if (gsi == 2)
 			continue;
-		r->entries[n++] = (struct kvm_irq_routing_entry){
+		e[n++] = (struct kvm_irq_routing_entry){
 			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
 			.u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi == 0 ? 2 : gsi },
 		};
 	}
-	r->nr = n;
+	return n;
+}
+
+static int irqchip__routing(int vm_fd)
+{
+	struct kvm_irq_routing *r;
+	int ret = 0;
+
+	r = calloc(1, sizeof(*r) + IRQCHIP_DEFAULT_ROUTES * sizeof(r->entries[0]));
+	if (!r)
+		return -ENOMEM;
+	r->nr = irqchip__default_routes(r->entries);
 	if (ioctl(vm_fd, KVM_SET_GSI_ROUTING, r) < 0)
 		ret = -errno;
 	free(r);
