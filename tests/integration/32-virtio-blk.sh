@@ -105,7 +105,7 @@ done
 ctl() {
 	timeout -k 5 60 "$CTL" --rundir="$RUN" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
 }
-pause_random() { sleep "0.$((RANDOM % 8 + 1))$((RANDOM % 10))"; }
+pause_random() { sleep "0.$((RANDOM % 6 + 1))$((RANDOM % 10))"; }
 wait_socket() { for i in $(seq 250); do [ -S "$RUN/$1.sock" ] && break; sleep 0.02; done; }
 
 # restored NAME WANT DISK CMDLINE KHYVE-ARGS...: a restore runs to the end with
@@ -122,7 +122,7 @@ restored() {
 # resume, and are restored with -s naming the copy.
 for ncpu in 1 2; do
 	name=blkcp-${ncpu}cpu
-	cmd="workload=blk,smp rounds=100 blkmb=8 seed=$((SEED + 11 * ncpu))"
+	cmd="workload=blk,smp rounds=150 blkmb=8 seed=$((SEED + 11 * ncpu))"
 	want=$(ref_digest $ncpu "$cmd")
 	disk=$TMP/$name.img
 	truncate -s 16M "$disk"
