@@ -679,6 +679,11 @@ static void test_flush_get_id(void **state)
 	assert_int_equal(request(f, T_GET_ID, 0, 4), S_OK);
 	assert_int_equal(used_len(f, 1), 5);
 	assert_memory_equal(d, "disk\xff", 5);
+	/* without FLUSH negotiated writes are write-through (RWF_DSYNC), and still work */
+	drive(f, RW_FEATURES & ~(1u << F_FLUSH));
+	memset(d, 0x3c, 1024);
+	assert_int_equal(request(f, T_OUT, 30, 1024), S_OK);
+	assert_true(disk_is(c->disk, 30 * 512, 1024, 0x3c));
 }
 
 static void test_bad_requests(void **state)
