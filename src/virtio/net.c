@@ -27,18 +27,19 @@
  * Receive: the I/O thread watches the tap; each frame is read with one
  * readv straight into the next receive chain, whose header is then set to
  * "no offloads, num_buffers 1".  A frame larger than the chain is dropped
- * and the chain kept for the next frame.  When the driver has posted no
- * buffer, one frame is held in a host buffer and delivered as soon as one
- * is posted; further frames are read and dropped meanwhile, so the
- * level-triggered watch never spins (the tap's own queue would drop them
- * a little later anyway).
+ * and the chain kept for the next frame.  While the driver has no buffer
+ * posted, the device stops watching the tap and frames wait in the tap's
+ * own queue (the kernel drops them once it holds txqueuelen frames, 500 by
+ * default), as they would for a slow NIC; the driver's next receive
+ * notification starts it again.  The watch is on a private epoll set
+ * holding the tap, which the device can disarm: the transport's watch has
+ * no "stop".  Before the driver is ready (and after it broke the queue),
+ * frames are read and dropped, as a NIC without a driver drops them.
  *
  * Pause: nothing is ever half-done (every callback finishes what it
- * takes).  The pause serves the transmit chains already posted and
- * delivers the held frame if a buffer is free, else drops it, so a
- * snapshot and the VM that goes on after it agree.  Frames that reach the
- * tap while the VM is paused wait in the tap's queue (the kernel drops
- * them when it is full: 500 frames by default).
+ * takes) and no frame is ever kept in khyve: the pause serves the transmit
+ * chains already posted, and frames that reach the tap while the VM is
+ * paused wait in the tap's queue.
  *
  * Snapshot (version 1): PCI and virtio state, the MAC and link status the
  * guest saw, and the tap name (for information).  Restore attaches to the
@@ -52,10 +53,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <net/if.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -75,7 +77,6 @@
 #define NET_HDR_LEN		12	/* struct virtio_net_hdr_v1 with num_buffers */
 #define NET_ETH_HLEN		14
 #define NET_TX_MAX		65550	/* header + frame, as the brief bounds it */
-#define NET_RX_MAX		(NET_HDR_LEN + 65535 + 18)	/* largest tap MTU + Ethernet + VLAN */
 #define NET_RX_BUDGET		64	/* frames per wake-up: other events get their turn */
 #define NET_CONFIG_SIZE		10	/* mac, status, max_virtqueue_pairs */
 
@@ -108,9 +109,8 @@ struct net {
 	int fd;
 	bool sock;		/* a socket speaking the tap's framing (unit tests) */
 	bool broken;		/* the backend failed for good: drop everything */
-	bool held;
-	size_t held_len;
-	uint8_t *hold;		/* NET_RX_MAX: the frame waiting for a buffer */
+	int ep;			/* epoll set with fd, the one the I/O thread watches */
+	bool armed;		/* fd is in it with EPOLLIN */
 	uint8_t *bounce;	/* NET_TX_MAX: a chain of more than IOV_MAX pieces */
 	uint64_t stats[ST_N];
 	struct virtq_elem elem;	/* large: not on a stack */
@@ -368,26 +368,30 @@ static ssize_t be_write(struct net *n, struct iovec *iov, unsigned int cnt)
 	return r < 0 ? -errno : r;
 }
 
-/*
- * The backend is gone for good (a deleted tap reads EBADFD forever): link
- * down, and put an eventfd that never becomes readable in its place, so
- * that the watch stops firing while the descriptor number stays ours.
- */
+/* Watch the backend (on) or let frames wait in its queue (off). */
+static void arm(struct net *n, bool on)
+{
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0 };
+
+	if (n->armed == on || n->broken || n->ep < 0)
+		return;
+	if (epoll_ctl(n->ep, EPOLL_CTL_MOD, n->fd, &ev) < 0)
+		pr_warn("%s: epoll_ctl: %s", n->vd.pd->name, strerror(errno));
+	else
+		n->armed = on;
+}
+
+/* The backend is gone for good (a deleted tap reads EBADFD forever): link down, stop watching it. */
 static void be_failed(struct net *n, const char *what, int err)
 {
-	int efd;
-
 	if (n->broken)
 		return;
 	pr_warn("%s: tap '%s': %s: %s; link down, frames dropped from now on", n->vd.pd->name, n->o.tap, what,
 		strerror(-err));
+	if (n->ep >= 0)
+		epoll_ctl(n->ep, EPOLL_CTL_DEL, n->fd, NULL);
 	n->broken = true;
-	n->held = false;
-	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (efd >= 0) {
-		dup3(efd, n->fd, O_CLOEXEC);
-		close(efd);
-	}
+	n->armed = false;
 	n->status &= (uint16_t)~NET_S_LINK_UP;
 	virtio__config_changed(&n->vd);
 }
@@ -458,36 +462,6 @@ static bool rx_chain_ok(const struct virtq_elem *e)
 	return !e->nout && iov_size(e->in, e->nin) >= NET_HDR_LEN;
 }
 
-/*
- * The held frame into the next receive chain: 1 progress (delivered, or a
- * chain returned unused, or the frame dropped), 0 no buffer.
- */
-static int rx_deliver_held(struct net *n)
-{
-	struct virtio_dev *vd = &n->vd;
-
-	if (!queue_ready(vd, NET_RX) || virtq__pop(vd, NET_RX, &n->elem) != 1)
-		return 0;
-	if (!rx_chain_ok(&n->elem)) {
-		n->stats[ST_RX_BAD]++;
-		virtq__push(vd, NET_RX, n->elem.head, 0);
-		return 1;
-	}
-	if (n->held_len > iov_size(n->elem.in, n->elem.nin)) {
-		/* too large for the chain: the frame goes, the chain stays */
-		unpop(n);
-		n->stats[ST_RX_DROP]++;
-		n->held = false;
-		return 1;
-	}
-	iov_copy_to(n->elem.in, n->elem.nin, n->hold, n->held_len);
-	put_rx_hdr(n->elem.in, n->elem.nin);
-	virtq__push(vd, NET_RX, n->elem.head, (uint32_t)n->held_len);
-	n->stats[ST_RX]++;
-	n->held = false;
-	return 1;
-}
-
 /* Read one frame and throw it away: 1 done, 0 none there, -1 backend failed. */
 static int rx_discard(struct net *n)
 {
@@ -502,27 +476,6 @@ static int rx_discard(struct net *n)
 		return -1;
 	}
 	n->stats[ST_RX_DROP]++;
-	return 1;
-}
-
-/* No buffer posted: read one frame into the holding buffer. */
-static int rx_hold(struct net *n)
-{
-	struct iovec iov = { n->hold, NET_RX_MAX };
-	ssize_t r = be_read(n, &iov, 1);
-
-	if (r == -EAGAIN || r == -EINTR)
-		return 0;
-	if (r < 0) {
-		be_failed(n, "read", (int)r);
-		return -1;
-	}
-	if (r < NET_HDR_LEN || r > NET_RX_MAX || !hdr_plain(n->hold)) {
-		n->stats[ST_RX_DROP]++;
-		return 1;
-	}
-	n->held = true;
-	n->held_len = (size_t)r;
 	return 1;
 }
 
@@ -566,17 +519,15 @@ static void net__rx(struct net *n)
 	uint16_t old = vd->st.q[NET_RX].used_idx;
 
 	for (unsigned int i = 0; i < NET_RX_BUDGET && !n->broken; i++) {
-		int r;
+		int r = queue_ready(vd, NET_RX) ? virtq__pop(vd, NET_RX, &n->elem) : -1;
 
-		if (n->held) {
-			r = rx_deliver_held(n);
-			if (!r)		/* still no buffer: what else comes is dropped */
-				r = rx_discard(n);
-		} else if (queue_ready(vd, NET_RX) && virtq__pop(vd, NET_RX, &n->elem) == 1) {
-			r = rx_direct(n);
-		} else {
-			r = rx_hold(n);
+		if (r == 0) {
+			/* no buffer: frames wait in the tap until the driver posts some */
+			arm(n, false);
+			break;
 		}
+		/* no driver (or a broken queue): frames are dropped */
+		r = r < 0 ? rx_discard(n) : rx_direct(n);
 		if (r <= 0)
 			break;
 	}
@@ -585,8 +536,21 @@ static void net__rx(struct net *n)
 
 static void net__ready(struct virtio_dev *vd, int fd)
 {
+	struct net *n = (struct net *)vd;
+	struct pollfd p = { .fd = n->fd, .events = POLLIN };
+
 	(void)fd;
-	net__rx((struct net *)vd);
+	if (n->armed) {
+		net__rx(n);
+		return;
+	}
+	/*
+	 * Not watching for frames, yet woken: epoll reports errors and hang-ups
+	 * whatever it was asked (a deleted tap), or this is a wake-up from
+	 * before the watch stopped.  Find out which, or the thread would spin.
+	 */
+	if (poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP | POLLNVAL)))
+		rx_discard(n);
 }
 
 /* One transmit chain to the tap. */
@@ -659,40 +623,26 @@ static void net__notify(struct virtio_dev *vd, unsigned int q)
 		if (net__tx(n))
 			virtio__kick(vd, NET_TX);
 	} else {
-		/* new receive buffers: the held frame first, then what waits in the tap */
+		/* new receive buffers: what waits in the tap first */
+		arm(n, true);
 		net__rx(n);
 	}
 }
 
-/* The vCPUs are stopped: send what was posted; the held frame is delivered now or never. */
+/* The vCPUs are stopped: send what was posted.  Nothing else is ever in flight. */
 static void net__quiesce(struct virtio_dev *vd)
 {
 	struct net *n = (struct net *)vd;
-	uint16_t old = vd->st.q[NET_RX].used_idx;
 
 	if (queue_ready(vd, NET_TX))
 		while (net__tx(n))
 			;
-	if (n->held) {
-		while (n->held && rx_deliver_held(n))
-			;
-		if (n->held) {
-			n->held = false;
-			n->stats[ST_RX_DROP]++;
-		}
-		virtq__notify(vd, NET_RX, old);
-	}
 }
 
 static void net__reset(struct virtio_dev *vd)
 {
-	struct net *n = (struct net *)vd;
-
-	/* a frame from before the reset is not the new driver's */
-	if (n->held) {
-		n->held = false;
-		n->stats[ST_RX_DROP]++;
-	}
+	/* no driver now: frames are read and dropped until there is one with buffers */
+	arm((struct net *)vd, true);
 }
 
 static void net__config_read(struct virtio_dev *vd, unsigned int off, uint8_t *data, unsigned int len)
@@ -732,9 +682,10 @@ static const struct virtio_type net_type = {
 
 static void net__free(struct net *n)
 {
+	if (n->ep >= 0)
+		close(n->ep);
 	if (n->fd >= 0)
 		close(n->fd);
-	free(n->hold);
 	free(n->bounce);
 	free(n);
 }
@@ -746,13 +697,12 @@ static int net__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 
 	if (!n)
 		return -ENOMEM;
-	n->fd = -1;
+	n->fd = n->ep = -1;
 	ret = net__parse(opts, &n->o, err, errlen);
 	if (ret)
 		goto fail;
-	n->hold = malloc(NET_RX_MAX);
 	n->bounce = malloc(NET_TX_MAX);
-	if (!n->hold || !n->bounce) {
+	if (!n->bounce) {
 		ret = -ENOMEM;
 		goto fail;
 	}
@@ -766,6 +716,13 @@ static int net__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 			goto fail;
 		n->fd = ret;
 	}
+	n->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (n->ep < 0 || epoll_ctl(n->ep, EPOLL_CTL_ADD, n->fd, &(struct epoll_event){ .events = EPOLLIN }) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "virtio-net: epoll: %s", strerror(errno));
+		goto fail;
+	}
+	n->armed = true;
 	if (n->o.mac_given)
 		memcpy(n->mac, n->o.mac, 6);
 	else
@@ -774,7 +731,7 @@ static int net__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 	ret = virtio__init(pd, &n->vd, &net_type);
 	if (!ret) {
 		pthread_mutex_lock(&pd->lock);
-		ret = virtio__watch(&n->vd, n->fd, net__ready);
+		ret = virtio__watch(&n->vd, n->ep, net__ready);
 		pthread_mutex_unlock(&pd->lock);
 	}
 	if (ret) {
