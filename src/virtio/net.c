@@ -26,8 +26,9 @@
  *
  * Receive: the I/O thread watches the tap; each frame is read with one
  * readv straight into the next receive chain, whose header is then set to
- * "no offloads, num_buffers 1".  A frame larger than the chain is dropped
- * and the chain kept for the next frame.  While the driver has no buffer
+ * "no offloads, num_buffers 1".  A frame larger than the chain (the readv
+ * has one byte more than the chain to tell) is dropped and the chain kept
+ * for the next frame.  While the driver has no buffer
  * posted, the device stops watching the tap and frames wait in the tap's
  * own queue (the kernel drops them once it holds txqueuelen frames, 500 by
  * default), as they would for a slow NIC; the driver's next receive
@@ -115,6 +116,7 @@ struct net {
 	uint64_t stats[ST_N];
 	struct virtq_elem elem;	/* large: not on a stack */
 	struct iovec iov[VIRTIO_CHAIN_MAX + 1];
+	uint8_t spill;		/* the byte after a receive chain */
 };
 
 static const uint8_t zero_hdr[NET_HDR_LEN];
@@ -336,21 +338,18 @@ static int open_tap(const char *name, char *err, size_t errlen)
 	return fd;
 }
 
-/* One frame, header first, into iov; its whole length (even if it did not fit) or -errno. */
+/*
+ * One frame, header first, into iov: the bytes stored, or -errno.  A frame
+ * longer than iov is cut, the rest lost, and nothing says so (the tap and
+ * a SOCK_SEQPACKET socket alike): the caller gives room for more than it
+ * takes to tell.
+ */
 static ssize_t be_read(struct net *n, struct iovec *iov, unsigned int cnt)
 {
-	ssize_t r;
+	ssize_t r = readv(n->fd, iov, (int)cnt);
 
-	if (n->sock) {
-		struct msghdr m = { .msg_iov = iov, .msg_iovlen = cnt };
-
-		r = recvmsg(n->fd, &m, MSG_TRUNC | MSG_DONTWAIT);
-		if (r == 0)
-			return -ECONNRESET;	/* the peer closed */
-	} else {
-		/* the tap returns the frame's length when it had to cut it */
-		r = readv(n->fd, iov, (int)cnt);
-	}
+	if (!r && n->sock)
+		return -ECONNRESET;	/* the peer closed */
 	return r < 0 ? -errno : r;
 }
 
@@ -483,6 +482,7 @@ static int rx_discard(struct net *n)
 static int rx_direct(struct net *n)
 {
 	struct virtq_elem *e = &n->elem;
+	unsigned int cnt = e->nin;
 	uint8_t h[NET_HDR_LEN];
 	ssize_t r;
 
@@ -491,7 +491,11 @@ static int rx_direct(struct net *n)
 		virtq__push(&n->vd, NET_RX, e->head, 0);
 		return 1;
 	}
-	r = be_read(n, e->in, e->nin);
+	/* the chain, then a byte of ours: a frame that reaches it did not fit */
+	memcpy(n->iov, e->in, cnt * sizeof(e->in[0]));
+	if (cnt < IOV_MAX)
+		n->iov[cnt++] = (struct iovec){ &n->spill, 1 };
+	r = be_read(n, n->iov, cnt);
 	if (r < 0) {
 		unpop(n);
 		if (r == -EAGAIN || r == -EINTR)
@@ -710,6 +714,7 @@ static int net__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 		n->fd = test_fd;
 		n->sock = true;
 		test_fd = -1;
+		fcntl(n->fd, F_SETFL, fcntl(n->fd, F_GETFL) | O_NONBLOCK);
 	} else {
 		ret = open_tap(n->o.tap, err, errlen);
 		if (ret < 0)
