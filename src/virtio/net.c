@@ -28,11 +28,11 @@
  * readv straight into the next receive chain, whose header is then set to
  * "no offloads, num_buffers 1".  A frame larger than the chain (the readv
  * has one byte more than the chain to tell) is dropped and the chain kept
- * for the next frame.  While the driver has no buffer
- * posted, the device stops watching the tap and frames wait in the tap's
- * own queue (the kernel drops them once it holds txqueuelen frames, 500 by
- * default), as they would for a slow NIC; the driver's next receive
- * notification starts it again.  The watch is on a private epoll set
+ * for the next frame.  While the driver has no buffer posted, the device
+ * stops watching the tap and frames wait in the tap's own queue (the
+ * kernel drops them once it holds txqueuelen frames, 500 by default), as
+ * they would for a slow NIC; the driver's next receive notification starts
+ * it again.  The watch is on a private epoll set
  * holding the tap, which the device can disarm: the transport's watch has
  * no "stop".  Before the driver is ready (and after it broke the queue),
  * frames are read and dropped, as a NIC without a driver drops them.
@@ -45,7 +45,9 @@
  * Snapshot (version 1): PCI and virtio state, the MAC and link status the
  * guest saw, and the tap name (for information).  Restore attaches to the
  * tap the slot options name now (they may name another), keeps the saved
- * MAC, and refuses a mac= option that differs from it.
+ * MAC and link status, and refuses a mac= option that differs from it.
+ * Frames the saved VM had sent and not yet seen answered are gone for the
+ * restored one, as on any network: its guest must send them again.
  *
  * If the tap fails for good (deleted under us), the device reports the
  * link down, drops every frame, and stops watching it.
