@@ -80,6 +80,10 @@ struct tg_info {
 	uint64_t ram_bytes;            /* usable RAM in the memory map */
 	uint64_t xcr0;                 /* value set with XSETBV (0: none) */
 	uint64_t cpu_source;           /* 1 MP table, 2 ACPI MADT, 0 none */
+	uint64_t ram_low_end;          /* end of the highest type-1 RAM range below 4 GiB */
+	uint64_t ram_end;              /* end of the highest type-1 RAM range */
+	uint64_t top_page_free;        /* the page below ram_low_end is not reserved
+	                                  (image, info, modules; it may be in the window) */
 	char cmdline[TG_CMDLINE_MAX];
 };
 

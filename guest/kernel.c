@@ -414,6 +414,10 @@ static void paging_setup(void)
 			continue;
 		u64 base = mmap_ent[i].base, end = base + mmap_ent[i].len;
 		tg_info.ram_bytes += mmap_ent[i].len;
+		if (end > tg_info.ram_end)
+			tg_info.ram_end = end;
+		if (end <= 4 * GIB && end > tg_info.ram_low_end)
+			tg_info.ram_low_end = end;
 		/* identity map RAM above 4 GiB (0..4 GiB is mapped statically) */
 		if (end > 4 * GIB) {
 			u64 a = base < 4 * GIB ? 4 * GIB : base & ~(BLOCK - 1);
@@ -436,6 +440,11 @@ static void paging_setup(void)
 			win_blocks++;
 		}
 	}
+	/* the last page of low RAM: free unless reserved (ring 3 checks the window) */
+	tg_info.top_page_free = tg_info.ram_low_end >= 2 * MIB;
+	for (u32 k = 0; k < resv_n; k++)
+		if (resv[k].start < tg_info.ram_low_end && resv[k].end > tg_info.ram_low_end - 0x1000)
+			tg_info.top_page_free = 0;
 	for (u64 j = 0; j < TG_WIN_MAX_PD && (j << 9) < win_blocks; j++)
 		pdpt_win[j] = (u64)&pd_win[j][0] | PTE_P | PTE_W | PTE_U;
 	pml4[(TG_WIN_VA >> 39) & 511] = (u64)pdpt_win | PTE_P | PTE_W | PTE_U;

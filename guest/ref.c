@@ -5,12 +5,14 @@
  *   testguest-ref -c NCPU "CMDLINE"
  *   testguest-ref --console-stream "CMDLINE"
  *   testguest-ref --blk-image "CMDLINE" FILE
+ *   testguest-ref --hostile-attacks
  *
  * prints "digest=<16 hex digits>" and exits 0; with --console-stream, writes
  * instead the bytes the console workload sends through virtio-console over
  * all rounds (whatever the workloads selected); with --blk-image, writes to
  * FILE the blkmb MiB the blk workload leaves on its disk after the last
- * round (whatever the workloads selected); bad arguments: a message on
+ * round (whatever the workloads selected); --hostile-attacks lists the
+ * hostile workload's attack kinds, one per line; bad arguments: a message on
  * stderr, exit 2. The NCPU processors are simulated one after the other:
  * their work is independent apart from the shared counter, whose total after
  * each round does not depend on the order.
@@ -25,8 +27,10 @@ static void usage(void)
 	fprintf(stderr, "usage: testguest-ref -c NCPU \"CMDLINE\"\n"
 	                "       testguest-ref --console-stream \"CMDLINE\"\n"
 	                "       testguest-ref --blk-image \"CMDLINE\" FILE\n"
-	                "  CMDLINE: workload=mem,fpu,smp,time,rng,console,blk,net rounds=N memmb=M seed=S\n"
-	                "           [blkmb=N] [netframes=N] [fpu=auto|sse|avx2|avx512]\n");
+	                "       testguest-ref --hostile-attacks\n"
+	                "  CMDLINE: workload=mem,fpu,smp,time,rng,console,blk,net,hostile,blkbench,netbench\n"
+	                "           rounds=N memmb=M seed=S [blkmb=N] [netframes=N] [fpu=auto|sse|avx2|avx512]\n"
+	                "           [hostattack=NAME] [hosthold=MS] [blkmode=M blkbs=B blkqd=Q blkops=N] [netsize=B]\n");
 	exit(2);
 }
 
@@ -72,6 +76,10 @@ int main(int argc, char **argv)
 				fprintf(stderr, "testguest-ref: bad cpu count '%s' (1..%d)\n", argv[i], TG_NCPU_MAX);
 				return 2;
 			}
+		} else if (!strcmp(argv[i], "--hostile-attacks")) {
+			for (int k = 0; k < TG_HA_N; k++)
+				puts(tg_hostile_names[k]);
+			return 0;
 		} else if (!strcmp(argv[i], "--console-stream")) {
 			stream = 1;
 		} else if (!strcmp(argv[i], "--blk-image") && i + 2 < argc && !cmdline) {
@@ -156,6 +164,12 @@ int main(int argc, char **argv)
 				res[6][c] = tg_blk_result(&p, c, r);
 			if (p.workloads & TG_W_NET)
 				res[7][c] = tg_net_result(&p, c, r);
+			if (p.workloads & TG_W_HOSTILE)
+				res[8][c] = tg_hostile_result(c, r);
+			if (p.workloads & TG_W_BLKBENCH)
+				res[9][c] = tg_blkbench_result(&p, c, r);
+			if (p.workloads & TG_W_NETBENCH)
+				res[10][c] = tg_netbench_result(&p, c, r);
 		}
 		h = tg_digest_round(h, &p, n, (const uint64_t(*)[TG_NCPU_MAX])res, counter);
 	}

@@ -8,6 +8,8 @@
  * the digest and prints "round r".
  */
 #include "abi.h"
+#include "bench.h"
+#include "hostile.h"
 #include "vblk.h"
 #include "vcon.h"
 #include "vnet.h"
@@ -191,9 +193,25 @@ static void setup(void)
 		if (e)
 			ufail(0, e, 0);
 	}
+	if (P.workloads & TG_W_HOSTILE) {
+		const char *e = tg_hostile_init(&P);
+		if (e)
+			ufail(0, e, 0);
+	}
+	if (P.workloads & TG_W_BLKBENCH) {
+		const char *e = tg_blkbench_init(&P);
+		if (e)
+			ufail(0, e, 0);
+	}
+	if (P.workloads & TG_W_NETBENCH) {
+		const char *e = tg_netbench_init(&P);
+		if (e)
+			ufail(0, e, 0);
+	}
 
 	char *p = tg_stpcpy(line, "khyve-testguest: workload=");
-	static const char *names[TG_NW] = { "mem", "fpu", "smp", "time", "rng", "console", "blk", "net" };
+	static const char *names[TG_NW] = { "mem", "fpu", "smp", "time", "rng", "console", "blk", "net",
+	                                    "hostile", "blkbench", "netbench" };
 	int first = 1;
 	for (int w = 0; w < TG_NW; w++)
 		if (P.workloads & (1u << w)) {
@@ -208,13 +226,35 @@ static void setup(void)
 	p = tg_fmt_u64(p, P.memmb);
 	p = tg_stpcpy(p, " seed=");
 	p = tg_fmt_u64(p, P.seed);
-	if (P.workloads & TG_W_BLK) {
+	if (P.workloads & (TG_W_BLK | TG_W_BLKBENCH)) {
 		p = tg_stpcpy(p, " blkmb=");
 		p = tg_fmt_u64(p, P.blkmb);
 	}
-	if (P.workloads & TG_W_NET) {
+	if (P.workloads & (TG_W_NET | TG_W_NETBENCH)) {
 		p = tg_stpcpy(p, " netframes=");
 		p = tg_fmt_u64(p, P.netframes);
+	}
+	if (P.workloads & TG_W_NETBENCH) {
+		p = tg_stpcpy(p, " netsize=");
+		p = tg_fmt_u64(p, P.netsize);
+	}
+	if (P.workloads & TG_W_BLKBENCH) {
+		p = tg_stpcpy(p, " blkmode=");
+		p = tg_stpcpy(p, tg_blkmode_names[P.blkmode]);
+		p = tg_stpcpy(p, " blkbs=");
+		p = tg_fmt_u64(p, P.blkbs);
+		p = tg_stpcpy(p, " blkqd=");
+		p = tg_fmt_u64(p, P.blkqd);
+		p = tg_stpcpy(p, " blkops=");
+		p = tg_fmt_u64(p, P.blkops);
+	}
+	if (P.workloads & TG_W_HOSTILE) {
+		p = tg_stpcpy(p, " hostattack=");
+		p = tg_stpcpy(p, P.hostattack < 0 ? "all" : tg_hostile_names[P.hostattack]);
+		if (P.hosthold) {
+			p = tg_stpcpy(p, " hosthold=");
+			p = tg_fmt_u64(p, P.hosthold);
+		}
 	}
 	p = tg_stpcpy(p, " cpus=");
 	p = tg_fmt_u64(p, tg_info.ncpu);
@@ -303,6 +343,40 @@ void user_main(uint64_t cpu)
 				res[7][cpu] = tg_net_result(&P, (uint32_t)cpu, r);
 			}
 		}
+		if (P.workloads & TG_W_HOSTILE) {
+			if (cpu == 0) {
+				uint64_t rec;
+				const char *e = tg_hostile_round(r, &rec);
+				if (e)
+					ufail(cpu, e, 0);
+				res[8][cpu] = tg_hostile_fold(r, rec);
+			} else {
+				res[8][cpu] = tg_hostile_result((uint32_t)cpu, r);
+			}
+		}
+		if (P.workloads & TG_W_BLKBENCH) {
+			if (cpu == 0) {
+				uint64_t ops, bytes;
+				uint32_t st;
+				const char *e = tg_blkbench_round(r, &ops, &bytes, &st);
+				if (e)
+					ufail(cpu, e, 0);
+				res[9][cpu] = tg_blkbench_fold(&P, r, ops, bytes, st);
+			} else {
+				res[9][cpu] = tg_blkbench_result(&P, (uint32_t)cpu, r);
+			}
+		}
+		if (P.workloads & TG_W_NETBENCH) {
+			if (cpu == 0) {
+				uint64_t frames, bytes;
+				const char *e = tg_netbench_round(r, &frames, &bytes);
+				if (e)
+					ufail(cpu, e, 0);
+				res[10][cpu] = tg_netbench_fold(&P, r, frames, bytes);
+			} else {
+				res[10][cpu] = tg_netbench_result(&P, (uint32_t)cpu, r);
+			}
+		}
 		barrier_wait(n, snap_counter, r);
 		if (cpu == 0) {
 			char line[32], *p;
@@ -316,6 +390,8 @@ void user_main(uint64_t cpu)
 	}
 	if (cpu == 0) {
 		static char msg[64];
+		if (P.workloads & TG_W_HOSTILE)
+			tg_hostile_summary(uwrite);
 		tg_fmt_hex16(tg_stpcpy(msg, "PASS digest="), h);
 		ufinish(0, msg);
 	}

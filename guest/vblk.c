@@ -56,7 +56,9 @@ static struct {
 	uint16_t avail_event;
 } used __attribute__((aligned(4)));
 
-static uint8_t pool[POOL_PAGES][PAGE] __attribute__((aligned(PAGE)));
+/* also the blkbench workload's buffers (bench.c): never both in one run */
+uint8_t tg_blk_pool[POOL_PAGES][PAGE] __attribute__((aligned(PAGE)));
+#define pool tg_blk_pool
 static uint64_t pool_map[POOL_PAGES / 64];       /* 1: page in use */
 
 struct slot {

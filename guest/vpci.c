@@ -76,30 +76,60 @@ static const char *nodev(const char *name, const char *device)
 	return buf;
 }
 
+int tg_vpci_find(uint16_t pci_id)
+{
+	for (uint32_t dev = 0; dev < 32; dev++)
+		if (cfg(dev, 0) == ((uint32_t)pci_id << 16 | VIRTIO_VENDOR))
+			return (int)dev;
+	return -1;
+}
+
 const char *tg_vpci_open(const char *name, const char *device, uint16_t pci_id,
 			 struct vpci_dev *d)
 {
 	uint32_t dev, guard = 0;
+	uint64_t b0;
 
 	d->common = 0;
 	d->devcfg = 0;
 	d->notify_base = 0;
 	d->notify_mult = 0;
+	d->isr = 0;
+	d->pcicfg_cap = 0;
+	d->msix_table = d->msix_pba = 0;
+	d->msix_n = 0;
 	for (dev = 0; dev < 32; dev++)
 		if (cfg(dev, 0) == ((uint32_t)pci_id << 16 | VIRTIO_VENDOR))
 			break;
 	if (dev == 32)
 		return nodev(name, device);
+	d->pcidev = dev;
 	cfg_write(dev, 0x04, (cfg(dev, 0x04) & 0xffff) | 0x6);	/* memory, bus master */
 	if (!(cfg(dev, 0x04) & (0x10 << 16)))
 		return why(name, "no capability list");
+	b0 = bar_addr(dev, 0);
+	d->bar0 = b0 && b0 < (1ull << 32) ? (volatile uint8_t *)b0 : 0;
 	for (uint32_t p = cfg(dev, 0x34) & 0xfc; p; p = (cfg(dev, p) >> 8) & 0xfc) {
 		uint32_t h = cfg(dev, p), off = cfg(dev, p + 8);
 		uint64_t base;
 		if (++guard > 48)
 			return why(name, "capability list loops");
+		if ((h & 0xff) == 0x11) {       /* MSI-X: table and PBA offsets, BIR */
+			uint32_t t = cfg(dev, p + 4), pba = cfg(dev, p + 8);
+			uint64_t tb = bar_addr(dev, t & 7), pb = bar_addr(dev, pba & 7);
+			d->msix_n = ((h >> 16) & 0x7ff) + 1;
+			if (tb && tb + (t & ~7u) < (1ull << 32))
+				d->msix_table = (volatile uint8_t *)(tb + (t & ~7u));
+			if (pb && pb + (pba & ~7u) < (1ull << 32))
+				d->msix_pba = (volatile uint8_t *)(pb + (pba & ~7u));
+			continue;
+		}
 		if ((h & 0xff) != 0x09)
 			continue;               /* not a virtio structure */
+		if (h >> 24 == 5 && !d->pcicfg_cap) {
+			d->pcicfg_cap = (uint8_t)p;
+			continue;
+		}
 		base = bar_addr(dev, cfg(dev, p + 4) & 0xff);
 		/* the page tables map 0..4 GiB identity (and RAM above) */
 		if (!base || base + off >= (1ull << 32))
@@ -111,6 +141,8 @@ const char *tg_vpci_open(const char *name, const char *device, uint16_t pci_id,
 			d->notify_mult = cfg(dev, p + 16);
 		} else if (h >> 24 == 4 && !d->devcfg)
 			d->devcfg = (volatile uint8_t *)(base + off);
+		else if (h >> 24 == 3 && !d->isr)
+			d->isr = (volatile uint8_t *)(base + off);
 	}
 	if (!d->common || !d->notify_base)
 		return why(name, "common or notify capability missing");

@@ -35,7 +35,17 @@ struct vpci_dev {
 	uint32_t notify_mult;		/* notify_off_multiplier */
 	uint64_t offered, features;	/* device features; negotiated features */
 	volatile uint16_t *notify;	/* tg_vpci_setup: the queue's notify register */
+	/* also found by tg_vpci_open (the hostile workload uses them) */
+	uint32_t pcidev;		/* device number on bus 0 */
+	volatile uint8_t *isr;		/* ISR status byte, or NULL */
+	volatile uint8_t *bar0;		/* BAR 0, or NULL */
+	uint8_t pcicfg_cap;		/* VIRTIO_PCI_CAP_PCI_CFG capability offset, or 0 */
+	volatile uint8_t *msix_table, *msix_pba;	/* or NULL */
+	uint32_t msix_n;		/* MSI-X table entries */
 };
+
+/* The device number on bus 0 of virtio device pci_id, or -1. */
+int tg_vpci_find(uint16_t pci_id);
 
 /*
  * One split virtqueue as the drivers that keep many requests in flight use

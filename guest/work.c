@@ -112,6 +112,14 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 	p->netframes = 32;
 	p->fpu = TG_FPU_AUTO;
 	p->fault = TG_FAULT_NONE;
+	p->hostattack = -1;
+	p->hosthold = 0;
+	p->hostlog = 0;
+	p->blkmode = TG_BLKMODE_RANDREAD;
+	p->blkbs = 4096;
+	p->blkqd = 32;
+	p->blkops = 10000;
+	p->netsize = 1514;
 
 	while (*s) {
 		while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
@@ -155,6 +163,12 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 					w |= TG_W_BLK;
 				else if (word_eq(v + i, j - i, "net"))
 					w |= TG_W_NET;
+				else if (word_eq(v + i, j - i, "hostile"))
+					w |= TG_W_HOSTILE;
+				else if (word_eq(v + i, j - i, "blkbench"))
+					w |= TG_W_BLKBENCH;
+				else if (word_eq(v + i, j - i, "netbench"))
+					w |= TG_W_NETBENCH;
 				else
 					return set_err(err, errlen, "unknown workload in ", tok, tl);
 				i = j + 1;
@@ -173,9 +187,52 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 				return set_err(err, errlen, "bad blkmb (1..1024): ", tok, tl);
 			p->blkmb = n;
 		} else if (word_eq(tok, kl, "netframes")) {
-			if (parse_u64(v, vl, &n) || n < 1 || n > 65536)
-				return set_err(err, errlen, "bad netframes (1..65536): ", tok, tl);
+			/* net keeps at most 65536 per round: checked below */
+			if (parse_u64(v, vl, &n) || n < 1 || n > 1000000000)
+				return set_err(err, errlen, "bad netframes (1..65536, netbench 1..1000000000): ", tok, tl);
 			p->netframes = n;
+		} else if (word_eq(tok, kl, "hostattack")) {
+			int f = -1;
+			if (word_eq(v, vl, "all"))
+				f = -2;
+			for (int i = 0; i < TG_HA_N; i++)
+				if (word_eq(v, vl, tg_hostile_names[i]))
+					f = i;
+			if (f == -1)
+				return set_err(err, errlen, "unknown hostattack (all or an attack name): ", tok, tl);
+			p->hostattack = f < 0 ? -1 : f;
+		} else if (word_eq(tok, kl, "hosthold")) {
+			if (parse_u64(v, vl, &n) || n > 60000)
+				return set_err(err, errlen, "bad hosthold (0..60000 ms): ", tok, tl);
+			p->hosthold = n;
+		} else if (word_eq(tok, kl, "hostlog")) {
+			if (parse_u64(v, vl, &n) || n > 1)
+				return set_err(err, errlen, "bad hostlog (0 or 1): ", tok, tl);
+			p->hostlog = (int)n;
+		} else if (word_eq(tok, kl, "blkmode")) {
+			int f = -1;
+			for (int i = 0; i < 4; i++)
+				if (word_eq(v, vl, tg_blkmode_names[i]))
+					f = i;
+			if (f < 0)
+				return set_err(err, errlen, "bad blkmode (randread|randwrite|seqread|seqwrite): ", tok, tl);
+			p->blkmode = f;
+		} else if (word_eq(tok, kl, "blkbs")) {
+			if (parse_u64(v, vl, &n) || n < 512 || n > (1u << 20) || n % 512)
+				return set_err(err, errlen, "bad blkbs (512..1048576, a multiple of 512): ", tok, tl);
+			p->blkbs = n;
+		} else if (word_eq(tok, kl, "blkqd")) {
+			if (parse_u64(v, vl, &n) || n < 1 || n > 256)
+				return set_err(err, errlen, "bad blkqd (1..256): ", tok, tl);
+			p->blkqd = n;
+		} else if (word_eq(tok, kl, "blkops")) {
+			if (parse_u64(v, vl, &n) || n < 1 || n > (1ull << 32))
+				return set_err(err, errlen, "bad blkops (1..4294967296): ", tok, tl);
+			p->blkops = n;
+		} else if (word_eq(tok, kl, "netsize")) {
+			if (parse_u64(v, vl, &n) || n < TG_NET_MIN || n > TG_NET_MAX)
+				return set_err(err, errlen, "bad netsize (60..1514): ", tok, tl);
+			p->netsize = n;
 		} else if (word_eq(tok, kl, "seed")) {
 			if (parse_u64(v, vl, &n))
 				return set_err(err, errlen, "bad seed: ", tok, tl);
@@ -202,6 +259,15 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 			p->fault = f;
 		}
 	}
+	if ((p->workloads & TG_W_NET) && p->netframes > 65536)
+		return set_err(err, errlen, "bad netframes (1..65536 with net)", "", 0);
+	/* one driver per device: the hostile workload resets every device */
+	if ((p->workloads & TG_W_HOSTILE) && (p->workloads & TG_W_DEVICES & ~TG_W_HOSTILE))
+		return set_err(err, errlen, "hostile cannot be combined with another device workload", "", 0);
+	if ((p->workloads & TG_W_BLKBENCH) && (p->workloads & TG_W_BLK))
+		return set_err(err, errlen, "blkbench cannot be combined with blk", "", 0);
+	if ((p->workloads & TG_W_NETBENCH) && (p->workloads & TG_W_NET))
+		return set_err(err, errlen, "netbench cannot be combined with net", "", 0);
 	return 0;
 }
 
@@ -546,6 +612,75 @@ uint64_t tg_net_result(const struct tg_params *p, uint32_t cpu, uint64_t round)
 		sum += tg_net_frame_hash(f, len, seq);
 	}
 	return tg_net_fold(p, round, sum);
+}
+
+/* ------------------------------------------------------------------ */
+/* hostile: the digest sees the rounds and the recoveries, never how the
+ * devices reacted (that may legitimately differ) */
+
+#define TG_HA_NAME(id, name) name,
+const char *const tg_hostile_names[TG_HA_N] = { TG_HOSTILE_ATTACKS(TG_HA_NAME) };
+#undef TG_HA_NAME
+
+uint64_t tg_hostile_fold(uint64_t round, uint64_t recoveries)
+{
+	return tg_fold(tg_mix64(0x686f7374696c6531ULL ^ (round << 16)), recoveries);  /* "hostile1" */
+}
+
+uint64_t tg_hostile_result(uint32_t cpu, uint64_t round)
+{
+	return cpu ? 0x686f7374 : tg_hostile_fold(round, TG_HOSTILE_PER_ROUND);
+}
+
+/* ------------------------------------------------------------------ */
+/* blkbench, netbench: the digest sees what was asked, and that it all
+ * completed */
+
+const char *const tg_blkmode_names[4] = { "randread", "randwrite", "seqread", "seqwrite" };
+
+uint64_t tg_blkbench_next(const struct tg_params *p, uint64_t *state, uint64_t *seq)
+{
+	uint64_t span = p->blkmb << 20, off;
+
+	if (p->blkmode == TG_BLKMODE_RANDREAD || p->blkmode == TG_BLKMODE_RANDWRITE) {
+		*state += GOLDEN;                          /* bench/blkhost.c's next() */
+		return (tg_mix64(*state) % (span / p->blkbs)) * p->blkbs;
+	}
+	off = *seq;
+	*seq = *seq + p->blkbs >= span ? 0 : *seq + p->blkbs;
+	return off;
+}
+
+uint64_t tg_blkbench_fold(const struct tg_params *p, uint64_t round, uint64_t ops, uint64_t bytes,
+                          uint32_t status_or)
+{
+	uint64_t h = tg_mix64(0x626c6b62656e6368ULL ^ (round << 16));  /* "blkbench" */
+
+	h = tg_fold(h, (uint64_t)p->blkmode << 32 | p->blkqd);
+	h = tg_fold(h, p->blkbs);
+	h = tg_fold(h, p->blkmb);
+	h = tg_fold(h, ops);
+	h = tg_fold(h, bytes);
+	return tg_fold(h, status_or);
+}
+
+uint64_t tg_blkbench_result(const struct tg_params *p, uint32_t cpu, uint64_t round)
+{
+	return cpu ? 0x626c6b62 : tg_blkbench_fold(p, round, p->blkops, p->blkops * p->blkbs, 0);
+}
+
+uint64_t tg_netbench_fold(const struct tg_params *p, uint64_t round, uint64_t frames, uint64_t bytes)
+{
+	uint64_t h = tg_mix64(0x6e657462656e6368ULL ^ (round << 16));  /* "netbench" */
+
+	h = tg_fold(h, p->netsize);
+	h = tg_fold(h, frames);
+	return tg_fold(h, bytes);
+}
+
+uint64_t tg_netbench_result(const struct tg_params *p, uint32_t cpu, uint64_t round)
+{
+	return cpu ? 0x6e657462 : tg_netbench_fold(p, round, p->netframes, p->netframes * p->netsize);
 }
 
 /* time: the checks live in the guest; the contribution is a constant */

@@ -22,8 +22,13 @@
 #define TG_W_CON      32u              /* needs a virtio-console PCI device */
 #define TG_W_BLK      64u              /* needs a virtio-blk PCI device */
 #define TG_W_NET      128u             /* needs a virtio-net PCI device and an echo */
+#define TG_W_HOSTILE  256u             /* attacks every virtio device it finds */
+#define TG_W_BLKBENCH 512u             /* needs a virtio-blk PCI device (benchmark) */
+#define TG_W_NETBENCH 1024u            /* needs a virtio-net PCI device (benchmark) */
+#define TG_W_DEVICES  (TG_W_RNG | TG_W_CON | TG_W_BLK | TG_W_NET | TG_W_HOSTILE | \
+                       TG_W_BLKBENCH | TG_W_NETBENCH)
 #define TG_W_ALL      15u              /* the default: every one needing no device */
-#define TG_NW         8
+#define TG_NW         11
 
 /* fpu code paths; the digest is the same for all of them */
 #define TG_FPU_AUTO   0
@@ -40,6 +45,14 @@ struct tg_params {
 	uint64_t netframes;            /* 1..65536: frames per round for `net` */
 	int fpu;                       /* TG_FPU_*: code path, not in the digest */
 	int fault;                     /* TG_FAULT_*: deliberate failure (tests) */
+	int hostattack;                /* hostile: one attack kind (TG_HA_*), or -1: all */
+	uint64_t hosthold;             /* hostile: ms the broken state is held (0..60000) */
+	int hostlog;                   /* hostile: a line per attack (0 or 1), not in the digest */
+	int blkmode;                   /* blkbench: TG_BLKMODE_* */
+	uint64_t blkbs;                /* blkbench: bytes per request, 512..1 MiB, sectors */
+	uint64_t blkqd;                /* blkbench: requests in flight, 1..256 */
+	uint64_t blkops;               /* blkbench: requests per round, 1..2^32 */
+	uint64_t netsize;              /* netbench: frame bytes, 60..1514 */
 };
 
 /* fault=KIND: the last CPU faults at the start of round 1 (testing the FAIL
@@ -196,6 +209,97 @@ uint64_t tg_net_frame_hash(const uint8_t *f, uint32_t len, uint32_t seq);
 uint64_t tg_net_fold(const struct tg_params *p, uint64_t round, uint64_t hash_sum);
 /* CPU 0: tg_net_fold of every frame's hash; the others a constant */
 uint64_t tg_net_result(const struct tg_params *p, uint32_t cpu, uint64_t round);
+
+/* --- hostile ------------------------------------------------------- */
+/*
+ * CPU 0 attacks every virtio device it finds (rng, console, blk, net) with
+ * TG_HOSTILE_PER_ROUND attacks per device and round, each followed by a
+ * reset and one valid request that must succeed (a recovery).  The attack
+ * kinds, in the order of their index (TG_HA_* below):
+ */
+#define TG_HOSTILE_ATTACKS(X) \
+	X(ADDR_BEYOND_RAM, "addr-beyond-ram") \
+	X(ADDR_MMIO_HOLE, "addr-mmio-hole") \
+	X(ADDR_TOP, "addr-top-of-space") \
+	X(ADDR_STRADDLE, "addr-straddle-ram-end") \
+	X(LEN_ZERO, "len-zero") \
+	X(LEN_HUGE, "len-huge") \
+	X(CHAIN_LOOP, "chain-loop") \
+	X(NEXT_OOB, "next-out-of-queue") \
+	X(CHAIN_LONG, "chain-longer-than-queue") \
+	X(IND_NESTED, "indirect-nested") \
+	X(IND_LEN_ZERO, "indirect-len-zero") \
+	X(IND_LEN_ODD, "indirect-len-odd") \
+	X(IND_LEN_HUGE, "indirect-len-huge") \
+	X(IND_NEXT, "indirect-with-next") \
+	X(IND_LOOP, "indirect-loop") \
+	X(IND_OUTSIDE, "indirect-outside-ram") \
+	X(IND_UNNEGOTIATED, "indirect-not-negotiated") \
+	X(AVAIL_JUMP, "avail-idx-jump") \
+	X(AVAIL_OOB, "avail-entry-out-of-queue") \
+	X(RINGS_OUTSIDE, "rings-outside-ram") \
+	X(USED_OVERLAP, "used-ring-overlap") \
+	X(QSIZE, "queue-size-garbage") \
+	X(READ_AFTER_WRITE, "readable-after-writable") \
+	X(NOTIFY_GARBAGE, "notify-garbage") \
+	X(NOTIFY_FLOOD, "notify-flood") \
+	X(RESET_INFLIGHT, "reset-in-flight") \
+	X(COMMON_RANDOM, "common-random") \
+	X(ISR_GARBAGE, "isr-garbage") \
+	X(DEVCFG_GARBAGE, "devcfg-garbage") \
+	X(MSIX_GARBAGE, "msix-garbage") \
+	X(STATUS_EARLY, "status-driver-ok-early") \
+	X(STATUS_UNOFFERED, "status-features-unoffered") \
+	X(STATUS_CLEAR, "status-clear-bits") \
+	X(STATUS_RANDOM, "status-random") \
+	X(STATUS_RESERVED, "status-reserved-bits") \
+	X(QSEL_GARBAGE, "queue-select-garbage") \
+	X(PCICFG_WINDOW, "pci-cfg-window") \
+	X(PCI_BAR_COMMAND, "pci-bar-command") \
+	X(BLK_SHORT_HDR, "blk-short-header") \
+	X(BLK_STATUS_RO, "blk-status-read-only") \
+	X(BLK_BEYOND, "blk-sector-beyond-capacity") \
+	X(BLK_UNKNOWN, "blk-unknown-type") \
+	X(BLK_DIRECTION, "blk-wrong-direction") \
+	X(BLK_ODD_LEN, "blk-odd-length") \
+	X(BLK_DWZ, "blk-discard-write-zeroes-garbage") \
+	X(BLK_ID_FLUSH, "blk-get-id-flush-garbage") \
+	X(BLK_OVER_RINGS, "blk-read-over-rings") \
+	X(NET_TX_EMPTY, "net-tx-empty") \
+	X(NET_TX_HUGE, "net-tx-huge") \
+	X(NET_TX_WRITABLE, "net-tx-writable") \
+	X(NET_RX_SMALL, "net-rx-small") \
+	X(NET_TX_PIECES, "net-tx-many-pieces") \
+	X(NET_TX_HDR, "net-tx-garbage-header") \
+	X(CON_TX_WRITABLE, "console-tx-writable") \
+	X(CON_RX_GARBAGE, "console-rx-garbage") \
+	X(CON_TX_HUGE, "console-tx-huge") \
+	X(RNG_READABLE, "rng-readable") \
+	X(RNG_HUGE, "rng-huge")
+#define TG_HA_ENUM(id, name) TG_HA_##id,
+enum { TG_HOSTILE_ATTACKS(TG_HA_ENUM) TG_HA_N };
+#undef TG_HA_ENUM
+extern const char *const tg_hostile_names[TG_HA_N];
+#define TG_HOSTILE_PER_ROUND 6           /* attacks per device and round */
+/* CPU 0: a fold of the round and the recoveries per device; others: a constant */
+uint64_t tg_hostile_result(uint32_t cpu, uint64_t round);
+uint64_t tg_hostile_fold(uint64_t round, uint64_t recoveries);
+
+/* --- blkbench, netbench --------------------------------------------- */
+#define TG_BLKMODE_RANDREAD   0
+#define TG_BLKMODE_RANDWRITE  1
+#define TG_BLKMODE_SEQREAD    2
+#define TG_BLKMODE_SEQWRITE   3
+extern const char *const tg_blkmode_names[4];
+/* byte offset of request i's block (the pattern of bench/blkhost.c):
+ * *state starts at the seed; sequential offsets wrap at blkmb MiB */
+uint64_t tg_blkbench_next(const struct tg_params *p, uint64_t *state, uint64_t *seq);
+/* CPU 0: a fold of the round, requests, bytes and status bytes ORed; others: a constant */
+uint64_t tg_blkbench_fold(const struct tg_params *p, uint64_t round, uint64_t ops, uint64_t bytes,
+                          uint32_t status_or);
+uint64_t tg_blkbench_result(const struct tg_params *p, uint32_t cpu, uint64_t round);
+uint64_t tg_netbench_fold(const struct tg_params *p, uint64_t round, uint64_t frames, uint64_t bytes);
+uint64_t tg_netbench_result(const struct tg_params *p, uint32_t cpu, uint64_t round);
 
 /* --- small formatting helpers (no libc) ----------------------------- */
 size_t tg_strlen(const char *s);
