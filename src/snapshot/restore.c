@@ -237,6 +237,12 @@ int snapshot__restore(struct vm *vm, char *err, size_t errlen)
 	ret = check_features(vm, &st.vcpus[0], file, err, errlen);
 	if (ret)
 		goto out;
+	/*
+	 * Devices with I/O threads stay paused until the vCPUs and interrupt
+	 * controllers are restored too: an interrupt a device raised now
+	 * would be wiped by restoring the LAPIC it went to.
+	 */
+	device__pause_all(vm);
 	for (struct device_instance *d = vm->devices; d; d = d->next) {
 		unsigned int i;
 
@@ -275,6 +281,7 @@ int snapshot__restore(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "snapshot '%s': %s", path, why);
 		goto out;
 	}
+	device__resume_all(vm);
 	pr_debug("restored '%s': %u vCPUs, %llu MiB", file, vm->ncpus,
 		 (unsigned long long)(vm->mem.size >> 20));
 out:

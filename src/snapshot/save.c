@@ -472,9 +472,14 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 		if (child < 0)
 			ret = write_memory(&c) ?: write_trailer(&c, st.memory.uuid);
 	}
-	if (paused_here) {
+	/*
+	 * A suspend (stop_copy) keeps the VM stopped until khyve exits: a guest
+	 * that ran on would change its disks after the snapshot recorded them.
+	 */
+	if (paused_here && (!opts->stop_copy || ret)) {
 		device__resume_all(vm);
 		vcpu__resume_all(vm);
+		paused_here = false;
 	}
 	res->pause_ns = vm__now_ns() - tp;
 	if (!ret && child > 0)
@@ -521,6 +526,10 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 	snapfmt__uuid_str(st.uuid, res->uuid);
 	ret = 0;
 out:
+	if (paused_here && ret) {	/* a failed suspend: the VM runs on */
+		device__resume_all(vm);
+		vcpu__resume_all(vm);
+	}
 	if (cr)
 		munmap(cr, sizeof(*cr));
 	free(c.written);

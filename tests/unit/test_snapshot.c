@@ -1550,7 +1550,7 @@ static void test_unknown_section(void **state)
 {
 	static const uint8_t map[] = { 0xbf, 0x63, 'i', 'e', 'r', 0x18, 0x01, 0xff };
 	struct sbuf pl = { 0 }, empty = { 0 }, img = { 0 };
-	static const char *const names[] = { "uart.com1", "i8042", "virtio-blk.3", "vcpu.01", "vcpu.254",
+	static const char *const names[] = { "uart.com1", "i8042", "virtio-gpu.3", "vcpu.01", "vcpu.254",
 					      "vcpu.", "vcpu.-1", "x" };
 
 	(void)state;
