@@ -54,6 +54,7 @@
 #define VIRTIO_S_FEATURES_OK	0x08
 #define VIRTIO_S_NEEDS_RESET	0x40
 #define VIRTIO_S_FAILED		0x80
+#define VIRTIO_S_RESERVED	0x30	/* bits 4 and 5: ignored when written */
 
 /* transport features (bits) */
 #define VIRTIO_F_INDIRECT_DESC	28

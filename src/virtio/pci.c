@@ -152,8 +152,9 @@ static void set_status(struct virtio_dev *vd, uint8_t v)
 		    !virtio__has(vd, VIRTIO_F_VERSION_1))
 			v &= (uint8_t)~VIRTIO_S_FEATURES_OK;
 	}
-	/* NEEDS_RESET is the device's to set, never the driver's */
-	vd->st.status = (uint8_t)((v & ~VIRTIO_S_NEEDS_RESET) | (vd->st.status & VIRTIO_S_NEEDS_RESET));
+	/* NEEDS_RESET is the device's to set, never the driver's; reserved bits are no one's */
+	vd->st.status = (uint8_t)((v & ~(VIRTIO_S_NEEDS_RESET | VIRTIO_S_RESERVED)) |
+				  (vd->st.status & VIRTIO_S_NEEDS_RESET));
 }
 
 static uint64_t common_read(struct virtio_dev *vd, unsigned int off)
@@ -475,12 +476,16 @@ void virtio__decode(struct dec *d, const cbor_item_t *map, struct virtio_state *
 			  (unsigned long long)(s->dev_features & ~offer));
 		return;
 	}
-	if (s->drv_features & ~s->dev_features) {
+	/*
+	 * Before FEATURES_OK the field holds whatever the driver wrote, offered
+	 * or not (the device refuses FEATURES_OK for it); after, a subset.
+	 */
+	if ((s->status & VIRTIO_S_FEATURES_OK) && (s->drv_features & ~s->dev_features)) {
 		dec__fail(d, "field 'virtio.driver_features' accepts 0x%llx, which was never offered",
 			  (unsigned long long)(s->drv_features & ~s->dev_features));
 		return;
 	}
-	if (s->status & 0x30) {
+	if (s->status & VIRTIO_S_RESERVED) {
 		dec__fail(d, "field 'virtio.status' is 0x%x: reserved bits set", s->status);
 		return;
 	}
