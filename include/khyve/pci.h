@@ -217,6 +217,8 @@ uint8_t pci__add_cap(struct pci_dev *pd, uint8_t id, uint8_t len);
 /* MSI-X with nvec vectors, table and PBA in BAR bar at the given offsets. */
 int pci__add_msix(struct pci_dev *pd, unsigned int nvec, unsigned int bar, uint32_t table, uint32_t pba);
 bool pci__msix_enabled(const struct pci_dev *pd);
+/* Memory decoding is on and BAR n still holds the address khyve gave it. */
+bool pci__bar_decodes(const struct pci_dev *pd, unsigned int n);
 /*
  * Raise vector (MSI-X must be enabled): delivered (its irqfd, or
  * KVM_SIGNAL_MSI), or left pending if masked.  Caller holds pd->lock.

@@ -150,6 +150,7 @@ void virtio__exit(struct virtio_dev *vd);
 /* pci_dev hooks virtio__init installs (io.c) */
 int virtio__placed(struct pci_dev *pd);
 void virtio__restored(struct virtio_dev *vd);
+void virtio__sync_notify(struct virtio_dev *vd);
 void virtio__pause(struct pci_dev *pd);
 void virtio__resume(struct pci_dev *pd);
 /*

@@ -461,7 +461,7 @@ void pci__set_intx(struct pci_dev *pd, int level)
 
 /* ---------- BAR dispatch ---------- */
 
-static bool bar_decodes(const struct pci_dev *pd, unsigned int n)
+bool pci__bar_decodes(const struct pci_dev *pd, unsigned int n)
 {
 	uint64_t at = cfg_read32(pd, PCI_BAR0 + 4 * n) & ~0xfu;
 
@@ -475,7 +475,7 @@ static void bar_read(void *opaque, uint64_t off, uint8_t *data, unsigned int len
 {
 	struct pci_bar *b = opaque;
 
-	if (!bar_decodes(b->pd, b->n)) {
+	if (!pci__bar_decodes(b->pd, b->n)) {
 		memset(data, 0xff, len);
 		return;
 	}
@@ -486,7 +486,7 @@ static void bar_write(void *opaque, uint64_t off, const uint8_t *data, unsigned 
 {
 	struct pci_bar *b = opaque;
 
-	if (bar_decodes(b->pd, b->n))
+	if (pci__bar_decodes(b->pd, b->n))
 		b->write(b->pd, off, data, len);
 }
 

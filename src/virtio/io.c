@@ -190,50 +190,56 @@ static int ioeventfd(struct vm *vm, int fd, uint64_t addr, bool assign)
 }
 
 /*
- * BAR 0 has its address: route each queue's notify register to an
- * eventfd.  If KVM will not (no KVM: unit tests), the vCPUs keep serving
- * notifications themselves; that is slower, never wrong.
+ * KVM signals a queue's eventfd only while BAR 0 decodes at the address
+ * khyve gave it: a driver that turns memory decoding off, or sizes or moves
+ * the BAR, must not reach the device through the old address.  Called
+ * under pd->lock whenever the command register or BAR 0 may have changed,
+ * and on resume (a restore brought a new configuration space).  A queue
+ * whose eventfd KVM will not take is notified through the exit path,
+ * which writes the same eventfd.
+ */
+void virtio__sync_notify(struct virtio_dev *vd)
+{
+	struct virtio_io *io = vd->io;
+	bool on = pci__bar_decodes(vd->pd, 0);
+
+	for (unsigned int q = 0; io && q < vd->type->nqueues; q++) {
+		if (io->kickfd[q] < 0 || io->assigned[q] == on)
+			continue;
+		if (ioeventfd(vd->pd->vm, io->kickfd[q], io->kick_addr[q], on)) {
+			pr_debug("%s: ioeventfd for queue %u: %s; the exit path notifies", vd->pd->name, q,
+				 strerror(errno));
+			continue;
+		}
+		io->assigned[q] = on;
+	}
+}
+
+/*
+ * BAR 0 has its address: an eventfd per queue, given to KVM as an
+ * ioeventfd at the queue's notify register while the BAR decodes.
+ * Without KVM (unit tests) the vCPUs serve notifications themselves;
+ * that is slower, never wrong.
  */
 int virtio__placed(struct pci_dev *pd)
 {
 	struct virtio_dev *vd = pd->priv;
-	struct vm *vm = pd->vm;
 	uint64_t base = pd->bar[0].addr + VIRTIO_NOTIFY_OFF;
-	int ret, fds[VIRTIO_MAX_QUEUES];
-	unsigned int q, nq = vd->type->nqueues;
+	int ret = 0;
 
-	if (vm->vm_fd < 0)
+	if (pd->vm->vm_fd < 0)
 		return 0;
-	for (q = 0; q < nq; q++) {
-		fds[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (fds[q] < 0 || ioeventfd(vm, fds[q], base + VIRTIO_NOTIFY_MULT * q, true)) {
-			pr_debug("%s: no ioeventfd for queue %u: %s; vCPUs serve notifications",
-				 pd->name, q, strerror(errno));
-			if (fds[q] >= 0)
-				close(fds[q]);
-			break;
-		}
-	}
 	pthread_mutex_lock(&pd->lock);
-	ret = q == nq ? io_get(vd) : 0;
-	if (q < nq || ret) {
-		while (q-- > 0) {
-			ioeventfd(vm, fds[q], base + VIRTIO_NOTIFY_MULT * q, false);
-			close(fds[q]);
-		}
-		pthread_mutex_unlock(&pd->lock);
-		return ret;
-	}
-	/* virtio__exit releases whatever is recorded here, even after a failure below */
-	for (q = 0; q < nq; q++) {
-		vd->io->kickfd[q] = fds[q];
-		vd->io->assigned[q] = true;
+	ret = io_get(vd);
+	for (unsigned int q = 0; !ret && q < vd->type->nqueues; q++) {
+		vd->io->kickfd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		vd->io->kick_addr[q] = base + VIRTIO_NOTIFY_MULT * q;
+		ret = vd->io->kickfd[q] < 0 ? -errno : epoll_add(vd->io, vd->io->kickfd[q], tag(EV_KICK, q));
 	}
-	for (q = 0; !ret && q < nq; q++)
-		ret = epoll_add(vd->io, fds[q], tag(EV_KICK, q));
+	if (!ret)
+		virtio__sync_notify(vd);
 	pthread_mutex_unlock(&pd->lock);
-	return ret;
+	return ret;	/* virtio__exit releases what was made */
 }
 
 void virtio__kick(struct virtio_dev *vd, unsigned int q)
@@ -282,6 +288,7 @@ void virtio__resume(struct pci_dev *pd)
 
 	pthread_mutex_lock(&pd->lock);
 	vd->paused = false;
+	virtio__sync_notify(vd);
 	if (vd->type->resume)
 		vd->type->resume(vd);
 	if (vd->io)

@@ -346,6 +346,9 @@ static void pci_cfg_access(struct pci_dev *pd, unsigned int off, unsigned int le
 	uint32_t boff, blen;
 	uint8_t bar = c[4];
 
+	/* memory decoding or BAR 0 may have changed: so may KVM's ioeventfds */
+	if (is_write && off < PCI_BAR0 + 4 && off + len > PCI_COMMAND)
+		virtio__sync_notify(vd);
 	if (!vd->pci_cfg_cap || off + len <= data || off >= data + 4)
 		return;
 	boff = (uint32_t)c[8] | (uint32_t)c[9] << 8 | (uint32_t)c[10] << 16 | (uint32_t)c[11] << 24;

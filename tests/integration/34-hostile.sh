@@ -83,13 +83,15 @@ devices() {
 
 # check NAME WANT RC NDEV: status 1, the digest, no sanitizer report, no
 # warning, and a summary line per device with every attack recovered from
+# and no notification served while BAR 0 did not decode
 check() {
 	local name=$1 want=$2 rc=$3 ndev=$4 got lines bad
 	[ -e "$TMP/$name.out" ] || : >"$TMP/$name.out"
 	got=$(guest_digest "$TMP/$name.out")
 	lines=$(grep -c '^khyve-testguest: hostile [a-z]*: attacks=' "$TMP/$name.out")
 	bad=$(grep '^khyve-testguest: hostile [a-z]*: attacks=' "$TMP/$name.out" |
-		sed -n 's/.*attacks=\([0-9]*\) recoveries=\([0-9]*\).*/\1 \2/p' | awk '$1 != $2 || $1 == 0')
+		sed -n 's/.*attacks=\([0-9]*\) recoveries=\([0-9]*\).*served-bar-off=\([0-9]*\).*/\1 \2 \3/p' |
+		awk '$1 != $2 || $1 == 0 || $3 != 0')
 	if sanitizer_report "$TMP/$name.err"; then
 		fail "$name" "sanitizer report: $(head -5 "$TMP/$name.err" | tr '\n' ' ')"
 	elif [ "$rc" -ne 1 ] || [ "$got" != "$want" ]; then
@@ -97,7 +99,7 @@ check() {
 	elif grep -qiE 'warning|error' "$TMP/$name.err"; then
 		fail "$name" "khyve complained: $(grep -iE 'warning|error' "$TMP/$name.err" | head -3 | tr '\n' ' ')"
 	elif [ "$lines" -ne "$ndev" ] || [ -n "$bad" ]; then
-		fail "$name" "want $ndev device summaries with attacks = recoveries: $(grep '^khyve-testguest: hostile' "$TMP/$name.out" | tr '\n' ' ')"
+		fail "$name" "want $ndev device summaries with attacks = recoveries, served-bar-off=0: $(grep '^khyve-testguest: hostile' "$TMP/$name.out" | tr '\n' ' ')"
 	else
 		pass "$name"
 	fi
