@@ -101,9 +101,14 @@ test-asan: asan
 demo: all
 	$(Q)sh scripts/demo.sh $(BUILD)
 
-bench: all
+$(BUILD)/bench/blkhost: bench/blkhost.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) -O2 -Wall -Wextra -o $@ $< -luring
+
+bench: all $(BUILD)/bench/blkhost
 	$(Q)python3 bench/boot.py $(BUILD)
 	$(Q)python3 bench/snapshot.py $(BUILD)
+	$(Q)python3 bench/devices.py $(BUILD)
 
 clean:
 	rm -rf build build-asan
