@@ -48,6 +48,8 @@ UNIT_LIB_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c
 	src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/sections.c \
 	src/arch/x86/irqchip.c $(PCI_SRCS)
 UNIT_LIB_OBJS := $(UNIT_LIB_SRCS:%.c=$(BUILD)/%.o)
+# what the unit tests share (the fake VM, its guest driver): every test binary links it
+UNIT_HELPER_OBJS := $(BUILD)/tests/unit/fakevm.o
 
 # Debian packages the build needs; missing ones are installed once.
 NEEDED_FILES := /usr/include/cmocka.h /usr/include/cbor.h /usr/include/jansson.h \
@@ -78,12 +80,13 @@ $(BUILD)/%.o: %.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(UNIT_LIB_OBJS)
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(UNIT_HELPER_OBJS) $(UNIT_LIB_OBJS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
 # the device round trip needs every device, so links all of khyve but main.c
-$(BUILD)/tests/test_devices: $(BUILD)/tests/unit/test_devices.o $(filter-out $(BUILD)/src/main.o,$(KHYVE_OBJS))
+$(BUILD)/tests/test_devices: $(BUILD)/tests/unit/test_devices.o $(UNIT_HELPER_OBJS) \
+		$(filter-out $(BUILD)/src/main.o,$(KHYVE_OBJS))
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 

@@ -20,60 +20,7 @@
 #include "khyve/pci.h"
 #include "khyve/util.h"
 
-static struct guest_mem mem;
-
-static int group_setup(void **state)
-{
-	(void)state;
-	memmap__layout(&mem, 16 * MiB);
-	return memmap__alloc(&mem);
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	memmap__free(&mem);
-	return 0;
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	memset(mem.base, 0xAA, 2 * MiB);
-	return 0;
-}
-
-static const uint8_t *gpa(uint64_t a, uint64_t len)
-{
-	const uint8_t *p = memmap__gpa_to_hva(&mem, a, len);
-
-	assert_non_null(p);
-	return p;
-}
-
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-	return rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
-
-static uint8_t sum(const uint8_t *p, size_t len)
-{
-	uint8_t s = 0;
-
-	while (len--)
-		s += *p++;
-	return s;
-}
+#include "fakevm.h"
 
 /* Scan 0xE0000-0xFFFFF on 16-byte boundaries, as guests do; the one RSDP found, checked. */
 static uint64_t find_rsdp(void)
@@ -82,7 +29,7 @@ static uint64_t find_rsdp(void)
 	unsigned int n = 0;
 
 	for (uint64_t a = 0xE0000; a < 0x100000; a += 16) {
-		const uint8_t *p = gpa(a, 16);
+		const uint8_t *p = table_at(a, 16);
 
 		if (!memcmp(p, "RSD PTR ", 8) && !sum(p, 20)) {
 			found = a;
@@ -100,13 +47,13 @@ static uint64_t find_rsdp(void)
  */
 static uint32_t check_table(uint64_t addr, const char *sig, uint8_t rev)
 {
-	const uint8_t *h = gpa(addr, 36);
+	const uint8_t *h = table_at(addr, 36);
 	uint32_t len = rd32(h + 4);
 
 	assert_memory_equal(h, sig, 4);
 	assert_true(len >= 36);
 	assert_true(addr >= ACPI_ADDR && addr + len <= ACPI_END);
-	h = gpa(addr, len);
+	h = table_at(addr, len);
 	assert_int_equal(h[8], rev);
 	assert_int_equal(sum(h, len), 0);
 	assert_memory_equal(h + 10, "KHYVE ", 6);	/* OEMID, as the RSDP's */
@@ -127,7 +74,7 @@ static void parse_root(struct root *r)
 
 	memset(r, 0, sizeof(*r));
 	r->rsdp = find_rsdp();
-	p = gpa(r->rsdp, 36);
+	p = table_at(r->rsdp, 36);
 	assert_int_equal(r->rsdp % 16, 0);
 	assert_int_equal(p[15], 2);			/* revision: ACPI 2.0+ */
 	assert_int_equal(rd32(p + 20), 36);		/* length */
@@ -143,11 +90,11 @@ static void parse_root(struct root *r)
 	r->ntables = (xlen - 36) / 8;
 	rlen = check_table(r->rsdt, "RSDT", 1);
 	assert_int_equal(rlen - 36, 4 * r->ntables);
-	x = gpa(r->xsdt, xlen);
-	t = gpa(r->rsdt, rlen);
+	x = table_at(r->xsdt, xlen);
+	t = table_at(r->rsdt, rlen);
 	for (unsigned int i = 0; i < r->ntables; i++) {
 		uint64_t a = rd64(x + 36 + 8 * i);
-		const uint8_t *h = gpa(a, 4);
+		const uint8_t *h = table_at(a, 4);
 
 		assert_int_equal(rd32(t + 36 + 4 * i), a);
 		if (!memcmp(h, "APIC", 4)) {
@@ -176,7 +123,7 @@ struct madt {
 static void parse_madt(uint64_t addr, struct madt *m)
 {
 	uint32_t len = check_table(addr, "APIC", 6);
-	const uint8_t *t = gpa(addr, len), *e = t + 44, *end = t + len;
+	const uint8_t *t = table_at(addr, len), *e = t + 44, *end = t + len;
 
 	memset(m, 0, sizeof(*m));
 	m->lapic_addr = rd32(t + 36);
@@ -229,7 +176,7 @@ static void test_rsdp_and_roots(void **state)
 	struct root r;
 
 	(void)state;
-	assert_int_equal(acpi__write(&mem, 2, PCI_ECAM_BASE), 0);
+	assert_int_equal(acpi__write(&table_mem, 2, PCI_ECAM_BASE), 0);
 	parse_root(&r);
 	assert_int_equal(r.rsdp, ACPI_RSDP_ADDR);
 	assert_int_equal(r.ntables, 2);
@@ -237,11 +184,11 @@ static void test_rsdp_and_roots(void **state)
 	/* the tables do not overlap one another */
 	uint64_t a[4] = { r.xsdt, r.rsdt, r.madt, r.mcfg };
 	for (unsigned int i = 0; i < 4; i++) {
-		uint32_t li = rd32(gpa(a[i] + 4, 4));
+		uint32_t li = rd32(table_at(a[i] + 4, 4));
 
 		assert_true(a[i] >= r.rsdp + 36);
 		for (unsigned int j = 0; j < 4; j++) {
-			uint32_t lj = rd32(gpa(a[j] + 4, 4));
+			uint32_t lj = rd32(table_at(a[j] + 4, 4));
 
 			if (i != j)
 				assert_true(a[i] + li <= a[j] || a[j] + lj <= a[i]);
@@ -255,10 +202,10 @@ static void test_mcfg(void **state)
 	const uint8_t *t;
 
 	(void)state;
-	assert_int_equal(acpi__write(&mem, 1, PCI_ECAM_BASE), 0);
+	assert_int_equal(acpi__write(&table_mem, 1, PCI_ECAM_BASE), 0);
 	parse_root(&r);
 	assert_int_equal(check_table(r.mcfg, "MCFG", 1), 60);	/* one allocation */
-	t = gpa(r.mcfg, 60);
+	t = table_at(r.mcfg, 60);
 	assert_int_equal(rd64(t + 36), 0);			/* reserved */
 	assert_int_equal(rd64(t + 44), PCI_ECAM_BASE);
 	assert_int_equal(rd16(t + 52), 0);			/* segment */
@@ -276,7 +223,7 @@ static void test_no_mcfg(void **state)
 	struct root r;
 
 	(void)state;
-	assert_int_equal(acpi__write(&mem, 1, 0), 0);
+	assert_int_equal(acpi__write(&table_mem, 1, 0), 0);
 	parse_root(&r);
 	assert_int_equal(r.ntables, 1);
 	assert_true(r.madt);
@@ -294,7 +241,7 @@ static void test_madt(void **state)
 		unsigned int n = counts[k];
 
 		print_message("    %u vCPUs\n", n);
-		assert_int_equal(acpi__write(&mem, n, PCI_ECAM_BASE), 0);
+		assert_int_equal(acpi__write(&table_mem, n, PCI_ECAM_BASE), 0);
 		parse_root(&r);
 		parse_madt(r.madt, &m);
 		assert_int_equal(m.lapic_addr, LAPIC_ADDR);
@@ -328,8 +275,8 @@ static void test_bad_counts(void **state)
 	struct guest_mem none;
 
 	(void)state;
-	assert_int_equal(acpi__write(&mem, 0, PCI_ECAM_BASE), -ENOSPC);
-	assert_int_equal(acpi__write(&mem, 255, PCI_ECAM_BASE), -ENOSPC);
+	assert_int_equal(acpi__write(&table_mem, 0, PCI_ECAM_BASE), -ENOSPC);
+	assert_int_equal(acpi__write(&table_mem, 255, PCI_ECAM_BASE), -ENOSPC);
 	memmap__layout(&none, 16 * MiB);	/* laid out, not mapped */
 	assert_int_equal(acpi__write(&none, 1, PCI_ECAM_BASE), -ENOSPC);
 }
@@ -337,10 +284,10 @@ static void test_bad_counts(void **state)
 /* Only [ACPI_ADDR, ACPI_END) is written. */
 static void test_writes_nothing_else(void **state)
 {
-	const uint8_t *lo = gpa(0, ACPI_ADDR), *hi = gpa(ACPI_END, 2 * MiB - ACPI_END);
+	const uint8_t *lo = table_at(0, ACPI_ADDR), *hi = table_at(ACPI_END, 2 * MiB - ACPI_END);
 
 	(void)state;
-	assert_int_equal(acpi__write(&mem, 254, PCI_ECAM_BASE), 0);
+	assert_int_equal(acpi__write(&table_mem, 254, PCI_ECAM_BASE), 0);
 	for (uint64_t i = 0; i < ACPI_ADDR; i++)
 		if (lo[i] != 0xAA)
 			fail_msg("byte at 0x%llx written", (unsigned long long)i);
@@ -369,19 +316,19 @@ static void test_with_mptable(void **state)
 		unsigned int ioapic = 0, irq0_pin = 0xff;
 
 		if (order) {
-			assert_int_equal(acpi__write(&mem, 254, PCI_ECAM_BASE), 0);
-			assert_int_equal(mptable__write_pci(&mem, 254, true, irqs, 2), 0);
+			assert_int_equal(acpi__write(&table_mem, 254, PCI_ECAM_BASE), 0);
+			assert_int_equal(mptable__write_pci(&table_mem, 254, true, irqs, 2), 0);
 		} else {
-			assert_int_equal(mptable__write_pci(&mem, 254, true, irqs, 2), 0);
-			assert_int_equal(acpi__write(&mem, 254, PCI_ECAM_BASE), 0);
+			assert_int_equal(mptable__write_pci(&table_mem, 254, true, irqs, 2), 0);
+			assert_int_equal(acpi__write(&table_mem, 254, PCI_ECAM_BASE), 0);
 		}
 		parse_root(&r);
 		parse_madt(r.madt, &m);
-		f = gpa(MPTABLE_ADDR, 16);
+		f = table_at(MPTABLE_ADDR, 16);
 		assert_memory_equal(f, "_MP_", 4);
 		assert_int_equal(sum(f, 16), 0);
-		h = gpa(rd32(f + 4), 44);
-		h = gpa(rd32(f + 4), rd16(h + 4));
+		h = table_at(rd32(f + 4), 44);
+		h = table_at(rd32(f + 4), rd16(h + 4));
 		assert_int_equal(sum(h, rd16(h + 4)), 0);
 		end = h + rd16(h + 4);
 		for (e = h + 44; e < end; e += e[0] == 0 ? 20 : 8) {
@@ -395,7 +342,7 @@ static void test_with_mptable(void **state)
 		assert_int_equal(irq0_pin, m.iso[0].gsi);
 		assert_true(ACPI_END <= MPTABLE_ADDR);
 	}
-	nmm = multiboot__mmap(&mem, mm, ARRAY_SIZE(mm));
+	nmm = multiboot__mmap(&table_mem, mm, ARRAY_SIZE(mm));
 	for (unsigned int i = 0; i < nmm; i++)
 		if (mm[i].type == MB_MMAP_AVAILABLE)
 			assert_true(mm[i].addr + mm[i].len <= ACPI_ADDR || mm[i].addr >= ACPI_END);
@@ -405,14 +352,14 @@ static void test_with_mptable(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_rsdp_and_roots, setup),
-		cmocka_unit_test_setup(test_mcfg, setup),
-		cmocka_unit_test_setup(test_no_mcfg, setup),
-		cmocka_unit_test_setup(test_madt, setup),
-		cmocka_unit_test_setup(test_bad_counts, setup),
-		cmocka_unit_test_setup(test_writes_nothing_else, setup),
-		cmocka_unit_test_setup(test_with_mptable, setup),
+		cmocka_unit_test_setup(test_rsdp_and_roots, table_mem_fill),
+		cmocka_unit_test_setup(test_mcfg, table_mem_fill),
+		cmocka_unit_test_setup(test_no_mcfg, table_mem_fill),
+		cmocka_unit_test_setup(test_madt, table_mem_fill),
+		cmocka_unit_test_setup(test_bad_counts, table_mem_fill),
+		cmocka_unit_test_setup(test_writes_nothing_else, table_mem_fill),
+		cmocka_unit_test_setup(test_with_mptable, table_mem_fill),
 	};
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, table_mem_alloc, table_mem_free);
 }

@@ -18,6 +18,8 @@
 #include "khyve/snapfmt.h"
 #include "khyve/vm.h"
 
+#include "fakevm.h"
+
 struct fake {
 	struct vm vm;
 	struct vm_config cfg;
@@ -49,24 +51,6 @@ static void fake_vm(struct fake *f)
 static void out8(struct vm *vm, uint16_t port, uint8_t v)
 {
 	bus__access(&vm->bus, BUS_PIO, port, &v, 1, true);
-}
-
-static void out32(struct vm *vm, uint16_t port, uint32_t v)
-{
-	bus__access(&vm->bus, BUS_PIO, port, (uint8_t *)&v, 4, true);
-}
-
-static uint32_t in32(struct vm *vm, uint16_t port)
-{
-	uint32_t v = 0;
-
-	bus__access(&vm->bus, BUS_PIO, port, (uint8_t *)&v, 4, false);
-	return v;
-}
-
-static void mmio_wr(struct vm *vm, uint64_t addr, uint32_t v, unsigned int len)
-{
-	bus__access(&vm->bus, BUS_MMIO, addr, (uint8_t *)&v, len, true);
 }
 
 static uint8_t in8(struct vm *vm, uint16_t port)
@@ -101,14 +85,14 @@ static void drive(struct vm *vm)
 	bar = in32(vm, 0xcfc) & ~0xfu;
 	out32(vm, 0xcf8, 0x80001804u);
 	out32(vm, 0xcfc, 0x0006);			/* memory, bus master */
-	mmio_wr(vm, bar + 0x14, 3, 1);			/* ACKNOWLEDGE | DRIVER */
-	mmio_wr(vm, bar + 0x08, 1, 4);
-	mmio_wr(vm, bar + 0x0c, 1, 4);			/* VERSION_1 */
-	mmio_wr(vm, bar + 0x14, 11, 1);			/* | FEATURES_OK */
-	mmio_wr(vm, bar + 0x18, 64, 2);
-	mmio_wr(vm, bar + 0x20, 0x10000, 4);
-	mmio_wr(vm, bar + 0x3000, 0xfee00000u, 4);	/* MSI-X entry 0 */
-	mmio_wr(vm, bar + 0x3008, 0x51, 4);
+	mem_wr(vm, bar + 0x14, 3, 1);			/* ACKNOWLEDGE | DRIVER */
+	mem_wr(vm, bar + 0x08, 1, 4);
+	mem_wr(vm, bar + 0x0c, 1, 4);			/* VERSION_1 */
+	mem_wr(vm, bar + 0x14, 11, 1);			/* | FEATURES_OK */
+	mem_wr(vm, bar + 0x18, 64, 2);
+	mem_wr(vm, bar + 0x20, 0x10000, 4);
+	mem_wr(vm, bar + 0x3000, 0xfee00000u, 4);	/* MSI-X entry 0 */
+	mem_wr(vm, bar + 0x3008, 0x51, 4);
 	/* the PCI bus: an address latched, its data access not yet done */
 	out32(vm, 0xcf8, 0x80001808u);
 }

@@ -15,55 +15,7 @@
 #include "khyve/mptable.h"
 #include "khyve/util.h"
 
-static struct guest_mem mem;
-
-static int group_setup(void **state)
-{
-	(void)state;
-	memmap__layout(&mem, 16 * MiB);
-	return memmap__alloc(&mem);
-}
-
-static int group_teardown(void **state)
-{
-	(void)state;
-	memmap__free(&mem);
-	return 0;
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	memset(mem.base, 0xAA, 2 * MiB);
-	return 0;
-}
-
-static const uint8_t *gpa(uint64_t a)
-{
-	const uint8_t *p = memmap__gpa_to_hva(&mem, a, 1);
-
-	assert_non_null(p);
-	return p;
-}
-
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint8_t sum(const uint8_t *p, size_t len)
-{
-	uint8_t s = 0;
-
-	while (len--)
-		s += *p++;
-	return s;
-}
+#include "fakevm.h"
 
 /* What the configuration table says, decoded. */
 struct parsed {
@@ -82,7 +34,7 @@ static struct parsed P;
 /* Check the floating pointer and the header; decode every entry into P. */
 static void parse(void)
 {
-	const uint8_t *f = gpa(MPTABLE_ADDR);
+	const uint8_t *f = table_at(MPTABLE_ADDR, 1);
 	const uint8_t *h, *e, *end;
 	uint32_t phys;
 	uint16_t len, count;
@@ -99,7 +51,7 @@ static void parse(void)
 	assert_in_range(phys, MPTABLE_ADDR + 16, MEM_BIOS_END - 44);
 
 	/* configuration table header */
-	h = gpa(phys);
+	h = table_at(phys, 1);
 	assert_memory_equal(h, "PCMP", 4);
 	len = rd16(h + 4);
 	assert_in_range(len, 44, MEM_BIOS_END - phys);
@@ -174,7 +126,7 @@ static void parse(void)
 
 static void check_tables(unsigned int n)
 {
-	assert_int_equal(mptable__write(&mem, n), 0);
+	assert_int_equal(mptable__write(&table_mem, n), 0);
 	parse();
 
 	/* processors: APIC IDs 0..n-1, all enabled, BSP only on 0 */
@@ -235,9 +187,9 @@ static void check_tables(unsigned int n)
 
 	/* everything inside the BIOS area, nothing written outside */
 	assert_true(P.table_end <= MEM_BIOS_END);
-	assert_int_equal(*gpa(MPTABLE_ADDR - 1), 0xAA);
-	assert_int_equal(*gpa(P.table_end), 0xAA);
-	assert_int_equal(*gpa(MEM_BIOS_END), 0xAA);
+	assert_int_equal(*table_at(MPTABLE_ADDR - 1, 1), 0xAA);
+	assert_int_equal(*table_at(P.table_end, 1), 0xAA);
+	assert_int_equal(*table_at(MEM_BIOS_END, 1), 0xAA);
 }
 
 static void test_one_cpu(void **state)
@@ -269,7 +221,7 @@ static void test_rewrite_smaller(void **state)
 	(void)state;
 	check_tables(8);
 	/* a second write replaces the first (stale bytes may remain after it) */
-	assert_int_equal(mptable__write(&mem, 1), 0);
+	assert_int_equal(mptable__write(&table_mem, 1), 0);
 	parse();
 	assert_int_equal(P.ncpu, 1);
 	assert_int_equal(P.cpu[0].flags, 3);
@@ -281,22 +233,22 @@ static void test_rewrite_smaller(void **state)
 static void test_too_many_cpus(void **state)
 {
 	(void)state;
-	assert_int_equal(mptable__write(&mem, 255), -ENOSPC);
-	assert_int_equal(mptable__write(&mem, 4096), -ENOSPC);
+	assert_int_equal(mptable__write(&table_mem, 255), -ENOSPC);
+	assert_int_equal(mptable__write(&table_mem, 4096), -ENOSPC);
 	/* nothing written */
-	assert_int_equal(*gpa(MPTABLE_ADDR), 0xAA);
+	assert_int_equal(*table_at(MPTABLE_ADDR, 1), 0xAA);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_one_cpu, setup),
-		cmocka_unit_test_setup(test_two_cpus, setup),
-		cmocka_unit_test_setup(test_eight_cpus, setup),
-		cmocka_unit_test_setup(test_max_cpus, setup),
-		cmocka_unit_test_setup(test_rewrite_smaller, setup),
-		cmocka_unit_test_setup(test_too_many_cpus, setup),
+		cmocka_unit_test_setup(test_one_cpu, table_mem_fill),
+		cmocka_unit_test_setup(test_two_cpus, table_mem_fill),
+		cmocka_unit_test_setup(test_eight_cpus, table_mem_fill),
+		cmocka_unit_test_setup(test_max_cpus, table_mem_fill),
+		cmocka_unit_test_setup(test_rewrite_smaller, table_mem_fill),
+		cmocka_unit_test_setup(test_too_many_cpus, table_mem_fill),
 	};
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, table_mem_alloc, table_mem_free);
 }

@@ -28,61 +28,14 @@
 #include "khyve/virtio.h"
 #include "khyve/vm.h"
 
+#include "fakevm.h"
+
 #define SLOT 3
 #define RING 0x100000ULL	/* desc table; avail at +0x1000, used at +0x2000 */
 #define BUFS 0x200000ULL
 #define QSIZE 8
 
-struct fake {
-	struct vm vm;
-	struct vm_config cfg;
-	uint32_t bar;
-};
-
 static char dev_name[] = "virtio-rnd";
-
-static void out32(struct vm *vm, uint16_t port, uint32_t v)
-{
-	bus__access(&vm->bus, BUS_PIO, port, (uint8_t *)&v, 4, true);
-}
-
-static uint32_t in32(struct vm *vm, uint16_t port)
-{
-	uint32_t v = 0;
-
-	bus__access(&vm->bus, BUS_PIO, port, (uint8_t *)&v, 4, false);
-	return v;
-}
-
-static uint32_t cfg_rd(struct vm *vm, unsigned int slot, unsigned int reg)
-{
-	out32(vm, 0xcf8, 0x80000000u | slot << 11 | reg);
-	return in32(vm, 0xcfc);
-}
-
-static void cfg_wr(struct vm *vm, unsigned int slot, unsigned int reg, uint32_t v)
-{
-	out32(vm, 0xcf8, 0x80000000u | slot << 11 | reg);
-	out32(vm, 0xcfc, v);
-}
-
-static uint64_t mmio_rd(struct fake *f, uint64_t off, unsigned int len)
-{
-	uint64_t v = 0;
-
-	bus__access(&f->vm.bus, BUS_MMIO, f->bar + off, (uint8_t *)&v, len, false);
-	return v;
-}
-
-static void mmio_wr(struct fake *f, uint64_t off, uint64_t v, unsigned int len)
-{
-	bus__access(&f->vm.bus, BUS_MMIO, f->bar + off, (uint8_t *)&v, len, true);
-}
-
-static void *gpa(struct fake *f, uint64_t a)
-{
-	return memmap__gpa_to_hva(&f->vm.mem, a, 1);
-}
 
 /*
  * A virtio device type with a device-specific configuration, registered in
@@ -167,34 +120,18 @@ static const struct device_ops cfgdev_ops = { .name = cfgdev_name };
 static const struct pci_devtype cfgdev_pci = { .ops = &cfgdev_ops, .init = cfgdev_init, .exit = cfgdev_exit };
 PCI_DEVTYPE_REGISTER(cfgdev_pci);
 
-static void setup_vm(struct fake *f, bool with_cfgdev)
+static void setup_vm(struct fakevm *f, bool with_cfgdev)
 {
-	char err[256];
-
-	memset(f, 0, sizeof(*f));
-	f->cfg.name = dev_name;
-	f->cfg.ncpus = 1;
-	f->cfg.mem_size = 16 << 20;
-	f->cfg.com1 = CONSOLE_NULL;
-	f->cfg.nslots = 1;
-	f->cfg.slots[0] = (struct slot_config){ .slot = SLOT, .device = dev_name };
+	fakevm_init(f, &(struct fakevm_conf){ .name = dev_name, .slot = SLOT, .device = dev_name,
+					       .ring = { RING }, .qsize = QSIZE, .qmax = 256 });
 	if (with_cfgdev)
 		f->cfg.slots[f->cfg.nslots++] = (struct slot_config){ .slot = CFG_SLOT, .device = cfgdev_name };
-	f->vm.cfg = &f->cfg;
-	f->vm.kvm_fd = f->vm.vm_fd = f->vm.exit_efd = -1;
-	f->vm.mem.src_fd = -1;
-	bus__init(&f->vm.bus);
-	memmap__layout(&f->vm.mem, f->cfg.mem_size);
-	assert_int_equal(memmap__alloc(&f->vm.mem), 0);
-	if (device__init_all(&f->vm, err, sizeof(err)))
-		fail_msg("device__init_all: %s", err);
-	f->bar = cfg_rd(&f->vm, SLOT, PCI_BAR0) & ~0xfu;
-	cfg_wr(&f->vm, SLOT, PCI_COMMAND, PCI_CMD_MEM | PCI_CMD_MASTER);
+	fakevm_up(f);
 }
 
 static int setup(void **state)
 {
-	struct fake *f = malloc(sizeof(*f));
+	struct fakevm *f = malloc(sizeof(*f));
 
 	setup_vm(f, false);
 	*state = f;
@@ -203,7 +140,7 @@ static int setup(void **state)
 
 static int setup_cfgdev(void **state)
 {
-	struct fake *f = malloc(sizeof(*f));
+	struct fakevm *f = malloc(sizeof(*f));
 
 	setup_vm(f, true);
 	*state = f;
@@ -212,17 +149,16 @@ static int setup_cfgdev(void **state)
 
 static int teardown(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 
-	device__exit_all(&f->vm);
-	memmap__free(&f->vm.mem);
+	fakevm_down(f);
 	free(f);
 	return 0;
 }
 
 static void test_enumeration(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	struct vm *vm = &f->vm;
 
 	assert_int_equal(cfg_rd(vm, 0, 0), 0x12378086);		/* host bridge */
@@ -244,7 +180,7 @@ static void test_enumeration(void **state)
 
 static void test_bar_sizing_and_placement(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 
 	assert_true(f->bar >= PCI_MMIO_BASE && f->bar + VIRTIO_BAR_SIZE <= PCI_MMIO_END);
 	assert_int_equal(f->bar % VIRTIO_BAR_SIZE, 0);
@@ -264,7 +200,7 @@ static void test_bar_sizing_and_placement(void **state)
 
 static void test_capabilities(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	unsigned int seen = 0, guard = 0;
 
 	assert_true(cfg_rd(&f->vm, SLOT, PCI_COMMAND) & (PCI_STATUS_CAPS << 16));
@@ -317,7 +253,7 @@ static void window(struct vm *vm, unsigned int slot, unsigned int cap, uint8_t b
 /* VIRTIO_PCI_CAP_PCI_CFG: the common configuration through configuration space */
 static void test_pci_cfg_window(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	struct vm *vm = &f->vm;
 	unsigned int cap = find_vcap(vm, SLOT, 5);
 
@@ -404,7 +340,7 @@ static void bar_wr(struct vm *vm, uint32_t bar, uint64_t off, uint64_t v, unsign
 /* A device type's configuration: its capability, widths, bounds, generation. */
 static void test_device_config(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	struct vm *vm = &f->vm;
 	struct cfgdev *c = g_cfgdev;
 	unsigned int cap = find_vcap(vm, CFG_SLOT, 4), win = find_vcap(vm, CFG_SLOT, 5);
@@ -508,65 +444,15 @@ static void test_device_config(void **state)
 	assert_int_equal(bar_rd(vm, bar, cfg, 4), 0x11223345);
 }
 
-/* Driver initialisation (virtio 1.2, 3.1.1); returns the status read back. */
-static uint8_t negotiate(struct fake *f, uint64_t features)
+/* Driver initialisation, queue 0 with its driver area's address written in halves. */
+static void setup_queue(struct fakevm *f, uint64_t features)
 {
-	mmio_wr(f, 0x14, 0, 1);
-	mmio_wr(f, 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER, 1);
-	mmio_wr(f, 0x08, 0, 4);
-	mmio_wr(f, 0x0c, (uint32_t)features, 4);
-	mmio_wr(f, 0x08, 1, 4);
-	mmio_wr(f, 0x0c, features >> 32, 4);
-	mmio_wr(f, 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER | VIRTIO_S_FEATURES_OK, 1);
-	return (uint8_t)mmio_rd(f, 0x14, 1);
-}
-
-static void setup_queue(struct fake *f, uint64_t features)
-{
-	uint8_t s = negotiate(f, features);
+	uint8_t s = fakevm_negotiate(f, features);
 
 	assert_true(s & VIRTIO_S_FEATURES_OK);
-	memset(gpa(f, RING), 0, 0x3000);
-	mmio_wr(f, 0x16, 0, 2);
-	assert_int_equal(mmio_rd(f, 0x18, 2), 256);
-	mmio_wr(f, 0x18, QSIZE, 2);
-	mmio_wr(f, 0x20, RING, 8);
-	mmio_wr(f, 0x28, (uint32_t)(RING + 0x1000), 4);	/* 64-bit field as two halves */
-	mmio_wr(f, 0x2c, 0, 4);
-	mmio_wr(f, 0x30, RING + 0x2000, 8);
-	mmio_wr(f, 0x1c, 1, 2);
+	fakevm_queue(f, 0, true);
 	assert_int_equal(mmio_rd(f, 0x1c, 2), 1);
 	mmio_wr(f, 0x14, s | VIRTIO_S_DRIVER_OK, 1);
-}
-
-static void set_desc(struct fake *f, uint64_t table, unsigned int i, uint64_t addr, uint32_t len,
-		     uint16_t flags, uint16_t next)
-{
-	uint8_t *d = gpa(f, table + 16 * i);
-
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-}
-
-static void post(struct fake *f, uint16_t head)
-{
-	uint16_t *avail = gpa(f, RING + 0x1000);
-
-	avail[2 + avail[1] % QSIZE] = head;
-	avail[1]++;
-	mmio_wr(f, VIRTIO_NOTIFY_OFF, 0, 2);
-}
-
-static uint16_t used_idx(struct fake *f)
-{
-	return ((uint16_t *)gpa(f, RING + 0x2000))[1];
-}
-
-static uint32_t used_len(struct fake *f, unsigned int i)
-{
-	return ((uint32_t *)gpa(f, RING + 0x2000 + 4 + 8 * i))[1];
 }
 
 static bool not_constant(const uint8_t *p, size_t n)
@@ -579,7 +465,7 @@ static bool not_constant(const uint8_t *p, size_t n)
 
 static void test_rng_requests(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	uint64_t feat = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC;
 
 	setup_queue(f, feat);
@@ -587,9 +473,9 @@ static void test_rng_requests(void **state)
 	/* a chain of two writable buffers */
 	set_desc(f, RING, 0, BUFS, 64, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
 	set_desc(f, RING, 1, BUFS + 64, 64, VIRTQ_DESC_F_WRITE, 0);
-	post(f, 0);
-	assert_int_equal(used_idx(f), 1);
-	assert_int_equal(used_len(f, 0), 128);
+	post(f, 0, 0);
+	assert_int_equal(used_idx(f, 0), 1);
+	assert_int_equal(used_len(f, 0, 0), 128);
 	assert_true(not_constant(gpa(f, BUFS), 128));
 	/* INTx without MSI-X: ISR bit 0, cleared by reading it */
 	assert_true(cfg_rd(&f->vm, SLOT, PCI_COMMAND) & (PCI_STATUS_INTX << 16));
@@ -601,21 +487,21 @@ static void test_rng_requests(void **state)
 	set_desc(f, BUFS + 0x800, 2, BUFS + 0x110, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
 	set_desc(f, BUFS + 0x800, 1, BUFS + 0x120, 16, VIRTQ_DESC_F_WRITE, 0);
 	set_desc(f, RING, 2, BUFS + 0x800, 48, VIRTQ_DESC_F_INDIRECT, 0);
-	post(f, 2);
-	assert_int_equal(used_idx(f), 2);
-	assert_int_equal(used_len(f, 1), 48);
+	post(f, 0, 2);
+	assert_int_equal(used_idx(f, 0), 2);
+	assert_int_equal(used_len(f, 0, 1), 48);
 	assert_false(mmio_rd(f, 0x14, 1) & VIRTIO_S_NEEDS_RESET);
 }
 
 static void test_features_subset(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 
 	/* a bit never offered: FEATURES_OK does not stick */
-	assert_false(negotiate(f, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << 40) & VIRTIO_S_FEATURES_OK);
+	assert_false(fakevm_negotiate(f, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << 40) & VIRTIO_S_FEATURES_OK);
 	/* without VERSION_1 (a legacy driver): refused too */
-	assert_false(negotiate(f, 1ULL << VIRTIO_F_INDIRECT_DESC) & VIRTIO_S_FEATURES_OK);
-	assert_true(negotiate(f, 1ULL << VIRTIO_F_VERSION_1) & VIRTIO_S_FEATURES_OK);
+	assert_false(fakevm_negotiate(f, 1ULL << VIRTIO_F_INDIRECT_DESC) & VIRTIO_S_FEATURES_OK);
+	assert_true(fakevm_negotiate(f, 1ULL << VIRTIO_F_VERSION_1) & VIRTIO_S_FEATURES_OK);
 	/* offered: version 1, indirect descriptors, event index */
 	mmio_wr(f, 0x00, 1, 4);
 	assert_int_equal(mmio_rd(f, 0x04, 4), 1);
@@ -623,14 +509,14 @@ static void test_features_subset(void **state)
 	assert_int_equal(mmio_rd(f, 0x04, 4), 3u << 28);
 }
 
-static void expect_broken(struct fake *f, uint16_t before)
+static void expect_broken(struct fakevm *f, uint16_t before)
 {
 	assert_true(mmio_rd(f, 0x14, 1) & VIRTIO_S_NEEDS_RESET);
-	assert_int_equal(used_idx(f), before);
+	assert_int_equal(used_idx(f, 0), before);
 	/* and it serves nothing more until reset */
 	set_desc(f, RING, 7, BUFS, 16, VIRTQ_DESC_F_WRITE, 0);
-	post(f, 7);
-	assert_int_equal(used_idx(f), before);
+	post(f, 0, 7);
+	assert_int_equal(used_idx(f, 0), before);
 	mmio_wr(f, 0x14, 0, 1);
 	assert_int_equal(mmio_rd(f, 0x14, 1), 0);
 	mmio_wr(f, 0x16, 0, 2);
@@ -639,7 +525,7 @@ static void expect_broken(struct fake *f, uint16_t before)
 
 static void test_hostile_chains(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	uint64_t feat = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC;
 	static const struct { uint64_t addr; uint32_t len; uint16_t flags, next; bool two; } bad[] = {
 		{ 0xF0000000ULL, 16, VIRTQ_DESC_F_WRITE, 0, false },		/* outside RAM */
@@ -656,13 +542,13 @@ static void test_hostile_chains(void **state)
 		uint16_t before;
 
 		setup_queue(f, feat);
-		before = used_idx(f);
+		before = used_idx(f, 0);
 		set_desc(f, RING, 0, bad[i].addr, bad[i].len, bad[i].flags, bad[i].next);
 		if (bad[i].two)
 			set_desc(f, RING, 1, BUFS, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 0);
 		/* the nested case: an indirect entry inside the indirect table */
 		set_desc(f, BUFS + 0x800, 0, BUFS + 0x800, 16, VIRTQ_DESC_F_INDIRECT, 0);
-		post(f, 0);
+		post(f, 0, 0);
 		print_message("    case %u\n", i);
 		expect_broken(f, before);
 	}
@@ -672,7 +558,7 @@ static void test_hostile_chains(void **state)
 	mmio_wr(f, VIRTIO_NOTIFY_OFF, 0, 2);
 	expect_broken(f, 0);
 	/* a queue whose rings are not in RAM is never enabled */
-	negotiate(f, feat);
+	fakevm_negotiate(f, feat);
 	mmio_wr(f, 0x16, 0, 2);
 	mmio_wr(f, 0x20, 0xFEBFF000ULL, 8);
 	mmio_wr(f, 0x1c, 1, 2);
@@ -686,14 +572,14 @@ static void test_hostile_chains(void **state)
 
 static void test_event_idx(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	uint16_t *used = gpa(f, RING + 0x2000), *avail = gpa(f, RING + 0x1000);
 
 	setup_queue(f, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX);
 	avail[2 + QSIZE] = 5;	/* used_event: interrupt only after the 6th */
 	for (unsigned int i = 0; i < 6; i++) {
 		set_desc(f, RING, i, BUFS + 16 * i, 16, VIRTQ_DESC_F_WRITE, 0);
-		post(f, (uint16_t)i);
+		post(f, 0, (uint16_t)i);
 		/* avail_event tells the driver we want the next notification */
 		assert_int_equal(used[2 + 4 * QSIZE], i + 1);
 		assert_int_equal(mmio_rd(f, VIRTIO_ISR_OFF, 1), i == 5 ? 1 : 0);
@@ -702,7 +588,7 @@ static void test_event_idx(void **state)
 
 static void test_msix_mask_and_pending(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	uint32_t cap = 0;
 
 	for (unsigned int p = cfg_rd(&f->vm, SLOT, PCI_CAP_PTR) & 0xff; p; p = (cfg_rd(&f->vm, SLOT, p) >> 8) & 0xff)
@@ -726,8 +612,8 @@ static void test_msix_mask_and_pending(void **state)
 	mmio_wr(f, 0x16, 0, 2);
 	mmio_wr(f, 0x1a, 1, 2);
 	set_desc(f, RING, 0, BUFS, 16, VIRTQ_DESC_F_WRITE, 0);
-	post(f, 0);
-	assert_int_equal(used_idx(f), 1);
+	post(f, 0, 0);
+	assert_int_equal(used_idx(f, 0), 1);
 	assert_int_equal(mmio_rd(f, VIRTIO_ISR_OFF, 1), 0);	/* MSI-X, not ISR */
 	assert_int_equal(mmio_rd(f, VIRTIO_MSIX_PBA_OFF, 4), 2);	/* masked: pending */
 	cfg_wr(&f->vm, SLOT, cap, (uint32_t)PCI_MSIX_ENABLE << 16);	/* unmask: delivered */
@@ -738,7 +624,7 @@ static void test_msix_mask_and_pending(void **state)
  * decoder refuses states no device could be in. */
 static void test_snapshot(void **state)
 {
-	struct fake *f = *state, g;
+	struct fakevm *f = *state, g;
 	struct device_instance *d, *e;
 	const struct device_ops *ops;
 	struct sbuf b1 = { 0 }, b2 = { 0 };
@@ -750,10 +636,8 @@ static void test_snapshot(void **state)
 
 	setup_queue(f, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX);
 	set_desc(f, RING, 0, BUFS, 16, VIRTQ_DESC_F_WRITE, 0);
-	post(f, 0);
-	for (d = f->vm.devices; d && strcmp(d->name, "virtio-rnd.3"); d = d->next)
-		;
-	assert_non_null(d);
+	post(f, 0, 0);
+	d = device_named(&f->vm, "virtio-rnd.3");
 	ops = d->ops;
 	assert_ptr_equal(device__find("virtio-rnd.3"), ops);
 	assert_ptr_equal(device__find("virtio-rnd.3.1"), ops);
@@ -764,23 +648,16 @@ static void test_snapshot(void **state)
 	s1 = calloc(1, ops->state_size);
 	s2 = calloc(1, ops->state_size);
 	ops->save(d->priv, s1);
-	ops->encode(&b1, s1);
-	m = dec__load(&dec, b1.p, b1.len);
-	ops->decode(&dec, m, ops->state_version, s2);
-	cbor_decref(&m);
-	if (dec.ret)
-		fail_msg("decode: %s", err);
+	encode_decode(ops, &dec, s1, &b1, s2);
 	setup_vm(&g, false);
-	for (e = g.vm.devices; e && strcmp(e->name, "virtio-rnd.3"); e = e->next)
-		;
+	e = device_named(&g.vm, "virtio-rnd.3");
 	assert_int_equal(ops->restore(e->priv, s2, err, sizeof(err)), 0);
 	memset(s2, 0, ops->state_size);
 	ops->save(e->priv, s2);
 	ops->encode(&b2, s2);
 	assert_int_equal(b1.len, b2.len);
 	assert_memory_equal(b1.p, b2.p, b1.len);
-	device__exit_all(&g.vm);
-	memmap__free(&g.vm.mem);
+	fakevm_down(&g);
 
 	/* states no device could be in */
 	st = s1;
@@ -905,7 +782,7 @@ static int rebuild(const uint8_t uuid[16], const struct snap_section *secs, unsi
  */
 static void test_sections_match_slots(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	struct snap_section *secs = NULL;
 	struct device_instance *d;
 	unsigned int nsecs = 0;
@@ -1056,15 +933,6 @@ static void test_config_section(void **state)
 	sbuf__free(&b2);
 }
 
-static uint8_t sum(const uint8_t *p, size_t n)
-{
-	uint8_t s = 0;
-
-	while (n--)
-		s += *p++;
-	return s;
-}
-
 /* With PCI: bus 0 is PCI, ISA moves to bus 1, one level/low entry per INTx line */
 static void test_mptable_pci(void **state)
 {
@@ -1145,7 +1013,7 @@ static void cfc_wr(struct vm *vm, unsigned int dev, unsigned int fn, unsigned in
 /* Every register of every function, present or not, at every width, both ways. */
 static void test_ecam_equals_cf8(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	struct vm *vm = &f->vm;
 	static const unsigned int devs[] = { 0, SLOT, CFG_SLOT, 5, 31 };
 
@@ -1183,7 +1051,7 @@ static void test_ecam_equals_cf8(void **state)
 /* Widths, alignment, the extended space and what lies outside bus 0's 1 MiB. */
 static void test_ecam_odd_accesses(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	struct vm *vm = &f->vm;
 	uint32_t cmd = cfg_rd(vm, SLOT, PCI_COMMAND) & 0xffff;
 	uint64_t v;
@@ -1224,23 +1092,20 @@ static void test_ecam_odd_accesses(void **state)
 /* No -s: no PCI at all, ECAM included. */
 static void test_ecam_only_with_pci(void **state)
 {
-	struct vm_config cfg = { .name = dev_name, .ncpus = 1, .mem_size = 16 << 20, .com1 = CONSOLE_NULL };
-	struct vm vm = { .cfg = &cfg, .kvm_fd = -1, .vm_fd = -1, .exit_efd = -1 };
+	struct fakevm f;
+	struct vm *vm = &f.vm;
 	char err[256];
 	uint32_t v = 0;
 
 	(void)state;
-	bus__init(&vm.bus);
-	memmap__layout(&vm.mem, cfg.mem_size);
-	assert_int_equal(memmap__alloc(&vm.mem), 0);
-	if (device__init_all(&vm, err, sizeof(err)))
+	fakevm_init(&f, &(struct fakevm_conf){ .name = dev_name });	/* no slot */
+	if (fakevm_start(&f, err, sizeof(err)))
 		fail_msg("device__init_all: %s", err);
-	bus__access(&vm.bus, BUS_MMIO, PCI_ECAM_BASE, (uint8_t *)&v, 4, false);
+	bus__access(&vm->bus, BUS_MMIO, PCI_ECAM_BASE, (uint8_t *)&v, 4, false);
 	assert_int_equal(v, 0xffffffff);
-	for (unsigned int i = 0; i < vm.bus.n[BUS_MMIO]; i++)
-		assert_false(vm.bus.ranges[BUS_MMIO][i].start == PCI_ECAM_BASE);
-	device__exit_all(&vm);
-	memmap__free(&vm.mem);
+	for (unsigned int i = 0; i < vm->bus.n[BUS_MMIO]; i++)
+		assert_false(vm->bus.ranges[BUS_MMIO][i].start == PCI_ECAM_BASE);
+	fakevm_down(&f);
 }
 
 /* ---------- a plain function with 64-bit BARs and MSI-X ---------- */
@@ -1351,63 +1216,27 @@ static const struct pci_devtype t64_pci = { .ops = &t64_ops, .init = t64_init, .
 PCI_DEVTYPE_REGISTER(t64_pci);
 
 /* A VM of mem bytes with nfuncs test-bar64 functions in slots 5, 6, ...; 0 or -errno with err. */
-static int setup_t64(struct fake *f, uint64_t mem, unsigned int nfuncs, const char *opts, int vm_fd,
+static int setup_t64(struct fakevm *f, uint64_t mem, unsigned int nfuncs, const char *opts, int vm_fd,
 		     char *err, size_t errlen)
 {
-	int ret;
-
-	memset(f, 0, sizeof(*f));
-	f->cfg.name = dev_name;
-	f->cfg.ncpus = 1;
-	f->cfg.mem_size = mem;
-	f->cfg.com1 = CONSOLE_NULL;
-	for (unsigned int i = 0; i < nfuncs; i++)
-		f->cfg.slots[f->cfg.nslots++] = (struct slot_config){ .slot = (uint8_t)(T64_SLOT + i),
-								      .device = t64_name, .opts = (char *)opts };
-	f->vm.cfg = &f->cfg;
-	f->vm.kvm_fd = f->vm.exit_efd = -1;
+	fakevm_init(f, &(struct fakevm_conf){ .name = dev_name, .slot = T64_SLOT, .device = t64_name, .opts = opts,
+					       .mem_size = mem });
+	for (unsigned int i = 1; i < nfuncs; i++) {
+		f->cfg.slots[f->cfg.nslots] = f->cfg.slots[0];
+		f->cfg.slots[f->cfg.nslots++].slot = (uint8_t)(T64_SLOT + i);
+	}
 	f->vm.vm_fd = vm_fd;
-	f->vm.mem.src_fd = -1;
-	bus__init(&f->vm.bus);
-	memmap__layout(&f->vm.mem, f->cfg.mem_size);
-	assert_int_equal(memmap__alloc(&f->vm.mem), 0);
-	ret = device__init_all(&f->vm, err, errlen);
-	if (!ret)
-		f->bar = cfg_rd(&f->vm, T64_SLOT, PCI_BAR0) & ~0xfu;
-	return ret;
-}
-
-static void teardown_t64(struct fake *f)
-{
-	device__exit_all(&f->vm);
-	memmap__free(&f->vm.mem);
+	return fakevm_start(f, err, errlen);
 }
 
 static struct pci_dev *find_func(struct vm *vm, const char *name)
 {
-	for (struct device_instance *d = vm->devices; d; d = d->next)
-		if (!strcmp(d->name, name))
-			return d->priv;
-	fail_msg("no %s", name);
-	return NULL;
+	return device_named(vm, name)->priv;
 }
 
 static uint64_t bar64_of(struct vm *vm, unsigned int slot, unsigned int n)
 {
 	return (cfg_rd(vm, slot, PCI_BAR0 + 4 * n) & ~0xfu) | (uint64_t)cfg_rd(vm, slot, PCI_BAR0 + 4 * (n + 1)) << 32;
-}
-
-static uint64_t mem_rd(struct vm *vm, uint64_t a, unsigned int len)
-{
-	uint64_t v = 0;
-
-	bus__access(&vm->bus, BUS_MMIO, a, (uint8_t *)&v, len, false);
-	return v;
-}
-
-static void mem_wr(struct vm *vm, uint64_t a, uint64_t v, unsigned int len)
-{
-	bus__access(&vm->bus, BUS_MMIO, a, (uint8_t *)&v, len, true);
 }
 
 /* pci__add_bar64's rules, on a bare function */
@@ -1442,7 +1271,7 @@ static void test_bar64_arguments(void **state)
 static void test_bar64(void **state)
 {
 	static const uint64_t mems[] = { 16ULL << 20, 5ULL << 30 };
-	struct fake *f = malloc(sizeof(*f));
+	struct fakevm *f = malloc(sizeof(*f));
 	char err[256];
 
 	(void)state;
@@ -1518,13 +1347,13 @@ static void test_bar64(void **state)
 		/* an unused BAR reads zero and cannot be written */
 		cfg_wr(vm, T64_SLOT, PCI_BAR0 + 4, 0xffffffff);
 		assert_int_equal(cfg_rd(vm, T64_SLOT, PCI_BAR0 + 4), 0);
-		teardown_t64(f);
+		fakevm_down(f);
 	}
 	/* a BAR larger than the physical address space: refused by name */
 	assert_int_equal(setup_t64(f, 16 << 20, 1, "huge", -1, err, sizeof(err)), -ENOSPC);
 	print_message("    refused: %s\n", err);
 	assert_non_null(strstr(err, "no room for BAR 4"));
-	teardown_t64(f);
+	fakevm_down(f);
 	free(f);
 }
 
@@ -1709,7 +1538,7 @@ static int teardown_fake_kvm(void **state)
 
 static void test_msix_irqfd_routes(void **state)
 {
-	struct fake *f = malloc(sizeof(*f));
+	struct fakevm *f = malloc(sizeof(*f));
 	struct vm *vm = &f->vm;
 	struct pci_dev *a, *b;
 	uint32_t gsi_a[T64_NVEC], gsi_b0, data;
@@ -1833,14 +1662,14 @@ static void test_msix_irqfd_routes(void **state)
 	assert_int_equal(fired(gsi_a[0]), 0);
 	assert_int_equal(fk.nmsi, 2);
 	assert_int_equal(fk.nrouting, calls);
-	teardown_t64(f);
+	fakevm_down(f);
 	free(f);
 }
 
 /* A restored function's vectors are routed again, in the new VM, from the restored table. */
 static void test_msix_routes_after_restore(void **state)
 {
-	struct fake *f = malloc(sizeof(*f));
+	struct fakevm *f = malloc(sizeof(*f));
 	struct pci_func_state s;
 	struct pci_dev *pd;
 	uint32_t gsi[T64_NVEC], data;
@@ -1860,7 +1689,7 @@ static void test_msix_routes_after_restore(void **state)
 	pthread_mutex_lock(&pd->lock);
 	pci__save(pd, &s);
 	pthread_mutex_unlock(&pd->lock);
-	teardown_t64(f);
+	fakevm_down(f);
 	/* every irqfd of the old VM was deassigned */
 	for (unsigned int k = 0; k < fk.nirqfd; k++)
 		assert_false(fk.irqfd[k].on);
@@ -1889,14 +1718,14 @@ static void test_msix_routes_after_restore(void **state)
 	notify(pd, 3);					/* still masked: pending */
 	assert_int_equal(fired(gsi[3]), 0);
 	assert_int_equal(fk.nmsi, 0);
-	teardown_t64(f);
+	fakevm_down(f);
 	free(f);
 }
 
 /* KVM refuses irqfds: every vector goes by KVM_SIGNAL_MSI, as before irqfds. */
 static void test_msix_without_irqfd(void **state)
 {
-	struct fake *f = malloc(sizeof(*f));
+	struct fakevm *f = malloc(sizeof(*f));
 	struct pci_dev *pd;
 	char err[256];
 
@@ -1916,7 +1745,7 @@ static void test_msix_without_irqfd(void **state)
 	notify(pd, 1);
 	assert_int_equal(fk.nmsi, 1);
 	assert_int_equal(fk.msi[0].data, 0x71);
-	teardown_t64(f);
+	fakevm_down(f);
 	free(f);
 }
 
@@ -1990,7 +1819,7 @@ static void line_map(int vm, uint32_t ioapic[24], uint32_t pic[24])
  */
 static void test_msix_irqfd_kvm(void **state)
 {
-	struct fake *f;
+	struct fakevm *f;
 	struct kvm_vm k, ref;
 	struct kvm_lapic_state lapic;
 	uint32_t io_ref[24], pic_ref[24], io[24], pic[24], irr = 0;
@@ -2042,7 +1871,7 @@ static void test_msix_irqfd_kvm(void **state)
 	assert_int_equal(io[2] | pic[2], 0);
 	assert_int_equal(pic[16], 0);
 	kvm_close(&ref);
-	teardown_t64(f);
+	fakevm_down(f);
 	free(f);
 	kvm_close(&k);
 }

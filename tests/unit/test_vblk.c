@@ -33,6 +33,8 @@
 #include "khyve/virtio.h"
 #include "khyve/vm.h"
 
+#include "fakevm.h"
+
 #define SLOT 4
 #define RING 0x100000ULL	/* desc table; avail at +0x1000, used at +0x2000 */
 #define HDRS 0x110000ULL	/* 32 bytes per request: header, status at +16 */
@@ -59,17 +61,8 @@
 #define RW_FEATURES (1u << 1 | 1u << 2 | 1u << 6 | 1u << F_FLUSH | 1u << F_DISCARD | 1u << F_WRITE_ZEROES)
 #define RO_FEATURES (1u << 1 | 1u << 2 | 1u << 6 | 1u << F_FLUSH | 1u << F_RO)
 
-struct fake {
-	struct vm vm;
-	struct vm_config cfg;
-	uint32_t bar;
-	uint16_t used;		/* completions seen */
-	char opts[PATH_MAX + 64];
-	bool up;
-};
-
 struct ctx {
-	struct fake f;
+	struct fakevm f;	/* f.used: completions seen */
 	char dir[64];		/* a temporary directory */
 	char disk[128];		/* dir/disk.img */
 };
@@ -77,49 +70,6 @@ struct ctx {
 static char vm_name[] = "vblk";
 static char dev_name[] = "virtio-blk";
 static bool pool;	/* this run is the thread pool's */
-
-static void out32(struct vm *vm, uint16_t port, uint32_t v)
-{
-	bus__access(&vm->bus, BUS_PIO, port, (uint8_t *)&v, 4, true);
-}
-
-static uint32_t in32(struct vm *vm, uint16_t port)
-{
-	uint32_t v = 0;
-
-	bus__access(&vm->bus, BUS_PIO, port, (uint8_t *)&v, 4, false);
-	return v;
-}
-
-static uint32_t cfg_rd(struct vm *vm, unsigned int reg)
-{
-	out32(vm, 0xcf8, 0x80000000u | SLOT << 11 | reg);
-	return in32(vm, 0xcfc);
-}
-
-static void cfg_wr(struct vm *vm, unsigned int reg, uint32_t v)
-{
-	out32(vm, 0xcf8, 0x80000000u | SLOT << 11 | reg);
-	out32(vm, 0xcfc, v);
-}
-
-static uint64_t mmio_rd(struct fake *f, uint64_t off, unsigned int len)
-{
-	uint64_t v = 0;
-
-	bus__access(&f->vm.bus, BUS_MMIO, f->bar + off, (uint8_t *)&v, len, false);
-	return v;
-}
-
-static void mmio_wr(struct fake *f, uint64_t off, uint64_t v, unsigned int len)
-{
-	bus__access(&f->vm.bus, BUS_MMIO, f->bar + off, (uint8_t *)&v, len, true);
-}
-
-static void *gpa(struct fake *f, uint64_t a)
-{
-	return memmap__gpa_to_hva(&f->vm.mem, a, 1);
-}
 
 static uint8_t pattern(uint64_t off)
 {
@@ -162,52 +112,25 @@ static bool disk_is(const char *path, uint64_t off, size_t len, int byte)
 }
 
 /* The VM with opts after "virtio-blk,"; restoring: as khyve -r. */
-static int setup_vm_err(struct fake *f, const char *opts, bool restoring, char *err, size_t errlen)
+static int setup_vm_err(struct fakevm *f, const char *opts, bool restoring, char *err, size_t errlen)
 {
 	int ret;
 
-	memset(f, 0, sizeof(*f));
-	snprintf(f->opts, sizeof(f->opts), "%s", opts);
-	f->cfg.name = vm_name;
-	f->cfg.ncpus = 1;
-	f->cfg.mem_size = 16 << 20;
-	f->cfg.com1 = CONSOLE_NULL;
-	f->cfg.restore = restoring ? vm_name : NULL;
-	f->cfg.nslots = 1;
-	f->cfg.slots[0] = (struct slot_config){ .slot = SLOT, .device = dev_name, .opts = f->opts };
-	f->vm.cfg = &f->cfg;
-	f->vm.kvm_fd = f->vm.vm_fd = f->vm.exit_efd = -1;
-	f->vm.mem.src_fd = -1;
-	bus__init(&f->vm.bus);
-	memmap__layout(&f->vm.mem, f->cfg.mem_size);
-	assert_int_equal(memmap__alloc(&f->vm.mem), 0);
-	ret = device__init_all(&f->vm, err, errlen);
-	if (ret) {
-		device__exit_all(&f->vm);
-		memmap__free(&f->vm.mem);
-		return ret;
-	}
-	f->up = true;
-	f->bar = cfg_rd(&f->vm, PCI_BAR0) & ~0xfu;
-	cfg_wr(&f->vm, PCI_COMMAND, PCI_CMD_MEM | PCI_CMD_MASTER);
-	return 0;
+	fakevm_init(f, &(struct fakevm_conf){ .name = vm_name, .slot = SLOT, .device = dev_name, .opts = opts,
+					       .restoring = restoring, .ring = { RING }, .qsize = QSIZE,
+					       .qmax = 256 });
+	ret = fakevm_start(f, err, errlen);
+	if (!ret)
+		fakevm_enable(f);
+	return ret;
 }
 
-static void setup_vm(struct fake *f, const char *opts, bool restoring)
+static void setup_vm(struct fakevm *f, const char *opts, bool restoring)
 {
 	char err[512];
 
 	if (setup_vm_err(f, opts, restoring, err, sizeof(err)))
 		fail_msg("device__init_all: %s", err);
-}
-
-static void teardown_vm(struct fake *f)
-{
-	if (!f->up)
-		return;
-	device__exit_all(&f->vm);
-	memmap__free(&f->vm.mem);
-	f->up = false;
 }
 
 static int setup(void **state)
@@ -229,7 +152,7 @@ static int teardown(void **state)
 	DIR *d;
 	struct dirent *e;
 
-	teardown_vm(&c->f);
+	fakevm_down(&c->f);
 	d = opendir(c->dir);
 	while (d && (e = readdir(d))) {
 		char p[400];
@@ -246,38 +169,15 @@ static int teardown(void **state)
 	return 0;
 }
 
-static struct pci_dev *pdev(struct fake *f)
+static struct pci_dev *pdev(struct fakevm *f)
 {
-	for (struct device_instance *d = f->vm.devices; d; d = d->next)
-		if (!strcmp(d->name, "virtio-blk.4"))
-			return d->priv;
-	fail_msg("no virtio-blk.4");
-	return NULL;
+	return device_named(&f->vm, "virtio-blk.4")->priv;
 }
 
-/* Negotiate features (VERSION_1 and feat), set up queue 0, DRIVER_OK. */
-static void drive(struct fake *f, uint32_t feat)
+/* Negotiate features (VERSION_1, indirect descriptors and feat), set up queue 0, DRIVER_OK. */
+static void drive(struct fakevm *f, uint32_t feat)
 {
-	uint8_t s;
-
-	mmio_wr(f, 0x14, 0, 1);
-	mmio_wr(f, 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER, 1);
-	mmio_wr(f, 0x08, 0, 4);
-	mmio_wr(f, 0x0c, feat | 1u << VIRTIO_F_INDIRECT_DESC, 4);
-	mmio_wr(f, 0x08, 1, 4);
-	mmio_wr(f, 0x0c, 1, 4);
-	mmio_wr(f, 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER | VIRTIO_S_FEATURES_OK, 1);
-	s = (uint8_t)mmio_rd(f, 0x14, 1);
-	assert_true(s & VIRTIO_S_FEATURES_OK);
-	memset(gpa(f, RING), 0, 0x3000);
-	mmio_wr(f, 0x16, 0, 2);
-	assert_int_equal(mmio_rd(f, 0x18, 2), 256);
-	mmio_wr(f, 0x18, QSIZE, 2);
-	mmio_wr(f, 0x20, RING, 8);
-	mmio_wr(f, 0x28, RING + 0x1000, 8);
-	mmio_wr(f, 0x30, RING + 0x2000, 8);
-	mmio_wr(f, 0x1c, 1, 2);
-	mmio_wr(f, 0x14, s | VIRTIO_S_DRIVER_OK, 1);
+	fakevm_drive(f, 1ULL << VIRTIO_F_VERSION_1 | feat | 1u << VIRTIO_F_INDIRECT_DESC, 1);
 	f->used = 0;
 }
 
@@ -287,19 +187,8 @@ struct seg {
 	bool w;			/* device-writable */
 };
 
-static void set_desc(struct fake *f, uint64_t table, unsigned int i, uint64_t addr, uint32_t len,
-		     uint16_t flags, uint16_t next)
-{
-	uint8_t *d = gpa(f, table + 16 * i);
-
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-}
-
 /* A chain in descriptors head, head+1, ... of the ring's table. */
-static void put_chain(struct fake *f, unsigned int head, const struct seg *s, unsigned int n)
+static void put_chain(struct fakevm *f, unsigned int head, const struct seg *s, unsigned int n)
 {
 	for (unsigned int i = 0; i < n; i++)
 		set_desc(f, RING, head + i, s[i].addr, s[i].len,
@@ -308,7 +197,7 @@ static void put_chain(struct fake *f, unsigned int head, const struct seg *s, un
 }
 
 /* A chain as an indirect table (TABLES + 64 * head) behind descriptor head. */
-static void put_indirect(struct fake *f, unsigned int head, const struct seg *s, unsigned int n)
+static void put_indirect(struct fakevm *f, unsigned int head, const struct seg *s, unsigned int n)
 {
 	uint64_t t = TABLES + 64 * head;
 
@@ -320,43 +209,11 @@ static void put_indirect(struct fake *f, unsigned int head, const struct seg *s,
 	set_desc(f, RING, head, t, 16 * n, VIRTQ_DESC_F_INDIRECT, 0);
 }
 
-static void make_avail(struct fake *f, uint16_t head)
-{
-	uint16_t *avail = gpa(f, RING + 0x1000);
-
-	avail[2 + avail[1] % QSIZE] = head;
-	__atomic_store_n(&avail[1], (uint16_t)(avail[1] + 1), __ATOMIC_RELEASE);
-}
-
-static void kick(struct fake *f)
-{
-	mmio_wr(f, VIRTIO_NOTIFY_OFF, 0, 2);
-}
-
-static uint16_t used_idx(struct fake *f)
-{
-	return __atomic_load_n((uint16_t *)gpa(f, RING + 0x2000) + 1, __ATOMIC_ACQUIRE);
-}
-
-static uint32_t used_id(struct fake *f, uint16_t k)
-{
-	return ((uint32_t *)gpa(f, RING + 0x2000 + 4 + 8 * (k % QSIZE)))[0];
-}
-
-static uint32_t used_len(struct fake *f, uint16_t k)
-{
-	return ((uint32_t *)gpa(f, RING + 0x2000 + 4 + 8 * (k % QSIZE)))[1];
-}
-
 /* Wait (5 s at most) until n more chains are used. */
-static void wait_used(struct fake *f, unsigned int n)
+static void wait_more(struct fakevm *f, unsigned int n)
 {
-	uint16_t want = (uint16_t)(f->used + n);
-
-	for (int i = 0; i < 5000 && used_idx(f) != want; i++)
-		usleep(1000);
-	assert_int_equal(used_idx(f), want);
-	f->used = want;
+	f->used = (uint16_t)(f->used + n);
+	wait_used(f, 0, f->used);
 }
 
 static uint64_t hdr_at(unsigned int i)
@@ -364,12 +221,12 @@ static uint64_t hdr_at(unsigned int i)
 	return HDRS + 32ULL * i;
 }
 
-static uint8_t *status_of(struct fake *f, unsigned int i)
+static uint8_t *status_of(struct fakevm *f, unsigned int i)
 {
 	return gpa(f, hdr_at(i) + 16);
 }
 
-static void set_hdr(struct fake *f, unsigned int i, uint32_t type, uint64_t sector)
+static void set_hdr(struct fakevm *f, unsigned int i, uint32_t type, uint64_t sector)
 {
 	uint8_t *h = gpa(f, hdr_at(i));
 	uint32_t zero = 0;
@@ -385,7 +242,7 @@ static void set_hdr(struct fake *f, unsigned int i, uint32_t type, uint64_t sect
  * waited for; returns its status.  Data at DATA for IN/OUT/GET_ID, the
  * ranges at DATA for DISCARD/WRITE_ZEROES.
  */
-static uint8_t request(struct fake *f, uint32_t type, uint64_t sector, uint32_t len)
+static uint8_t request(struct fakevm *f, uint32_t type, uint64_t sector, uint32_t len)
 {
 	bool in = type == T_IN || type == T_GET_ID;
 	struct seg s[3] = {
@@ -401,14 +258,13 @@ static uint8_t request(struct fake *f, uint32_t type, uint64_t sector, uint32_t 
 		s[1] = s[2];
 		put_chain(f, 0, s, 2);
 	}
-	make_avail(f, 0);
-	kick(f);
-	wait_used(f, 1);
-	assert_int_equal(used_id(f, (uint16_t)(f->used - 1)), 0);
+	post(f, 0, 0);
+	wait_more(f, 1);
+	assert_int_equal(used_id(f, 0, (uint16_t)(f->used - 1)), 0);
 	return *status_of(f, 0);
 }
 
-static void set_range(struct fake *f, unsigned int k, uint64_t sector, uint32_t n, uint32_t flags)
+static void set_range(struct fakevm *f, unsigned int k, uint64_t sector, uint32_t n, uint32_t flags)
 {
 	uint8_t *p = gpa(f, DATA + 16ULL * k);
 
@@ -417,12 +273,12 @@ static void set_range(struct fake *f, unsigned int k, uint64_t sector, uint32_t 
 	memcpy(p + 12, &flags, 4);
 }
 
-static void pause_vm(struct fake *f)
+static void pause_vm(struct fakevm *f)
 {
 	virtio__pause(pdev(f));
 }
 
-static void resume_vm(struct fake *f)
+static void resume_vm(struct fakevm *f)
 {
 	virtio__resume(pdev(f));
 }
@@ -469,10 +325,10 @@ static void test_options(void **state)
 static void test_init_errors(void **state)
 {
 	struct ctx *c = *state;
-	struct fake g;
+	struct fakevm g;
 	char err[512], opts[300];
 
-	teardown_vm(&c->f);
+	fakevm_down(&c->f);
 	snprintf(opts, sizeof(opts), "%s/missing.img", c->dir);
 	assert_int_equal(setup_vm_err(&g, opts, false, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "virtio-blk: cannot open disk image '"));
@@ -491,20 +347,20 @@ static void test_init_errors(void **state)
 	snprintf(opts, sizeof(opts), "%s,ro", c->disk);
 	assert_int_equal(setup_vm_err(&g, opts, false, err, sizeof(err)), -EBUSY);
 	/* readers share */
-	teardown_vm(&c->f);
+	fakevm_down(&c->f);
 	setup_vm(&c->f, opts, false);
 	setup_vm(&g, opts, false);
-	teardown_vm(&g);
+	fakevm_down(&g);
 }
 
 static void test_identity(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f;
+	struct fakevm *f = &c->f;
 	char opts[300];
 
-	assert_int_equal(cfg_rd(&f->vm, 0), 0x10421af4);	/* virtio 1.x block device */
-	assert_int_equal(cfg_rd(&f->vm, PCI_CLASS_PROG - 1) >> 16, 0x0100);
+	assert_int_equal(cfg_rd(&f->vm, SLOT, 0), 0x10421af4);	/* virtio 1.x block device */
+	assert_int_equal(cfg_rd(&f->vm, SLOT, PCI_CLASS_PROG - 1) >> 16, 0x0100);
 	assert_int_equal(mmio_rd(f, 0x12, 2), 1);		/* one queue */
 	mmio_wr(f, 0x00, 0, 4);
 	assert_int_equal(mmio_rd(f, 0x04, 4), RW_FEATURES | 3u << 28);
@@ -527,7 +383,7 @@ static void test_identity(void **state)
 	assert_int_equal(mmio_rd(f, VIRTIO_DEVCFG_OFF + 60, 4), 0);		/* beyond: nothing */
 
 	/* read-only: F_RO, no discard or write zeroes */
-	teardown_vm(f);
+	fakevm_down(f);
 	snprintf(opts, sizeof(opts), "path=%s,ro", c->disk);
 	setup_vm(f, opts, false);
 	mmio_wr(f, 0x00, 0, 4);
@@ -535,7 +391,7 @@ static void test_identity(void **state)
 	assert_int_equal(mmio_rd(f, VIRTIO_DEVCFG_OFF + 36, 4), 0);
 
 	/* a size that is no multiple of 512: rounded down */
-	teardown_vm(f);
+	fakevm_down(f);
 	assert_int_equal(truncate(c->disk, DISK_SIZE + 300), 0);
 	setup_vm(f, c->disk, false);
 	assert_int_equal(mmio_rd(f, VIRTIO_DEVCFG_OFF, 8), SECTORS);
@@ -544,20 +400,20 @@ static void test_identity(void **state)
 static void test_read_write(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f;
+	struct fakevm *f = &c->f;
 	uint8_t *d = gpa(f, DATA);
 
 	drive(f, RW_FEATURES);
 	/* read sectors 3-4 */
 	memset(d, 0, 1024);
 	assert_int_equal(request(f, T_IN, 3, 1024), S_OK);
-	assert_int_equal(used_len(f, 0), 1025);
+	assert_int_equal(used_len(f, 0, 0), 1025);
 	for (unsigned int i = 0; i < 1024; i++)
 		assert_int_equal(d[i], pattern(3 * 512 + i));
 	/* write sector 10, read it back from the file */
 	memset(d, 0xab, 512);
 	assert_int_equal(request(f, T_OUT, 10, 512), S_OK);
-	assert_int_equal(used_len(f, 1), 1);
+	assert_int_equal(used_len(f, 0, 1), 1);
 	assert_true(disk_is(c->disk, 10 * 512, 512, 0xab));
 	assert_true(disk_is(c->disk, 9 * 512, 512, -1));
 	assert_true(disk_is(c->disk, 11 * 512, 512, -1));
@@ -588,9 +444,8 @@ static void test_read_write(void **state)
 		memset(h + 16, 0x11, 700);
 		memset(gpa(f, DATA + 0x1800), 0x22, 324);
 		put_chain(f, 0, s, 3);
-		make_avail(f, 0);
-		kick(f);
-		wait_used(f, 1);
+		post(f, 0, 0);
+		wait_more(f, 1);
 		assert_int_equal(*status_of(f, 0), S_OK);
 		assert_true(disk_is(c->disk, 20 * 512, 700, 0x11));
 		assert_true(disk_is(c->disk, 20 * 512 + 700, 324, 0x22));
@@ -605,11 +460,10 @@ static void test_read_write(void **state)
 		memset(d, 0, 1025);
 		d[1024] = 0xee;
 		put_chain(f, 0, s, 3);
-		make_avail(f, 0);
-		kick(f);
-		wait_used(f, 1);
+		post(f, 0, 0);
+		wait_more(f, 1);
 		assert_int_equal(d[1024], S_OK);
-		assert_int_equal(used_len(f, (uint16_t)(f->used - 1)), 1025);
+		assert_int_equal(used_len(f, 0, (uint16_t)(f->used - 1)), 1025);
 		assert_int_equal(d[0], 0x11);
 		assert_int_equal(d[699], 0x11);
 		assert_int_equal(d[700], 0x22);
@@ -626,9 +480,8 @@ static void test_read_write(void **state)
 		s[65] = (struct seg){ hdr_at(0) + 16, 1, true };
 		set_hdr(f, 0, T_IN, 100);
 		put_chain(f, 0, s, 66);
-		make_avail(f, 0);
-		kick(f);
-		wait_used(f, 1);
+		post(f, 0, 0);
+		wait_more(f, 1);
 		assert_int_equal(*status_of(f, 0), S_OK);
 		for (unsigned int i = 0; i < 64; i++) {
 			uint8_t *p = gpa(f, DATA + 0x10000 + 1024ULL * i);
@@ -643,31 +496,31 @@ static void test_read_write(void **state)
 static void test_flush_get_id(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f;
+	struct fakevm *f = &c->f;
 	uint8_t *d = gpa(f, DATA);
 	char opts[300], want[21];
 
 	drive(f, RW_FEATURES);
 	assert_int_equal(request(f, T_FLUSH, 0, 0), S_OK);
-	assert_int_equal(used_len(f, 0), 1);
+	assert_int_equal(used_len(f, 0, 0), 1);
 	/* derived: KHYVE-XXXX-XXXX-XXXX, 20 bytes, no NUL */
 	memset(d, 0xff, 32);
 	assert_int_equal(request(f, T_GET_ID, 0, 20), S_OK);
-	assert_int_equal(used_len(f, 1), 21);
+	assert_int_equal(used_len(f, 0, 1), 21);
 	assert_memory_equal(d, "KHYVE-", 6);
 	assert_int_equal(d[10], '-');
 	assert_int_equal(d[20], 0xff);
 	memcpy(want, d, 20);
 	want[20] = '\0';
 	/* the same disk, the same ID */
-	teardown_vm(f);
+	fakevm_down(f);
 	setup_vm(f, c->disk, false);
 	drive(f, RW_FEATURES);
 	memset(d, 0, 32);
 	assert_int_equal(request(f, T_GET_ID, 0, 20), S_OK);
 	assert_memory_equal(d, want, 20);
 	/* given: NUL-padded */
-	teardown_vm(f);
+	fakevm_down(f);
 	snprintf(opts, sizeof(opts), "%s,serial=disk-7", c->disk);
 	setup_vm(f, opts, false);
 	drive(f, RW_FEATURES);
@@ -677,7 +530,7 @@ static void test_flush_get_id(void **state)
 	/* a short buffer gets what fits */
 	memset(d, 0xff, 32);
 	assert_int_equal(request(f, T_GET_ID, 0, 4), S_OK);
-	assert_int_equal(used_len(f, 1), 5);
+	assert_int_equal(used_len(f, 0, 1), 5);
 	assert_memory_equal(d, "disk\xff", 5);
 	/* without FLUSH negotiated writes are write-through (RWF_DSYNC), and still work */
 	drive(f, RW_FEATURES & ~(1u << F_FLUSH));
@@ -689,7 +542,7 @@ static void test_flush_get_id(void **state)
 static void test_bad_requests(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f;
+	struct fakevm *f = &c->f;
 	uint8_t *d = gpa(f, DATA);
 
 	drive(f, RW_FEATURES);
@@ -716,9 +569,8 @@ static void test_bad_requests(void **state)
 
 		set_hdr(f, 0, T_IN, 0);
 		put_chain(f, 0, s, 2);
-		make_avail(f, 0);
-		kick(f);
-		wait_used(f, 1);
+		post(f, 0, 0);
+		wait_more(f, 1);
 		assert_int_equal(*status_of(f, 0), S_IOERR);
 	}
 	/* the header in a device-writable buffer */
@@ -727,9 +579,8 @@ static void test_bad_requests(void **state)
 
 		set_hdr(f, 0, T_IN, 0);
 		put_chain(f, 0, s, 2);
-		make_avail(f, 0);
-		kick(f);
-		wait_used(f, 1);
+		post(f, 0, 0);
+		wait_more(f, 1);
 		assert_int_equal(*status_of(f, 0), S_IOERR);
 	}
 	/* OUT with device-writable data before the status; IN with readable data */
@@ -738,23 +589,20 @@ static void test_bad_requests(void **state)
 
 		set_hdr(f, 0, T_OUT, 0);
 		put_chain(f, 0, s, 3);
-		make_avail(f, 0);
-		kick(f);
-		wait_used(f, 1);
+		post(f, 0, 0);
+		wait_more(f, 1);
 		assert_int_equal(*status_of(f, 0), S_IOERR);
 		s[1].w = false;
 		set_hdr(f, 0, T_IN, 0);
 		put_chain(f, 0, s, 3);
-		make_avail(f, 0);
-		kick(f);
-		wait_used(f, 1);
+		post(f, 0, 0);
+		wait_more(f, 1);
 		assert_int_equal(*status_of(f, 0), S_IOERR);
 		/* a flush with data */
 		set_hdr(f, 0, T_FLUSH, 0);
 		put_chain(f, 0, s, 3);
-		make_avail(f, 0);
-		kick(f);
-		wait_used(f, 1);
+		post(f, 0, 0);
+		wait_more(f, 1);
 		assert_int_equal(*status_of(f, 0), S_IOERR);
 	}
 	/* more buffers than seg_max */
@@ -767,9 +615,8 @@ static void test_bad_requests(void **state)
 		s[130] = (struct seg){ hdr_at(0) + 16, 1, true };
 		set_hdr(f, 0, T_IN, 0);
 		put_chain(f, 0, s, 131);
-		make_avail(f, 0);
-		kick(f);
-		wait_used(f, 1);
+		post(f, 0, 0);
+		wait_more(f, 1);
 		assert_int_equal(*status_of(f, 0), S_IOERR);
 	}
 	assert_true(disk_is(c->disk, 0, DISK_SIZE, -1));
@@ -780,10 +627,9 @@ static void test_bad_requests(void **state)
 
 		set_hdr(f, 0, T_OUT, 0);
 		put_chain(f, 0, s, 2);
-		make_avail(f, 0);
-		kick(f);
+		post(f, 0, 0);
 		assert_true(mmio_rd(f, 0x14, 1) & VIRTIO_S_NEEDS_RESET);
-		assert_int_equal(used_idx(f), f->used);
+		assert_int_equal(used_idx(f, 0), f->used);
 	}
 	/* a reset brings it back */
 	drive(f, RW_FEATURES);
@@ -795,11 +641,11 @@ static void test_bad_requests(void **state)
 static void test_read_only(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f;
+	struct fakevm *f = &c->f;
 	uint8_t *d = gpa(f, DATA);
 	char opts[300];
 
-	teardown_vm(f);
+	fakevm_down(f);
 	assert_int_equal(chmod(c->disk, 0444), 0);
 	snprintf(opts, sizeof(opts), "%s,ro", c->disk);
 	setup_vm(f, opts, false);
@@ -836,7 +682,7 @@ static blkcnt_t blocks(const char *path)
 static void test_discard_write_zeroes(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f;
+	struct fakevm *f = &c->f;
 	blkcnt_t before = blocks(c->disk);
 
 	drive(f, RW_FEATURES);
@@ -901,7 +747,7 @@ static void test_discard_write_zeroes(void **state)
 }
 
 /* n writes of 4 KiB (sector 8 * i, byte i + 1) as indirect chains, one kick */
-static void post_writes(struct fake *f, unsigned int n)
+static void post_writes(struct fakevm *f, unsigned int n)
 {
 	for (unsigned int i = 0; i < n; i++) {
 		struct seg s[3] = {
@@ -913,9 +759,9 @@ static void post_writes(struct fake *f, unsigned int n)
 		set_hdr(f, i, T_OUT, 8ULL * i);
 		memset(gpa(f, DATA + 4096ULL * i), (int)(i + 1), 4096);
 		put_indirect(f, i, s, 3);
-		make_avail(f, (uint16_t)i);
+		make_avail(f, 0, (uint16_t)i);
 	}
-	kick(f);
+	kick(f, 0);
 }
 
 static void check_writes(struct ctx *c, unsigned int n)
@@ -931,20 +777,20 @@ static void check_writes(struct ctx *c, unsigned int n)
 static void test_many_in_flight(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f;
+	struct fakevm *f = &c->f;
 	bool seen[QSIZE] = { false };
 
 	drive(f, RW_FEATURES);
 	/* more than can be in flight at once: the rest waits in the avail ring */
 	post_writes(f, 240);
-	wait_used(f, 240);
+	wait_more(f, 240);
 	check_writes(c, 240);
 	for (uint16_t k = 0; k < 240; k++) {
-		uint32_t id = used_id(f, k);
+		uint32_t id = used_id(f, 0, k);
 
 		assert_true(id < 240 && !seen[id]);
 		seen[id] = true;
-		assert_int_equal(used_len(f, k), 1);
+		assert_int_equal(used_len(f, 0, k), 1);
 	}
 	/* the disk is only 1 MiB: sector 8 * 240 is past it, so read back instead */
 }
@@ -952,13 +798,13 @@ static void test_many_in_flight(void **state)
 static void test_pause_finishes_everything(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f;
+	struct fakevm *f = &c->f;
 
 	drive(f, RW_FEATURES);
 	post_writes(f, 200);
 	/* at once: most are still in flight or not even taken */
 	pause_vm(f);
-	assert_int_equal(used_idx(f), 200);
+	assert_int_equal(used_idx(f, 0), 200);
 	check_writes(c, 200);
 	/* nothing happens while paused, and the device works after */
 	resume_vm(f);
@@ -974,7 +820,7 @@ static void test_pause_finishes_everything(void **state)
 static void test_reset_in_flight(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f;
+	struct fakevm *f = &c->f;
 	uint8_t ring[0x3000];
 
 	drive(f, RW_FEATURES);
@@ -1013,12 +859,12 @@ static bool files_equal(const char *a, const char *b)
 static void test_copy_disk(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f;
+	struct fakevm *f = &c->f;
 	char copy[200], err[256];
 	int fd;
 
 	/* a sparse image: data, a hole, data */
-	teardown_vm(f);
+	fakevm_down(f);
 	fd = open(c->disk, O_RDWR | O_TRUNC);
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, 8 << 20), 0);
@@ -1054,13 +900,11 @@ struct snap {
 	uint8_t mem[0x130000 - RING];	/* the rings and headers, as "guest memory" */
 };
 
-static void take(struct fake *f, struct snap *s)
+static void take(struct fakevm *f, struct snap *s)
 {
 	struct device_instance *d;
 
-	for (d = f->vm.devices; d && strcmp(d->name, "virtio-blk.4"); d = d->next)
-		;
-	assert_non_null(d);
+	d = device_named(&f->vm, "virtio-blk.4");
 	s->ops = d->ops;
 	assert_ptr_equal(device__find("virtio-blk.4"), s->ops);
 	s->state = calloc(1, s->ops->state_size);
@@ -1091,7 +935,7 @@ static int decode(const struct snap *s, void *out, char *err, size_t errlen)
 }
 
 /* Restore s into a new VM with opts; 0 or the restore's error. */
-static int restore_into(struct fake *g, const struct snap *s, const char *opts, bool overridden, bool force,
+static int restore_into(struct fakevm *g, const struct snap *s, const char *opts, bool overridden, bool force,
 			const char *snapfile, char *err, size_t errlen)
 {
 	void *st = calloc(1, s->ops->state_size);
@@ -1108,14 +952,14 @@ static int restore_into(struct fake *g, const struct snap *s, const char *opts, 
 	ret = s->ops->restore(pdev(g), st, err, errlen);
 	free(st);
 	if (!ret)
-		g->used = used_idx(g);
+		g->used = used_idx(g, 0);
 	return ret;
 }
 
 static void test_snapshot_round_trip(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f, g;
+	struct fakevm *f = &c->f, g;
 	struct snap s1, s2;
 	char err[512];
 
@@ -1124,7 +968,7 @@ static void test_snapshot_round_trip(void **state)
 	take(f, &s1);		/* the pause finished all 50 */
 	f->used = 50;
 	check_writes(c, 50);
-	teardown_vm(f);
+	fakevm_down(f);
 
 	/* restore -> save: the same bytes */
 	assert_int_equal(restore_into(&g, &s1, c->disk, false, false, NULL, err, sizeof(err)), 0);
@@ -1136,9 +980,9 @@ static void test_snapshot_round_trip(void **state)
 	memset(gpa(&g, DATA), 0, 4096);
 	assert_int_equal(request(&g, T_IN, 8 * 7, 4096), S_OK);
 	assert_int_equal(((uint8_t *)gpa(&g, DATA))[0], 8);
-	assert_int_equal(used_idx(&g), 51);
+	assert_int_equal(used_idx(&g, 0), 51);
 	drop(&s2);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	drop(&s1);
 }
 
@@ -1173,7 +1017,7 @@ static void copy_file(const char *from, const char *to)
 static void test_restore_checks_disk(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f, g;
+	struct fakevm *f = &c->f, g;
 	struct snap s;
 	char err[512], copy[200], opts[300];
 	int fd;
@@ -1182,20 +1026,20 @@ static void test_restore_checks_disk(void **state)
 	memset(gpa(f, DATA), 0x61, 512);
 	assert_int_equal(request(f, T_OUT, 1, 512), S_OK);
 	take(f, &s);
-	teardown_vm(f);
+	fakevm_down(f);
 
 	/* the modification time moved */
 	set_mtime(c->disk, 1000);
 	assert_int_equal(restore_into(&g, &s, c->disk, false, false, NULL, err, sizeof(err)), -EINVAL);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	if (!strstr(err, "changed since the snapshot (modification time); use --force-disk to restore anyway") ||
 	    !strstr(err, c->disk))
 		fail_msg("message: %s", err);
 	assert_int_equal(restore_into(&g, &s, c->disk, false, true, NULL, err, sizeof(err)), 0);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	set_mtime(c->disk, -1000);
 	assert_int_equal(restore_into(&g, &s, c->disk, false, false, NULL, err, sizeof(err)), 0);
-	teardown_vm(&g);
+	fakevm_down(&g);
 
 	/* the content changed behind an unchanged modification time (a sampled block: the first) */
 	{
@@ -1210,7 +1054,7 @@ static void test_restore_checks_disk(void **state)
 		ts[1] = st.st_mtim;
 		assert_int_equal(utimensat(AT_FDCWD, c->disk, ts, 0), 0);
 		assert_int_equal(restore_into(&g, &s, c->disk, false, false, NULL, err, sizeof(err)), -EINVAL);
-		teardown_vm(&g);
+		fakevm_down(&g);
 		if (!strstr(err, "changed since the snapshot (content)"))
 			fail_msg("message: %s", err);
 		fd = open(c->disk, O_RDWR);
@@ -1218,14 +1062,14 @@ static void test_restore_checks_disk(void **state)
 		close(fd);
 		assert_int_equal(utimensat(AT_FDCWD, c->disk, ts, 0), 0);
 		assert_int_equal(restore_into(&g, &s, c->disk, false, false, NULL, err, sizeof(err)), 0);
-		teardown_vm(&g);
+		fakevm_down(&g);
 	}
 	/* another file at the same path: a copy moved into place */
 	snprintf(copy, sizeof(copy), "%s/moved.img", c->dir);
 	copy_file(c->disk, copy);
 	assert_int_equal(rename(copy, c->disk), 0);
 	assert_int_equal(restore_into(&g, &s, c->disk, false, false, NULL, err, sizeof(err)), -EINVAL);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	if (!strstr(err, "(another file: device and inode, modification time)"))
 		fail_msg("message: %s", err);
 
@@ -1236,27 +1080,27 @@ static void test_restore_checks_disk(void **state)
 	memset(gpa(&g, DATA), 0, 512);
 	assert_int_equal(request(&g, T_IN, 1, 512), S_OK);
 	assert_int_equal(((uint8_t *)gpa(&g, DATA))[0], 0x61);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	/* the same copy, changed in a sampled block (the last) */
 	fd = open(copy, O_RDWR);
 	assert_int_equal(pwrite(fd, "y", 1, DISK_SIZE - 1), 1);
 	close(fd);
 	assert_int_equal(restore_into(&g, &s, copy, true, false, NULL, err, sizeof(err)), -EINVAL);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	if (!strstr(err, "changed since the snapshot (content)") || !strstr(err, copy))
 		fail_msg("message: %s", err);
 	assert_int_equal(restore_into(&g, &s, copy, true, true, NULL, err, sizeof(err)), 0);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	/* another size: never, not even forced */
 	assert_int_equal(truncate(copy, DISK_SIZE + 4096), 0);
 	assert_int_equal(restore_into(&g, &s, copy, true, true, NULL, err, sizeof(err)), -EINVAL);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	if (!strstr(err, "has 2056 sectors, the snapshot's had 2048"))
 		fail_msg("message: %s", err);
 	/* read-only now, read-write then */
 	snprintf(opts, sizeof(opts), "%s,ro", c->disk);
 	assert_int_equal(restore_into(&g, &s, opts, true, true, NULL, err, sizeof(err)), -EINVAL);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	assert_non_null(strstr(err, "is read-only, but was read-write in the snapshot"));
 	drop(&s);
 }
@@ -1264,7 +1108,7 @@ static void test_restore_checks_disk(void **state)
 static void test_restore_paths(void **state)
 {
 	struct ctx *c = *state;
-	struct fake *f = &c->f, g;
+	struct fakevm *f = &c->f, g;
 	struct snap s;
 	char err[512], snapfile[200], copy[200];
 	void *st;
@@ -1273,11 +1117,11 @@ static void test_restore_paths(void **state)
 	take(f, &s);
 
 	/* the snapshot's options name nothing here (a relative path elsewhere): the recorded path */
-	teardown_vm(f);
+	fakevm_down(f);
 	assert_int_equal(restore_into(&g, &s, "no-such-relative.img", false, false, NULL, err, sizeof(err)), 0);
 	assert_int_equal(request(&g, T_IN, 0, 512), S_OK);
 	assert_int_equal(((uint8_t *)gpa(&g, DATA))[0], pattern(0));
-	teardown_vm(&g);
+	fakevm_down(&g);
 
 	/* a snapshot that carries a copy of its disk runs on the copy */
 	setup_vm(f, c->disk, false);
@@ -1306,7 +1150,7 @@ static void test_restore_paths(void **state)
 	/* the original goes on changing */
 	memset(gpa(f, DATA), 0x55, 512);
 	assert_int_equal(request(f, T_OUT, 0, 512), S_OK);
-	teardown_vm(f);
+	fakevm_down(f);
 	assert_int_equal(restore_into(&g, &s, c->disk, false, false, snapfile, err, sizeof(err)), 0);
 	memset(gpa(&g, DATA), 0, 512);
 	assert_int_equal(request(&g, T_IN, 0, 512), S_OK);
@@ -1317,23 +1161,23 @@ static void test_restore_paths(void **state)
 	assert_int_equal(request(&g, T_OUT, 8, 512), S_OK);
 	assert_true(disk_is(copy, 4096, 512, 0x66));
 	assert_true(disk_is(c->disk, 4096, 512, -1));
-	teardown_vm(&g);
+	fakevm_down(&g);
 	/* that copy is no longer the snapshot's disk */
 	assert_int_equal(restore_into(&g, &s, c->disk, false, false, snapfile, err, sizeof(err)), -EINVAL);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	if (!strstr(err, "snap.disk.4 changed since the snapshot (modification time); use --force-disk"))
 		fail_msg("message: %s", err);
 	assert_int_equal(restore_into(&g, &s, c->disk, false, true, snapfile, err, sizeof(err)), 0);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	/* overridden, the copy is not used */
 	assert_int_equal(restore_into(&g, &s, c->disk, true, true, snapfile, err, sizeof(err)), 0);
 	assert_int_equal(request(&g, T_IN, 0, 512), S_OK);
 	assert_int_equal(((uint8_t *)gpa(&g, DATA))[0], 0x55);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	/* the copy is gone */
 	unlink(copy);
 	assert_int_equal(restore_into(&g, &s, c->disk, false, false, snapfile, err, sizeof(err)), -ENOENT);
-	teardown_vm(&g);
+	fakevm_down(&g);
 	assert_non_null(strstr(err, "snap.disk.4': No such file or directory"));
 
 	/* what decode refuses */

@@ -26,107 +26,45 @@
 #include "khyve/virtio.h"
 #include "khyve/vm.h"
 
+#include "fakevm.h"
+
 #define SLOT 4
 #define RING 0x100000ULL	/* desc table; avail at +0x1000, used at +0x2000 */
 #define BUFS 0x200000ULL
 #define QSIZE 8
 #define TXQ 1
 
-struct fake {
-	struct vm vm;
-	struct vm_config cfg;
-	uint32_t bar;
-	char path[108];
-	char opts[128];
-};
-
 static char vm_name[] = "vcon";
 static char dev_name[] = "virtio-console";
-
-static void out32(struct vm *vm, uint16_t port, uint32_t v)
-{
-	bus__access(&vm->bus, BUS_PIO, port, (uint8_t *)&v, 4, true);
-}
-
-static uint32_t in32(struct vm *vm, uint16_t port)
-{
-	uint32_t v = 0;
-
-	bus__access(&vm->bus, BUS_PIO, port, (uint8_t *)&v, 4, false);
-	return v;
-}
-
-static uint32_t cfg_rd(struct vm *vm, unsigned int reg)
-{
-	out32(vm, 0xcf8, 0x80000000u | SLOT << 11 | reg);
-	return in32(vm, 0xcfc);
-}
-
-static void cfg_wr(struct vm *vm, unsigned int reg, uint32_t v)
-{
-	out32(vm, 0xcf8, 0x80000000u | SLOT << 11 | reg);
-	out32(vm, 0xcfc, v);
-}
-
-static uint64_t mmio_rd(struct fake *f, uint64_t off, unsigned int len)
-{
-	uint64_t v = 0;
-
-	bus__access(&f->vm.bus, BUS_MMIO, f->bar + off, (uint8_t *)&v, len, false);
-	return v;
-}
-
-static void mmio_wr(struct fake *f, uint64_t off, uint64_t v, unsigned int len)
-{
-	bus__access(&f->vm.bus, BUS_MMIO, f->bar + off, (uint8_t *)&v, len, true);
-}
-
-static void *gpa(struct fake *f, uint64_t a)
-{
-	return memmap__gpa_to_hva(&f->vm.mem, a, 1);
-}
+static char backend_file[108];	/* the file backend of the tests' VM */
 
 /* restoring: as khyve -r (a file backend is not truncated at start-up) */
-static void setup_vm_backend(struct fake *f, const char *kind, const char *path, bool restoring)
+static void setup_vm_backend(struct fakevm *f, const char *kind, const char *path, bool restoring)
 {
-	char err[256];
+	char opts[128];
 
-	memset(f, 0, sizeof(*f));
-	snprintf(f->path, sizeof(f->path), "%s", path);
-	snprintf(f->opts, sizeof(f->opts), "%s:%s", kind, path);
-	f->cfg.name = vm_name;
-	f->cfg.ncpus = 1;
-	f->cfg.mem_size = 16 << 20;
-	f->cfg.com1 = CONSOLE_NULL;
-	f->cfg.restore = restoring ? vm_name : NULL;
-	f->cfg.nslots = 1;
-	f->cfg.slots[0] = (struct slot_config){ .slot = SLOT, .device = dev_name, .opts = f->opts };
-	f->vm.cfg = &f->cfg;
-	f->vm.kvm_fd = f->vm.vm_fd = f->vm.exit_efd = -1;
-	f->vm.mem.src_fd = -1;
-	bus__init(&f->vm.bus);
-	memmap__layout(&f->vm.mem, f->cfg.mem_size);
-	assert_int_equal(memmap__alloc(&f->vm.mem), 0);
-	if (device__init_all(&f->vm, err, sizeof(err)))
-		fail_msg("device__init_all: %s", err);
-	f->bar = cfg_rd(&f->vm, PCI_BAR0) & ~0xfu;
-	cfg_wr(&f->vm, PCI_COMMAND, PCI_CMD_MEM | PCI_CMD_MASTER);
+	snprintf(opts, sizeof(opts), "%s:%s", kind, path);
+	fakevm_init(f, &(struct fakevm_conf){ .name = vm_name, .slot = SLOT, .device = dev_name, .opts = opts,
+					       .restoring = restoring, .ring = { RING }, .qsize = QSIZE,
+					       .qmax = 128 });
+	fakevm_up(f);
 }
 
-static void setup_vm(struct fake *f, const char *path, bool restoring)
+static void setup_vm(struct fakevm *f, const char *path, bool restoring)
 {
 	setup_vm_backend(f, "file", path, restoring);
 }
 
 static int setup(void **state)
 {
-	struct fake *f = malloc(sizeof(*f));
+	struct fakevm *f = malloc(sizeof(*f));
 	char path[] = "/tmp/khyve-vcon.XXXXXX";
 	int fd = mkstemp(path);
 
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "stale", 5), 5);	/* a fresh start empties it */
 	close(fd);
+	snprintf(backend_file, sizeof(backend_file), "%s", path);
 	setup_vm(f, path, false);
 	*state = f;
 	return 0;
@@ -134,11 +72,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 
-	device__exit_all(&f->vm);
-	memmap__free(&f->vm.mem);
-	unlink(f->path);
+	fakevm_down(f);
+	unlink(backend_file);
 	free(f);
 	return 0;
 }
@@ -154,58 +91,10 @@ static size_t file_content(const char *path, char *buf, size_t max)
 	return n;
 }
 
-static void setup_queue(struct fake *f, unsigned int q)
+/* indirect descriptors; queue q alone */
+static void setup_queue(struct fakevm *f, unsigned int q)
 {
-	uint8_t s;
-
-	mmio_wr(f, 0x14, 0, 1);
-	mmio_wr(f, 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER, 1);
-	mmio_wr(f, 0x08, 0, 4);
-	mmio_wr(f, 0x0c, 1u << VIRTIO_F_INDIRECT_DESC, 4);
-	mmio_wr(f, 0x08, 1, 4);
-	mmio_wr(f, 0x0c, 1, 4);
-	mmio_wr(f, 0x14, VIRTIO_S_ACKNOWLEDGE | VIRTIO_S_DRIVER | VIRTIO_S_FEATURES_OK, 1);
-	s = (uint8_t)mmio_rd(f, 0x14, 1);
-	assert_true(s & VIRTIO_S_FEATURES_OK);
-	memset(gpa(f, RING), 0, 0x3000);
-	mmio_wr(f, 0x16, q, 2);
-	assert_int_equal(mmio_rd(f, 0x18, 2), 128);
-	mmio_wr(f, 0x18, QSIZE, 2);
-	mmio_wr(f, 0x20, RING, 8);
-	mmio_wr(f, 0x28, RING + 0x1000, 8);
-	mmio_wr(f, 0x30, RING + 0x2000, 8);
-	mmio_wr(f, 0x1c, 1, 2);
-	mmio_wr(f, 0x14, s | VIRTIO_S_DRIVER_OK, 1);
-}
-
-static void set_desc(struct fake *f, uint64_t table, unsigned int i, uint64_t addr, uint32_t len,
-		     uint16_t flags, uint16_t next)
-{
-	uint8_t *d = gpa(f, table + 16 * i);
-
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-}
-
-static void post(struct fake *f, unsigned int q, uint16_t head)
-{
-	uint16_t *avail = gpa(f, RING + 0x1000);
-
-	avail[2 + avail[1] % QSIZE] = head;
-	avail[1]++;
-	mmio_wr(f, VIRTIO_NOTIFY_OFF + VIRTIO_NOTIFY_MULT * q, q, 2);
-}
-
-static uint16_t used_idx(struct fake *f)
-{
-	return ((uint16_t *)gpa(f, RING + 0x2000))[1];
-}
-
-static uint32_t used_len(struct fake *f, unsigned int i)
-{
-	return ((uint32_t *)gpa(f, RING + 0x2000 + 4 + 8 * i))[1];
+	fakevm_drive(f, 1ULL << VIRTIO_F_VERSION_1 | 1u << VIRTIO_F_INDIRECT_DESC, 1u << q);
 }
 
 static void test_options(void **state)
@@ -230,11 +119,11 @@ static void test_options(void **state)
 
 static void test_identity(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	char buf[16];
 
-	assert_int_equal(cfg_rd(&f->vm, 0), 0x10431af4);	/* virtio 1.x console */
-	assert_int_equal(cfg_rd(&f->vm, PCI_SUBSYS_VENDOR) >> 16, 0x40);
+	assert_int_equal(cfg_rd(&f->vm, SLOT, 0), 0x10431af4);	/* virtio 1.x console */
+	assert_int_equal(cfg_rd(&f->vm, SLOT, PCI_SUBSYS_VENDOR) >> 16, 0x40);
 	assert_int_equal(mmio_rd(f, 0x12, 2), 2);		/* receiveq, transmitq */
 	mmio_wr(f, 0x00, 0, 4);
 	assert_int_equal(mmio_rd(f, 0x04, 4), 3u << 28);	/* no console features */
@@ -244,12 +133,12 @@ static void test_identity(void **state)
 	mmio_wr(f, VIRTIO_DEVCFG_OFF + 8, 0x41, 4);		/* emerg_wr: not offered, ignored */
 	assert_int_equal(mmio_rd(f, VIRTIO_DEVCFG_OFF + 8, 4), 0);
 	/* a fresh start truncated the stale file */
-	assert_int_equal(file_content(f->path, buf, sizeof(buf)), 0);
+	assert_int_equal(file_content(backend_file, buf, sizeof(buf)), 0);
 }
 
 static void test_transmit(void **state)
 {
-	struct fake *f = *state;
+	struct fakevm *f = *state;
 	char buf[256];
 
 	setup_queue(f, TXQ);
@@ -258,8 +147,8 @@ static void test_transmit(void **state)
 	set_desc(f, RING, 0, BUFS, 7, VIRTQ_DESC_F_NEXT, 1);
 	set_desc(f, RING, 1, BUFS + 0x100, 6, 0, 0);
 	post(f, TXQ, 0);
-	assert_int_equal(used_idx(f), 1);
-	assert_int_equal(used_len(f, 0), 0);	/* the device wrote nothing into it */
+	assert_int_equal(used_idx(f, TXQ), 1);
+	assert_int_equal(used_len(f, TXQ, 0), 0);	/* the device wrote nothing into it */
 	/* an indirect table of two */
 	memcpy(gpa(f, BUFS + 0x200), "abc", 3);
 	memcpy(gpa(f, BUFS + 0x300), "def\n", 4);
@@ -267,27 +156,22 @@ static void test_transmit(void **state)
 	set_desc(f, BUFS + 0x800, 1, BUFS + 0x300, 4, 0, 0);
 	set_desc(f, RING, 2, BUFS + 0x800, 32, VIRTQ_DESC_F_INDIRECT, 0);
 	post(f, TXQ, 2);
-	assert_int_equal(used_idx(f), 2);
-	assert_int_equal(file_content(f->path, buf, sizeof(buf)), 20);
+	assert_int_equal(used_idx(f, TXQ), 2);
+	assert_int_equal(file_content(backend_file, buf, sizeof(buf)), 20);
 	assert_memory_equal(buf, "hello, world\nabcdef\n", 20);
 	assert_false(mmio_rd(f, 0x14, 1) & VIRTIO_S_NEEDS_RESET);
 }
 
-static struct device_instance *find_dev(struct fake *f)
+static struct device_instance *find_dev(struct fakevm *f)
 {
-	struct device_instance *d;
-
-	for (d = f->vm.devices; d && strcmp(d->name, "virtio-console.4"); d = d->next)
-		;
-	assert_non_null(d);
-	return d;
+	return device_named(&f->vm, "virtio-console.4");
 }
 
 /* save -> encode -> decode -> restore -> save: the same bytes; the restored
  * device continues the file from the saved length, whatever it holds now. */
 static void test_snapshot(void **state)
 {
-	struct fake *f = *state, g;
+	struct fakevm *f = *state, g;
 	struct device_instance *d, *e;
 	const struct device_ops *ops;
 	struct sbuf b1 = { 0 }, b2 = { 0 };
@@ -306,21 +190,16 @@ static void test_snapshot(void **state)
 	s1 = calloc(1, ops->state_size);
 	s2 = calloc(1, ops->state_size);
 	ops->save(d->priv, s1);
-	ops->encode(&b1, s1);
-	m = dec__load(&dec, b1.p, b1.len);
-	ops->decode(&dec, m, ops->state_version, s2);
-	cbor_decref(&m);
-	if (dec.ret)
-		fail_msg("decode: %s", err);
+	encode_decode(ops, &dec, s1, &b1, s2);
 
 	/* the saved VM went on writing; the restored one starts after "saved\n" */
 	memcpy(gpa(f, BUFS), "later\n", 6);
 	post(f, TXQ, 0);
-	assert_int_equal(file_content(f->path, buf, sizeof(buf)), 12);
-	setup_vm(&g, f->path, true);
+	assert_int_equal(file_content(backend_file, buf, sizeof(buf)), 12);
+	setup_vm(&g, backend_file, true);
 	e = find_dev(&g);
 	assert_int_equal(ops->restore(e->priv, s2, err, sizeof(err)), 0);
-	assert_int_equal(file_content(f->path, buf, sizeof(buf)), 6);
+	assert_int_equal(file_content(backend_file, buf, sizeof(buf)), 6);
 	assert_memory_equal(buf, "saved\n", 6);
 	memset(s2, 0, ops->state_size);
 	ops->save(e->priv, s2);
@@ -334,39 +213,26 @@ static void test_snapshot(void **state)
 	memcpy(gpa(&g, BUFS), "again\n", 6);
 	set_desc(&g, RING, 1, BUFS, 6, 0, 0);
 	post(&g, TXQ, 1);
-	assert_int_equal(file_content(f->path, buf, sizeof(buf)), 12);
+	assert_int_equal(file_content(backend_file, buf, sizeof(buf)), 12);
 	assert_memory_equal(buf, "saved\nagain\n", 12);
-	device__exit_all(&g.vm);
-	memmap__free(&g.vm.mem);
+	fakevm_down(&g);
 
 	/* restored onto a missing file: zero bytes up to the saved length */
-	unlink(f->path);
-	setup_vm(&g, f->path, true);
+	unlink(backend_file);
+	setup_vm(&g, backend_file, true);
 	e = find_dev(&g);
 	m = dec__load(&dec, b1.p, b1.len);
 	ops->decode(&dec, m, ops->state_version, s2);
 	cbor_decref(&m);
 	assert_int_equal(ops->restore(e->priv, s2, err, sizeof(err)), 0);
-	assert_int_equal(file_content(f->path, buf, sizeof(buf)), 6);
+	assert_int_equal(file_content(backend_file, buf, sizeof(buf)), 6);
 	assert_memory_equal(buf, "\0\0\0\0\0\0", 6);
-	device__exit_all(&g.vm);
-	memmap__free(&g.vm.mem);
+	fakevm_down(&g);
 
 	sbuf__free(&b1);
 	sbuf__free(&b2);
 	free(s1);
 	free(s2);
-}
-
-/* Wait up to 2 s for the device's I/O thread to complete n receive buffers. */
-static bool wait_used(struct fake *f, uint16_t n)
-{
-	for (int i = 0; i < 2000; i++) {
-		if (__atomic_load_n((uint16_t *)gpa(f, RING + 0x2000) + 1, __ATOMIC_ACQUIRE) == n)
-			return true;
-		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
-	}
-	return false;
 }
 
 /* A listening socket at dir/s; returns its fd, and the path in path. */
@@ -405,7 +271,7 @@ static uint32_t held_len(const struct device_ops *ops, const void *st)
 
 static void test_receive(void **state)
 {
-	struct fake *f = malloc(sizeof(*f)), g;
+	struct fakevm *f = malloc(sizeof(*f)), g;
 	char dir[] = "/tmp/khyve-vcon.XXXXXX", path[108], err[256];
 	struct dec dec = { .section = "virtio-console.4", .err = err, .errlen = sizeof(err), .mem_size = 16 << 20 };
 	struct device_instance *d;
@@ -425,15 +291,15 @@ static void test_receive(void **state)
 	setup_queue(f, 0);
 	set_desc(f, RING, 0, BUFS, 64, VIRTQ_DESC_F_WRITE, 0);
 	post(f, 0, 0);
-	assert_true(wait_used(f, 1));
-	assert_int_equal(used_len(f, 0), 3);
+	wait_used(f, 0, 1);
+	assert_int_equal(used_len(f, 0, 0), 3);
 	assert_memory_equal(gpa(f, BUFS), "abc", 3);
 	/* a buffer smaller than the input: the rest goes into the next one */
 	assert_int_equal(write(peer, "0123456789", 10), 10);
 	set_desc(f, RING, 1, BUFS + 0x100, 4, VIRTQ_DESC_F_WRITE, 0);
 	post(f, 0, 1);
-	assert_true(wait_used(f, 2));
-	assert_int_equal(used_len(f, 1), 4);
+	wait_used(f, 0, 2);
+	assert_int_equal(used_len(f, 0, 1), 4);
 	assert_memory_equal(gpa(f, BUFS + 0x100), "0123", 4);
 
 	/* no buffer posted: "456789" stays held, and a snapshot keeps it */
@@ -472,21 +338,19 @@ static void test_receive(void **state)
 	assert_int_equal(find_dev(&g)->ops->restore(find_dev(&g)->priv, st, err, sizeof(err)), 0);
 	set_desc(&g, RING, 2, BUFS + 0x200, 64, VIRTQ_DESC_F_WRITE, 0);
 	post(&g, 0, 2);
-	assert_true(wait_used(&g, 3));
-	assert_int_equal(used_len(&g, 2), 6);
+	wait_used(&g, 0, 3);
+	assert_int_equal(used_len(&g, 0, 2), 6);
 	assert_memory_equal(gpa(&g, BUFS + 0x200), "456789", 6);
 	/* and it reads on from its own connection */
 	assert_int_equal(write(peer2, "xy", 2), 2);
 	set_desc(&g, RING, 3, BUFS + 0x300, 64, VIRTQ_DESC_F_WRITE, 0);
 	post(&g, 0, 3);
-	assert_true(wait_used(&g, 4));
+	wait_used(&g, 0, 4);
 	assert_memory_equal(gpa(&g, BUFS + 0x300), "xy", 2);
 	assert_false(mmio_rd(&g, 0x14, 1) & VIRTIO_S_NEEDS_RESET);
 
-	device__exit_all(&g.vm);
-	memmap__free(&g.vm.mem);
-	device__exit_all(&f->vm);
-	memmap__free(&f->vm.mem);
+	fakevm_down(&g);
+	fakevm_down(f);
 	close(peer);
 	close(peer2);
 	close(lfd);
