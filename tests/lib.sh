@@ -56,6 +56,21 @@ guest_digest() {
 	sed -n 's/^khyve-testguest: PASS digest=\([0-9a-f]\{16\}\)\r\{0,1\}$/\1/p' "$1" | tail -1
 }
 
+# judge NAME WANT RC: the check NAME passes when khyve ended with status 1
+# (the guest's PASS through debug-exit), the guest printed digest WANT in
+# $TMP/NAME.out, and $TMP/NAME.err holds no sanitizer report.
+judge() {
+	local name=$1 want=$2 rc=$3 got
+	got=$(guest_digest "$TMP/$name.out")
+	if sanitizer_report "$TMP/$name.err"; then
+		fail "$name" "sanitizer report: $(head -5 "$TMP/$name.err" | tr '\n' ' ')"
+	elif [ "$rc" -ne 1 ] || [ "$got" != "$want" ]; then
+		fail "$name" "status $rc, digest '$got' (reference '$want'): $(tail -2 "$TMP/$name.out" | tr '\n' ' ') $(head -c 300 "$TMP/$name.err")"
+	else
+		pass "$name"
+	fi
+}
+
 # run_guest NAME NCPU MEM CMDLINE [KERNEL]: the test guest under khyve must
 # print PASS with the reference digest and exit through debug-exit 0 (1).
 run_guest() {

@@ -39,19 +39,12 @@ echo "# seeds and random moments from seed $SEED (KHYVE_TEST_SEED=$SEED to repea
 # vm NAME WANT KHYVE-ARGS...: run to the end; status 1 and the wanted digest
 # (standard output goes to $TMP/NAME.stdout)
 vm() {
-	local name=$1 want=$2 rc got
+	local name=$1 want=$2 rc
 	shift 2
 	timeout -k 5 300 "$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" --debug-exit "$@" "$name" \
 		</dev/null >"$TMP/$name.stdout" 2>"$TMP/$name.err"
 	rc=$?
-	got=$(guest_digest "$TMP/$name.out")
-	if sanitizer_report "$TMP/$name.err"; then
-		fail "$name" "sanitizer report: $(head -5 "$TMP/$name.err" | tr '\n' ' ')"
-	elif [ $rc -ne 1 ] || [ "$got" != "$want" ]; then
-		fail "$name" "status $rc, digest '$got' (reference '$want'): $(tail -2 "$TMP/$name.out" | tr '\n' ' ') $(head -c 300 "$TMP/$name.err")"
-	else
-		pass "$name"
-	fi
+	judge "$name" "$want" $rc
 }
 
 # same NAME FILE CMDLINE: FILE is the console stream of CMDLINE

@@ -174,19 +174,12 @@ sys.exit(0 if any(m[0] & 0x40 for m in re.findall(rb"\x66status\x18(.)\x63isr", 
 
 # restore NAME SNAP WANT: SNAP restored in a fresh process ends with WANT
 restore() {
-	local name=$1 snap=$2 want=$3 rc got
+	local name=$1 snap=$2 want=$3 rc
 	: >"$TMP/$name.out"
 	timeout -k 5 120 $NSX "$KHYVE" --rundir "$RUN" -r "$snap" -l "com1,file:$TMP/$name.out" "$name" \
 		</dev/null >/dev/null 2>"$TMP/$name.err"
 	rc=$?
-	got=$(guest_digest "$TMP/$name.out")
-	if sanitizer_report "$TMP/$name.err"; then
-		fail "$name" "sanitizer report: $(head -5 "$TMP/$name.err" | tr '\n' ' ')"
-	elif [ $rc -ne 1 ] || [ "$got" != "$want" ]; then
-		fail "$name" "status $rc, digest '$got' (reference '$want'): $(tail -1 "$TMP/$name.out") $(head -c 300 "$TMP/$name.err")"
-	else
-		pass "$name"
-	fi
+	judge "$name" "$want" $rc
 }
 
 # checkpoints while the devices are broken: every attack a loop in a chain,
