@@ -20,6 +20,20 @@
  * Received frames that are not ours (another ethertype or magic: the host
  * kernel's IPv6 and ARP noise), of another round, or seen already are
  * ignored; one of ours that differs from what was sent is a FAIL.
+ *
+ * Frames get lost: dropped by a device while no receive buffer is posted,
+ * or echoed to the VM a snapshot was taken of rather than to the VM
+ * restored from it.  So a frame not echoed within RETX_FIRST TSC cycles of
+ * its sending is sent again (the same bytes, built again), then after
+ * twice as long, and so on up to RETX_MAX between sends; after RETRIES
+ * resends (~2^35 cycles in all) it is "not echoed".  Which frames count is
+ * unchanged: each sequence number once, on its first echo, so the digest
+ * does not depend on what was lost or resent.
+ *
+ * Time is the TSC, but counted only while the driver runs (run_clock):
+ * a restored VM's TSC may have jumped by however long the snapshot waited
+ * (under PVM the guest sees the host's TSC), and that must neither count
+ * as a stall nor as many timeouts at once.
  */
 #include "abi.h"
 #include "vnet.h"
@@ -38,7 +52,13 @@
 #define F_MAC           (1ull << 5)
 #define CFG_MAC         0
 
-#define STALL_CYCLES    (1ull << 35)    /* ~10 s of TSC without progress */
+#define STALL_CYCLES    (1ull << 35)    /* ~13 s at 2.6 GHz without progress */
+#define CLOCK_STEP_MAX  (1ull << 24)    /* run_clock: the most one step counts */
+#define RETX_FIRST      (1ull << 25)    /* ~13 ms at 2.6 GHz: the first resend */
+#define RETX_MAX        (1ull << 30)    /* the backoff's ceiling, ~0.4 s */
+#define RETRIES         36              /* 2^25 + ... + 2^30 + 30 * 2^30 ~ 2^35 */
+#define STR_(x)         #x
+#define STR(x)          STR_(x)
 
 #define RING(n) struct { \
 	struct desc desc[n] __attribute__((aligned(16))); \
@@ -61,6 +81,13 @@ static uint64_t got[65536 / 64];                /* frames of this round echoed *
 static uint8_t tx_busy[TX_SLOTS];
 static uint32_t tx_inflight;
 
+/* frames sent and not echoed yet (at most WINDOW), in no particular order */
+static struct {
+	uint32_t seq, resends;
+	uint64_t due;                   /* run_clock() at which to send it again */
+} pend[WINDOW];
+static uint32_t npend;
+
 static struct vpci_dev dev;
 static struct vq rq, tq;
 static uint8_t mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
@@ -72,6 +99,24 @@ static inline uint64_t rdtsc(void)
 	uint32_t lo, hi;
 	asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
 	return ((uint64_t)hi << 32) | lo;
+}
+
+/*
+ * The TSC, except that a step longer than CLOCK_STEP_MAX (~6 ms: the VM
+ * was paused, saved and restored, or its vCPU not run for a while) counts
+ * as CLOCK_STEP_MAX, and one backwards as nothing.
+ */
+static uint64_t clock_tsc, clock_run;
+
+static uint64_t run_clock(void)
+{
+	uint64_t t = rdtsc(), d = t - clock_tsc;
+
+	clock_tsc = t;
+	if ((int64_t)d < 0)
+		d = 0;
+	clock_run += d < CLOCK_STEP_MAX ? d : CLOCK_STEP_MAX;
+	return clock_run;
 }
 
 /* "net: [frame N of ]round R: what" in msg */
@@ -135,12 +180,13 @@ const char *tg_vnet_init(const struct tg_params *p)
 		tg_vq_add(&rq, i);
 	}
 	tg_vq_kick(&rq);
+	clock_tsc = rdtsc();
 	return 0;
 }
 
 /* one received packet: *ours = 1 if it is the echo of a frame we were waiting for */
 static const char *received(const uint8_t *pkt, uint32_t len, uint64_t round, uint32_t sent,
-                            uint64_t *sum, int *ours)
+                            uint64_t *sum, int *ours, uint32_t *seqp)
 {
 	const uint8_t *f = pkt + HDR;
 	uint32_t flen, seq = 0;
@@ -170,9 +216,18 @@ static const char *received(const uint8_t *pkt, uint32_t len, uint64_t round, ui
 	got[seq / 64] |= 1ull << (seq % 64);
 	*sum += tg_net_frame_hash(f, flen, seq);
 	*ours = 1;
+	*seqp = seq;
 	return 0;
 }
 
+/* the retransmit timeout after `resends` resends */
+static uint64_t retx_after(uint32_t resends)
+{
+	uint64_t t = RETX_FIRST << (resends < 5 ? resends : 5);
+	return t < RETX_MAX ? t : RETX_MAX;
+}
+
+/* frame seq of round into transmit slot `slot` (the same bytes every time) */
 static void send(uint32_t slot, uint64_t round, uint32_t seq)
 {
 	uint8_t *b = txbuf[slot];
@@ -193,24 +248,55 @@ static void send(uint32_t slot, uint64_t round, uint32_t seq)
 	tg_vq_add(&tq, d);
 }
 
+/* a free transmit slot, or TX_SLOTS */
+static uint32_t free_slot(void)
+{
+	uint32_t s = 0;
+
+	while (s < TX_SLOTS && tx_busy[s])
+		s++;
+	return s;
+}
+
 const char *tg_vnet_round(uint64_t round, uint64_t *hash_sum)
 {
 	uint32_t n = (uint32_t)P->netframes, sent = 0, echoed = 0;
-	uint64_t last = rdtsc();
+	uint64_t last = run_clock();
 
 	*hash_sum = 0;
+	npend = 0;
 	for (uint32_t i = 0; i < (n + 63) / 64; i++)
 		got[i] = 0;
 	while (echoed < n || tx_inflight) {
-		uint32_t id, len, progress = 0;
+		uint32_t id, len, slot, progress = 0;
+		uint64_t now = run_clock();
 		const char *e;
 
-		/* send while the window and the transmitq allow */
-		for (uint32_t s = 0; s < TX_SLOTS && sent < n && sent - echoed < WINDOW; s++)
-			if (!tx_busy[s]) {
-				send(s, round, sent++);
-				progress = 1;
+		/* frames overdue are sent again, if the transmitq has room */
+		for (uint32_t i = 0; i < npend; i++) {
+			if ((int64_t)(now - pend[i].due) < 0)
+				continue;
+			if (pend[i].resends >= RETRIES) {
+				if (tg_vpci_status(&dev) & 0x40)
+					return fail("device needs reset", round, -1);
+				return fail("not echoed (sent " STR(RETRIES) " times again)", round,
+				            pend[i].seq);
 			}
+			if ((slot = free_slot()) == TX_SLOTS)
+				break;
+			send(slot, round, pend[i].seq);
+			pend[i].resends++;
+			pend[i].due = now + retx_after(pend[i].resends);
+		}
+		/* new frames while the window and the transmitq allow */
+		while (sent < n && sent - echoed < WINDOW && (slot = free_slot()) < TX_SLOTS) {
+			pend[npend].seq = sent;
+			pend[npend].resends = 0;
+			pend[npend].due = now + retx_after(0);
+			npend++;
+			send(slot, round, sent++);
+			progress = 1;
+		}
 		tg_vq_kick(&tq);
 		while (tg_vq_get(&tq, &id, &len)) {
 			if (id >= TXN || (id & 1) || !tx_busy[id / 2])
@@ -221,26 +307,35 @@ const char *tg_vnet_round(uint64_t round, uint64_t *hash_sum)
 		}
 		while (tg_vq_get(&rq, &id, &len)) {
 			int ours;
+			uint32_t seq = 0;
 			if (id >= RXN)
 				return fail("receiveq: the used ring names no buffer", round, -1);
-			e = received(rxbuf[id], len, round, sent, hash_sum, &ours);
+			e = received(rxbuf[id], len, round, sent, hash_sum, &ours, &seq);
 			if (e)
 				return e;
-			echoed += (uint32_t)ours;
-			progress |= (uint32_t)ours;
+			if (ours) {
+				for (uint32_t i = 0; i < npend; i++)
+					if (pend[i].seq == seq) {
+						pend[i] = pend[--npend];
+						break;
+					}
+				echoed++;
+				progress = 1;
+			}
 			tg_vq_add(&rq, (uint16_t)id);     /* posted again */
 		}
 		tg_vq_kick(&rq);
 		if (progress) {
-			last = rdtsc();
-		} else if (rdtsc() - last > STALL_CYCLES) {
+			last = run_clock();
+		} else if (run_clock() - last > STALL_CYCLES) {
+			/* nothing completed or echoed: resends cannot go out either */
 			if (tg_vpci_status(&dev) & 0x40)
 				return fail("device needs reset", round, -1);
 			if (echoed < n) {
 				uint32_t seq = 0;
 				while (got[seq / 64] >> (seq % 64) & 1)
 					seq++;
-				return fail("not echoed", round, seq);
+				return fail("not echoed (the transmitq stalled)", round, seq);
 			}
 			return fail("transmitq: frames not completed", round, -1);
 		} else {
