@@ -16,6 +16,7 @@
 #include "khyve/control.h"
 #include "khyve/log.h"
 #include "khyve/loop.h"
+#include "khyve/serial.h"
 #include "khyve/snapshot.h"
 #include "khyve/term.h"
 #include "khyve/vm.h"
@@ -63,6 +64,14 @@ int main(int argc, char **argv)
 	if (ret)
 		goto out;
 
+	/* Everything that can be checked without KVM is checked first. */
+	if (!cfg.restore) {
+		ret = serial__check_output(&cfg, err, sizeof(err)) ?: boot__load(&vm, err, sizeof(err));
+		if (ret) {
+			pr_err("%s", err);
+			goto out;
+		}
+	}
 	if (vm__open_kvm(&vm, err, sizeof(err))) {
 		pr_err("%s", err);
 		goto out;
@@ -85,7 +94,7 @@ int main(int argc, char **argv)
 	if (cfg.restore)
 		ret = snapshot__restore(&vm, err, sizeof(err));
 	else
-		ret = vm__create(&vm, -1, err, sizeof(err)) ?: boot__multiboot(&vm, err, sizeof(err));
+		ret = vm__create(&vm, -1, err, sizeof(err)) ?: boot__setup_bsp(&vm, err, sizeof(err));
 	if (ret) {
 		pr_err("%s", err);
 		goto out;

@@ -8,6 +8,9 @@
 
 /* Load -k KERNEL and -i MODULEs and point the BSP at the entry.  On error
  * returns -errno with a one-line reason in err. */
-int boot__multiboot(struct vm *vm, char *err, size_t errlen);
+/* Allocate guest RAM and load the multiboot kernel and modules (no KVM yet). */
+int boot__load(struct vm *vm, char *err, size_t errlen);
+/* Point the boot processor at the loaded kernel (after vm__create). */
+int boot__setup_bsp(struct vm *vm, char *err, size_t errlen);
 
 #endif

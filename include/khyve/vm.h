@@ -68,6 +68,7 @@ struct vm {
 
 	struct device_instance *devices;	/* list, in init order */
 	void *console;			/* COM1 when its backend is stdio */
+	uint32_t boot_entry, boot_info;	/* from boot__load, for the BSP */
 };
 
 /* Open /dev/kvm and check the capabilities khyve needs.  0 or -errno. */

@@ -88,8 +88,10 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 	uint64_t ident = IDENTITY_MAP_ADDR;
 	int ret;
 
-	/* the memory file is ours from here on, whatever fails */
-	memmap__layout(&vm->mem, cfg->mem_size);
+	/* the memory file is ours from here on, whatever fails; RAM that
+	 * boot__load allocated (and filled) is kept */
+	if (!vm->mem.base || mem_fd >= 0)
+		memmap__layout(&vm->mem, cfg->mem_size);
 	vm->mem.src_fd = mem_fd;
 	vm->ncpus = cfg->ncpus;
 	vm->exit_efd = -1;
@@ -117,7 +119,8 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)TSS_ADDR) < 0)
 		return util__fail(-errno, err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
 
-	ret = mem_fd >= 0 ? memmap__map_file(&vm->mem, mem_fd) : memmap__alloc(&vm->mem);
+	ret = mem_fd >= 0 ? memmap__map_file(&vm->mem, mem_fd) :
+	      vm->mem.base ? 0 : memmap__alloc(&vm->mem);
 	if (ret)
 		return util__fail(ret, err, errlen, "cannot %s %llu MiB of guest memory: %s",
 			    mem_fd >= 0 ? "map" : "allocate",

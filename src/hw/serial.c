@@ -95,6 +95,30 @@ unsigned int serial__input_space(void *opaque)
 	return n;
 }
 
+static int open_output(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+	if (fd < 0) {
+		fd = -errno;
+		snprintf(err, errlen, "cannot open COM1 output file '%s': %s", path, strerror(errno));
+	}
+	return fd;
+}
+
+int serial__check_output(const struct vm_config *cfg, char *err, size_t errlen)
+{
+	int fd;
+
+	if (cfg->com1 != CONSOLE_FILE)
+		return 0;
+	fd = open_output(cfg->com1_path, err, errlen);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
 static int serial__init(struct vm *vm, void **priv, char *err, size_t errlen)
 {
 	struct serial *s = calloc(1, sizeof(*s));
@@ -110,11 +134,9 @@ static int serial__init(struct vm *vm, void **priv, char *err, size_t errlen)
 		vm->console = s;
 		break;
 	case CONSOLE_FILE:
-		s->out_fd = open(vm->cfg->com1_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		s->out_fd = open_output(vm->cfg->com1_path, err, errlen);
 		if (s->out_fd < 0) {
-			ret = -errno;
-			snprintf(err, errlen, "cannot open COM1 output file '%s': %s",
-				 vm->cfg->com1_path, strerror(errno));
+			ret = s->out_fd;
 			goto fail;
 		}
 		s->out_owned = true;

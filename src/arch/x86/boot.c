@@ -20,7 +20,11 @@ static int read_input(const char *what, const char *path, uint64_t max, void **b
 	return ret;
 }
 
-int boot__multiboot(struct vm *vm, char *err, size_t errlen)
+/*
+ * Before /dev/kvm is opened: a bad kernel or module is reported whether or
+ * not this host has KVM, and costs nothing but the guest-RAM mapping.
+ */
+int boot__load(struct vm *vm, char *err, size_t errlen)
 {
 	struct vm_config *cfg = vm->cfg;
 	struct mb_module mods[CONFIG_MAX_MODULES];
@@ -31,6 +35,13 @@ int boot__multiboot(struct vm *vm, char *err, size_t errlen)
 	struct mb_boot mb;
 	int ret;
 
+	memmap__layout(&vm->mem, cfg->mem_size);
+	ret = memmap__alloc(&vm->mem);
+	if (ret) {
+		snprintf(err, errlen, "cannot allocate %llu MiB of guest memory: %s",
+			 (unsigned long long)(cfg->mem_size >> 20), strerror(-ret));
+		goto out;
+	}
 	ret = read_input("kernel", cfg->kernel, cfg->mem_size, &image, &len, err, errlen);
 	if (ret)
 		goto out;
@@ -57,13 +68,21 @@ int boot__multiboot(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "kernel '%s': %s", cfg->kernel, msg);
 		goto out;
 	}
-	ret = vcpu__setup_multiboot(&vm->vcpus[0], mb.entry, mb.info);
-	if (ret)
-		snprintf(err, errlen, "cannot set the boot processor's registers: %s", strerror(-ret));
+	vm->boot_entry = mb.entry;
+	vm->boot_info = mb.info;
 out:
 	free(cmdline);
 	free(image);
 	for (unsigned int i = 0; i < cfg->nmodules; i++)
 		free(bufs[i]);
+	return ret;
+}
+
+int boot__setup_bsp(struct vm *vm, char *err, size_t errlen)
+{
+	int ret = vcpu__setup_multiboot(&vm->vcpus[0], vm->boot_entry, vm->boot_info);
+
+	if (ret)
+		snprintf(err, errlen, "cannot set the boot processor's registers: %s", strerror(-ret));
 	return ret;
 }
