@@ -53,7 +53,8 @@ UNIT_HELPER_OBJS := $(BUILD)/tests/unit/fakevm.o
 
 # Debian packages the build needs; missing ones are installed once.
 NEEDED_FILES := /usr/include/cmocka.h /usr/include/cbor.h /usr/include/jansson.h \
-	/usr/include/xxhash.h /usr/include/liburing.h /usr/bin/qemu-system-x86_64 /usr/bin/python3
+	/usr/include/xxhash.h /usr/include/liburing.h /usr/bin/qemu-system-x86_64 /usr/bin/python3 \
+	/bin/busybox
 DEPS_MISSING := $(filter-out $(wildcard $(NEEDED_FILES)),$(NEEDED_FILES))
 
 all: deps $(BUILD)/khyve $(BUILD)/khyvectl guest
@@ -95,6 +96,14 @@ unit: deps $(UNIT_BINS) $(BUILD)/tests/test_devices
 test: all unit fixtures
 	$(Q)sh tests/run.sh $(BUILD)
 
+# every check, also the repetitions the core set leaves out
+test-full: all unit fixtures
+	$(Q)KHYVE_TEST_SET=full sh tests/run.sh $(BUILD)
+
+# a shell (or CMD) in the test machine: make testvm [CMD="..."]
+testvm: all unit fixtures
+	$(Q)scripts/testvm $(or $(CMD),bash)
+
 asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all unit fixtures
 
@@ -119,11 +128,13 @@ clean:
 help:
 	@echo "make            build build/khyve and the test guest"
 	@echo "make demo       run the test guest on 2 vCPUs, output on the terminal"
-	@echo "make test       unit and integration tests"
+	@echo "make test       unit and integration tests (the core set in the test machine)"
+	@echo "make test-full  every check, also the repetitions the core set leaves out"
+	@echo "make testvm     a shell in the test machine (CMD=... runs a command instead)"
 	@echo "make asan       build with ASan+UBSan into build-asan/; make test-asan runs the tests"
 	@echo "make bench      benchmarks (see README)"
 
-.PHONY: all guest deps unit test asan test-asan demo bench clean help
+.PHONY: all guest deps unit test test-full testvm asan test-asan demo bench clean help
 .DELETE_ON_ERROR:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -5,6 +5,11 @@ BUILD=${1:-build}
 CMDLINE=${DEMO_CMDLINE:-"workload=mem,fpu,smp,time rounds=4 memmb=32 seed=1"}
 NCPU=${DEMO_NCPU:-2}
 
+if [ -z "${KHYVE_IN_TESTVM:-}" ] && ! "$(dirname "$0")/kvm-usable"; then
+	echo "== no usable /dev/kvm here: the demo runs in the test machine (scripts/testvm: QEMU emulating AMD-V, 5-20x slower)"
+	exec "$(dirname "$0")/testvm" sh scripts/demo.sh "$BUILD"
+fi
+
 echo "== $BUILD/khyve -c $NCPU -m 256M -k $BUILD/guest/testguest -A \"$CMDLINE\" --debug-exit demo"
 "$BUILD/khyve" -c "$NCPU" -m 256M -k "$BUILD/guest/testguest" -A "$CMDLINE" --debug-exit demo
 rc=$?

@@ -6,7 +6,7 @@ set -eu
 
 PKGS="gcc make binutils libc6-dev pkg-config
 libcbor-dev libjansson-dev libxxhash-dev liburing-dev libcmocka-dev
-qemu-system-x86 util-linux iproute2 procps man-db python3"
+qemu-system-x86 busybox-static util-linux iproute2 procps man-db python3"
 
 missing=""
 for p in $PKGS; do
