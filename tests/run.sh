@@ -1,46 +1,223 @@
 #!/bin/sh
-# Run every unit and integration test; print "N passed, N failed[, N skipped]"
-# and exit non-zero if anything failed.  Usage: tests/run.sh [BUILD_DIR]
+# Run the unit and integration tests: one line per check (PASS name,
+# FAIL name: reason, SKIP name: reason), then "N passed, N failed[, N
+# skipped]"; exit non-zero if anything failed.
+#
+#   tests/run.sh [BUILD_DIR [all|unit|integration]]     (default build, all)
+#
+# Every cmocka case of every unit-test binary is a check; a binary that
+# crashes, stops early or times out is a FAIL too.  Each integration script
+# prints its own check lines.
+#
+# Environment:
+#   KHYVE_TIMEOUT_SCALE  multiplies every time limit (a positive integer,
+#                        default 1; the test machine sets it)
+#   KHYVE_TEST_SET       core or full (default full): core leaves out the
+#                        repetitions (tests/lib.sh, full_only)
+#   KHYVE_TESTVM         1: run the integration tests inside the test machine
+#                        (scripts/testvm); 0: never; unset: there when
+#                        scripts/kvm-usable says this host's /dev/kvm cannot
+#                        create a VM.  Unit tests always run here.
+#   KHYVE_IN_TESTVM      1 inside the test machine (never nested)
 BUILD=${1:-build}
+PART=${2:-all}
 export BUILD
 cd "$(dirname "$0")/.." || exit 2
 
-passed=0 failed=0 skipped=0
-log=$(mktemp /tmp/khyve-run.XXXXXX)
+case $PART in
+all | unit | integration) ;;
+*)
+	echo "usage: tests/run.sh [BUILD_DIR [all|unit|integration]]" >&2
+	exit 2
+	;;
+esac
+SCALE=${KHYVE_TIMEOUT_SCALE:-1}
+case $SCALE in
+'' | 0* | *[!0-9]*)
+	echo "tests/run.sh: KHYVE_TIMEOUT_SCALE='$SCALE' is not a positive integer" >&2
+	exit 2
+	;;
+esac
+export KHYVE_TIMEOUT_SCALE=$SCALE
+case ${KHYVE_TEST_SET:-full} in
+core | full) ;;
+*)
+	echo "tests/run.sh: KHYVE_TEST_SET='$KHYVE_TEST_SET' is neither core nor full" >&2
+	exit 2
+	;;
+esac
 
+passed=0 failed=0 skipped=0
+log=$(mktemp /tmp/khyve-run.XXXXXX) || exit 2
+trap 'rm -f "$log" "$log.u" "$log.rc"' EXIT
+trap 'exit 130' INT TERM
+
+# count FILE: add FILE's check lines to the totals
 count() {
-	passed=$((passed + $(grep -c '^PASS ' "$log")))
-	failed=$((failed + $(grep -c '^FAIL ' "$log")))
-	skipped=$((skipped + $(grep -c '^SKIP ' "$log")))
+	set -- $(tr -d '\r' <"$1" | awk '/^PASS /{p++} /^FAIL /{f++} /^SKIP /{s++} END{print p+0, f+0, s+0}')
+	passed=$((passed + $1))
+	failed=$((failed + $2))
+	skipped=$((skipped + $3))
 }
 
-echo "== unit tests"
-for t in "$BUILD"/tests/test_*; do
-	[ -x "$t" ] || continue
-	name=$(basename "$t")
-	if timeout -k 5 60 "$t" >"$log.u" 2>&1; then
-		n=$(grep -c '^\[       OK \]' "$log.u")
-		echo "PASS $name ($n cases)"
-		echo "PASS $name" >"$log"
-	else
-		cat "$log.u"
-		echo "FAIL $name"
-		echo "FAIL $name" >"$log"
-	fi
-	count
-done
+# cmocka's standard output, one check per case: "[ RUN      ] CASE", then
+# the case's own messages, then "[       OK ] CASE", "[  FAILED  ] CASE" or
+# "[  SKIPPED ] CASE".  A case with a RUN line and no result is one the
+# binary never finished (a crash, an abort, the time limit).  The summary
+# after each group repeats failed and skipped names; they follow no RUN
+# line and are not counted again.  A binary with several groups
+# (test_vblk) may run a case name more than once: its checks are then
+# named BINARY/gN/CASE.
+UNIT_AWK='
+function rec(result, why) {
+	n++; res[n] = result; nm[n] = cur; grp[n] = g; msg[n] = why
+	if (result == "FAIL") nfail++
+	got[g]++
+	cur = ""; diag = ""
+}
+function unfinished() {
+	if (rc == 124)
+		return "did not finish within " limit " s"
+	return "no result: the binary stopped in this case (exit status " rc ")" (diag != "" ? ": " diag : "")
+}
+{ sub(/\r$/, "") }
+/^\[==========\] Running [0-9]+ test\(s\)\./ {
+	if (cur != "") rec("FAIL", unfinished())
+	g++; announced[g] = $3 + 0; next
+}
+/^\[==========\] [0-9]+ test\(s\) run\./ {
+	if (cur != "") rec("FAIL", unfinished())
+	next
+}
+/^\[ RUN      \] / {
+	if (cur != "") rec("FAIL", unfinished())
+	cur = substr($0, 14); diag = ""; next
+}
+/^\[       OK \] / && cur != "" && substr($0, 14) == cur { rec("PASS", ""); next }
+/^\[  FAILED  \] / && cur != "" && substr($0, 14) == cur {
+	rec("FAIL", diag != "" ? diag : "failed (cmocka gave no message)"); next
+}
+/^\[  SKIPPED \] / && cur != "" && substr($0, 14) == cur {
+	rec("SKIP", diag != "" ? diag : "skipped by the test"); next
+}
+cur != "" {
+	line = $0; gsub(/^[ \t]+|[ \t]+$/, "", line)
+	if (line != "" && length(diag) < 400) diag = diag (diag != "" ? " | " : "") line
+	next
+}
+{ last = $0 }
+END {
+	if (cur != "") rec("FAIL", unfinished())
+	for (i = 1; i <= n; i++) {
+		name = bin "/" (g > 1 ? "g" grp[i] "/" : "") nm[i]
+		print res[i] " " name (res[i] == "PASS" ? "" : ": " substr(msg[i], 1, 500))
+	}
+	if (g == 0) {
+		why = rc == 124 ? "did not finish within " limit " s" : "exit status " rc
+		print "FAIL " bin ": no cmocka output (" why ")" (last != "" ? ": " last : "")
+		exit
+	}
+	for (i = 1; i <= g; i++)
+		if (got[i] + 0 != announced[i])
+			print "FAIL " bin (g > 1 ? "/g" i : "") ": cmocka announced " announced[i] " cases, " got[i] + 0 " reported a result"
+	if (rc != 0 && nfail == 0)
+		print "FAIL " bin ": " (rc == 124 ? "did not finish within " limit " s" : "exit status " rc " though no case failed") (last != "" ? ": " last : "")
+}'
 
-for t in tests/integration/*.sh; do
-	echo "== $(basename "$t" .sh)"
-	timeout -k 10 900 bash "$t" >"$log" 2>&1
-	rc=$?
-	cat "$log"
-	if [ $rc -ne 0 ]; then
-		echo "FAIL $(basename "$t"): script exited with status $rc" | tee -a "$log"
+run_units() {
+	echo "== unit tests"
+	found=0
+	for t in "$BUILD"/tests/test_*; do
+		[ -x "$t" ] || continue
+		found=1
+		name=$(basename "$t")
+		CMOCKA_MESSAGE_OUTPUT=stdout CMOCKA_TEST_ABORT= \
+			timeout -k $((5 * SCALE)) $((60 * SCALE)) "$t" </dev/null >"$log.u" 2>&1
+		rc=$?
+		[ $rc -eq 137 ] && rc=124	# took the KILL after the TERM
+		awk -v bin="$name" -v rc=$rc -v limit=$((60 * SCALE)) "$UNIT_AWK" "$log.u" >"$log"
+		cat "$log"
+		count "$log"
+	done
+	if [ $found -eq 0 ]; then
+		echo "FAIL unit-tests: no test binaries in $BUILD/tests (make unit)" | tee "$log"
+		count "$log"
 	fi
-	count
-done
-rm -f "$log" "$log.u"
+}
+
+run_integration() {
+	for t in tests/integration/*.sh; do
+		script=$(basename "$t" .sh)
+		echo "== $script"
+		start=$(date +%s)
+		timeout -k $((10 * SCALE)) $((900 * SCALE)) bash "$t" >"$log" 2>&1
+		rc=$?
+		cat "$log"
+		if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+			echo "FAIL $script: did not finish within $((900 * SCALE)) s" | tee -a "$log"
+		elif [ $rc -ne 0 ]; then
+			echo "FAIL $script: script exited with status $rc" | tee -a "$log"
+		fi
+		echo "# $script: $(($(date +%s) - start)) s"
+		count "$log"
+	done
+}
+
+# in_testvm: should the integration tests run in the test machine?
+in_testvm() {
+	[ "${KHYVE_IN_TESTVM:-}" = 1 ] && return 1
+	case ${KHYVE_TESTVM:-unset} in
+	1) return 0 ;;
+	0) return 1 ;;
+	unset) ! scripts/kvm-usable 2>/dev/null ;;
+	*)
+		echo "tests/run.sh: KHYVE_TESTVM='$KHYVE_TESTVM' is neither 0 nor 1; running here" >&2
+		return 1
+		;;
+	esac
+}
+
+# The integration tests inside the test machine: its output streams here and
+# its check lines count; if the machine fails before the inner run printed
+# its totals, or the totals disagree with the lines seen, that is a FAIL.
+run_integration_testvm() {
+	echo "== integration tests in the test machine (scripts/testvm; KHYVE_TESTVM=0 runs them here)"
+	rm -f "$log.rc"
+	{
+		scripts/testvm sh tests/run.sh "$BUILD" integration 2>&1
+		echo $? >"$log.rc"
+	} | tee "$log"
+	rc=$(cat "$log.rc" 2>/dev/null)
+	total=$(tr -d '\r' <"$log" | grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' | tail -1)
+	set -- $(tr -d '\r' <"$log" | awk '/^PASS /{p++} /^FAIL /{f++} /^SKIP /{s++} END{print p+0, f+0, s+0}')
+	seen="$1 passed, $2 failed"
+	[ "$3" -gt 0 ] && seen="$seen, $3 skipped"
+	why=$(tr -d '\r' <"$log" | grep '^testvm: ' | tail -3 | tr '\n' ' ' | sed 's/ *$//')
+	[ -n "$why" ] || why=$(tr -d '\r' <"$log" | grep -v '^$' | tail -3 | tr '\n' ' ' | sed 's/ *$//')
+	if [ -z "$total" ]; then
+		echo "FAIL testvm: the test machine ended (status ${rc:-unknown}) before the integration tests printed their totals: ${why:-no message}" |
+			tee -a "$log"
+	elif [ "$total" != "$seen" ]; then
+		echo "FAIL testvm: the integration tests reported '$total', the lines that arrived here say '$seen'" | tee -a "$log"
+	elif [ "${rc:-1}" -ne 0 ] && [ "$2" -eq 0 ]; then
+		echo "FAIL testvm: status ${rc:-unknown} although the integration tests reported no failure: ${why:-no message}" |
+			tee -a "$log"
+	fi
+	count "$log"
+}
+
+case $PART in
+all | unit) run_units ;;
+esac
+case $PART in
+all | integration)
+	if in_testvm; then
+		run_integration_testvm
+	else
+		run_integration
+	fi
+	;;
+esac
 
 echo
 if [ "$skipped" -gt 0 ]; then
