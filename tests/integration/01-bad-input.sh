@@ -29,7 +29,7 @@ expect_error com1-file-unwritable "cannot open COM1 output file" -l com1,file:/n
 if [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null; then
 	# /dev without kvm, in a private mount namespace
 	name=no-dev-kvm
-	timeout 30 unshare -m --propagation private sh -c \
+	bounded 30 unshare -m --propagation private sh -c \
 		'mount -t tmpfs none /dev && exec "$0" -k "$1" vm1' "$KHYVE" "$FIX/ok.elf" \
 		</dev/null >"$TMP/out" 2>"$TMP/err"
 	rc=$?
@@ -37,7 +37,7 @@ if [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null; then
 	   [ "$(wc -l <"$TMP/err")" -eq 1 ]; then
 		pass $name
 	else
-		fail $name "status $rc, stderr: $(cat "$TMP/err")"
+		fail $name "$(status_text $rc) (want 4 and one line 'cannot open /dev/kvm: No such file or directory'), stderr: $(cat "$TMP/err")"
 	fi
 else
 	skip no-dev-kvm "needs root and unshare"
@@ -45,24 +45,35 @@ fi
 
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
 	name=no-kvm-permission
-	timeout 30 setpriv --reuid=65534 --regid=65534 --clear-groups "$KHYVE" -k "$FIX/ok.elf" vm1 \
+	bounded 30 setpriv --reuid=65534 --regid=65534 --clear-groups "$KHYVE" -k "$FIX/ok.elf" vm1 \
 		</dev/null >"$TMP/out" 2>"$TMP/err"
 	rc=$?
 	if [ $rc -eq 4 ] && grep -q "cannot open /dev/kvm: Permission denied" "$TMP/err"; then
 		pass $name
 	else
-		fail $name "status $rc, stderr: $(cat "$TMP/err")"
+		fail $name "$(status_text $rc) (want 4 and 'cannot open /dev/kvm: Permission denied'), stderr: $(cat "$TMP/err")"
 	fi
 else
 	skip no-kvm-permission "needs root and setpriv"
 fi
 
 # --help goes to stdout and succeeds
-if "$KHYVE" --help | grep -q "Usage: khyve"; then pass help; else fail help "no usage text"; fi
+bounded 30 "$KHYVE" --help </dev/null >"$TMP/help" 2>"$TMP/help.err"
+rc=$?
+if [ $rc -eq 0 ] && grep -q "Usage: khyve" "$TMP/help"; then
+	pass help
+else
+	fail help "$(status_text $rc) (want 0 and 'Usage: khyve' on stdout): $(head -c 300 "$TMP/help.err")"
+fi
 
 # the man page documents every option --help lists
+bounded 60 man -l docs/khyve.8 2>/dev/null | col -b >"$TMP/man"
 missing=
-for opt in $("$KHYVE" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
-	man -l docs/khyve.8 2>/dev/null | col -b | grep -q -- "$opt" || missing="$missing $opt"
+for opt in $(grep -oE -- '--[a-z][a-z-]+' "$TMP/help" | sort -u); do
+	grep -q -- "$opt" "$TMP/man" || missing="$missing $opt"
 done
-[ -z "$missing" ] && pass man-page-in-step || fail man-page-in-step "docs/khyve.8 lacks:$missing"
+if [ ! -s "$TMP/man" ] || [ ! -s "$TMP/help" ]; then
+	fail man-page-in-step "no text from man -l docs/khyve.8 or khyve --help"
+else
+	[ -z "$missing" ] && pass man-page-in-step || fail man-page-in-step "docs/khyve.8 lacks:$missing"
+fi

@@ -5,12 +5,12 @@
 status() {
 	local name=$1 want=$2 rc
 	shift 2
-	timeout -k 5 60 "$KHYVE" "$@" </dev/null >"$TMP/$name.out" 2>"$TMP/$name.err"
+	bounded 60 "$KHYVE" "$@" </dev/null >"$TMP/$name.out" 2>"$TMP/$name.err"
 	rc=$?
 	if sanitizer_report "$TMP/$name.err"; then
 		fail "$name" "sanitizer report: $(head -5 "$TMP/$name.err" | tr '\n' ' ')"
 	elif [ $rc -ne "$want" ]; then
-		fail "$name" "exit status $rc, want $want ($(head -c 300 "$TMP/$name.err"))"
+		fail "$name" "$(status_text $rc), want $want ($(head -c 300 "$TMP/$name.err"))"
 	else
 		pass "$name"
 	fi
@@ -52,24 +52,24 @@ fi
 # serial input from a pipe reaches the guest's receive FIFO, more than 16 bytes
 name=serial-input
 line="the quick brown fox jumps over the lazy dog 0123456789"
-printf '%s\n' "$line" | timeout 30 "$KHYVE" --debug-exit -k "$FIX/echo.elf" vm >"$TMP/echo.out" 2>"$TMP/echo.err"
+bounded 30 "$KHYVE" --debug-exit -k "$FIX/echo.elf" vm < <(printf '%s\n' "$line") >"$TMP/echo.out" 2>"$TMP/echo.err"
 rc=$?
 if [ $rc -eq 1 ] && [ "$(cat "$TMP/echo.out")" = "$line" ]; then
 	pass $name
 else
-	fail $name "status $rc, echoed '$(cat "$TMP/echo.out")'"
+	fail $name "$(status_text $rc) (want 1), echoed '$(cat "$TMP/echo.out")', want '$line'"
 fi
 
 # SIGTERM stops a running VM cleanly
 name=sigterm
-timeout 30 "$KHYVE" -k "$FIX/echo.elf" vm </dev/zero >/dev/null 2>"$TMP/term.err" &
+"$KHYVE" -k "$FIX/echo.elf" vm </dev/zero >/dev/null 2>"$TMP/term.err" &
 pid=$!
-sleep 0.5
+sleep "$(tmo 0.5)"	# the guest reading /dev/zero
 kill -TERM $pid
-wait $pid
+wait_bounded $pid 30
 rc=$?
 if [ $rc -eq 0 ] && grep -q "received signal 15" "$TMP/term.err" && ! sanitizer_report "$TMP/term.err"; then
 	pass $name
 else
-	fail $name "status $rc: $(cat "$TMP/term.err")"
+	fail $name "$(status_text $rc) after SIGTERM (want 0 and 'received signal 15'): $(cat "$TMP/term.err")"
 fi

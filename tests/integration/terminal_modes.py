@@ -1,8 +1,10 @@
 """Terminal handling: raw mode while the guest runs, the original mode back
-on every way out (guest exit, SIGTERM, Ctrl-A x).  Prints PASS/FAIL lines."""
+on every way out (guest exit, SIGTERM, Ctrl-A x).  Prints PASS/FAIL lines.
+Every wait is bounded, times KHYVE_TIMEOUT_SCALE (tests/lib.sh)."""
 import os, pty, signal, subprocess, sys, termios, threading, time
 
 khyve, fix = sys.argv[1], sys.argv[2]
+SCALE = int(os.environ.get("KHYVE_TIMEOUT_SCALE", "1"))
 
 
 def drain(fd, buf):
@@ -25,7 +27,7 @@ def case(name, kernel, action, want_rc):
     p = subprocess.Popen([khyve, "--debug-exit", "-k", kernel, "tty"],
                          stdin=slave, stdout=slave, stderr=slave)
     raw_seen = False
-    deadline = time.time() + 5
+    deadline = time.time() + 5 * SCALE
     while time.time() < deadline and p.poll() is None:
         if not termios.tcgetattr(slave)[3] & termios.ICANON:
             raw_seen = True
@@ -36,10 +38,11 @@ def case(name, kernel, action, want_rc):
     elif action == "ctrl-a-x":
         os.write(master, b"\x01x")
     try:
-        rc = p.wait(timeout=20)
+        rc = p.wait(timeout=20 * SCALE)
     except subprocess.TimeoutExpired:
         p.kill()
-        rc = "timeout"
+        p.wait()
+        rc = "none: did not finish within %d s" % (20 * SCALE)
     after = termios.tcgetattr(slave)
     os.close(slave)
     problems = []
