@@ -13,44 +13,40 @@ NAME=ctl-$$
 VMPIDS=
 trap 'kill -9 $VMPIDS 2>/dev/null; rm -rf "$TMP"' EXIT
 
-# start_vm NAME RUNDIR: start a VM in the background, $STARTED its pid;
-# fails unless it answers --status on its socket within 10 s (a stale socket
-# of a killed one answers nothing).
+# answers NAME DIR PID: khyve PID answers --status on DIR/NAME.sock (status
+# 2 once PID is gone: stop waiting)
+answers() {
+	running "$3" || return 2
+	[ -S "$2/$1.sock" ] &&
+		bounded 10 "$CTL" --vm="$1" --rundir="$2" --timeout="$(tmo 5)" --status 2>/dev/null |
+		grep -q "\"pid\": $3,"
+}
+
+# start_vm NAME RUNDIR: start a VM in the background, $STARTED its pid,
+# $START_US the time just before; fails unless it answers --status on its
+# socket within 10 s (a stale socket of a killed one answers nothing).
 start_vm() {
-	local name=$1 dir=$2 i
+	local name=$1 dir=$2
+	START_US=$(now_us)
 	"$KHYVE" -m 16M -l com1,null -k "$FIX/echo.elf" --rundir "$dir" "$name" \
 		</dev/null >/dev/null 2>"$TMP/$name.err" &
 	STARTED=$!
 	VMPIDS="$VMPIDS $STARTED"
-	for i in $(seq 200); do
-		if [ -S "$dir/$name.sock" ] &&
-		   "$CTL" --vm="$name" --rundir="$dir" --timeout=5 --status 2>/dev/null |
-		   grep -q "\"pid\": $STARTED,"; then
-			return 0
-		fi
-		kill -0 "$STARTED" 2>/dev/null || return 1
-		sleep 0.05
-	done
-	return 1
+	wait_until 10 answers "$name" "$dir" "$STARTED" && running "$STARTED"
 }
 
-# stop_vm NAME PID: SIGTERM must stop it with status 0, no sanitizer report,
-# and its socket gone.
+# stop_vm NAME PID: SIGTERM must stop it with status 0 within 20 s, no
+# sanitizer report, and its socket gone.
 stop_vm() {
-	local name=$1 pid=$2 dir=${3:-$RUN} rc i check
+	local name=$1 pid=$2 dir=${3:-$RUN} rc check
 	check=stop${name#"$NAME"}	# stable check names: stop, stop-b, ...
 	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 200); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -9 "$pid" 2>/dev/null	# still there after 20 s: fails below
-	wait "$pid"
+	wait_bounded "$pid" 20
 	rc=$?
 	if sanitizer_report "$TMP/$name.err"; then
 		fail "$check" "sanitizer report: $(head -5 "$TMP/$name.err" | tr '\n' ' ')"
 	elif [ $rc -ne 0 ]; then
-		fail "$check" "exit status $rc, want 0: $(tail -3 "$TMP/$name.err" | tr '\n' ' ')"
+		fail "$check" "$(status_text $rc) after SIGTERM, want 0: $(tail -3 "$TMP/$name.err" | tr '\n' ' ')"
 	elif [ -e "$dir/$name.sock" ]; then
 		fail "$check" "socket $dir/$name.sock left behind"
 	else
@@ -61,13 +57,13 @@ stop_vm() {
 # ctl ARGS...: khyvectl with a time limit; stdout in $TMP/ctl.out, stderr in
 # $TMP/ctl.err, status in $rc.
 ctl() {
-	timeout -k 5 30 "$CTL" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
+	bounded 30 "$CTL" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
 	rc=$?
 }
 
 # field FILE KEY: a top-level field of the JSON object in FILE
 field() {
-	python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))[sys.argv[2]]; print(json.dumps(v) if isinstance(v,(list,dict)) else v)' "$1" "$2" 2>/dev/null
+	bounded 30 python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))[sys.argv[2]]; print(json.dumps(v) if isinstance(v,(list,dict)) else v)' "$1" "$2" 2>/dev/null
 }
 
 # alive NAME: after a check, the VM NAME still runs and answers --status
@@ -79,7 +75,7 @@ alive() {
 	fi
 	ctl --vm="$name" --rundir="$RUN" --status
 	if [ $rc -ne 0 ] || [ "$(field "$TMP/ctl.out" state)" != running ]; then
-		fail "$check" "--status afterwards: status $rc, $(cat "$TMP/ctl.out" "$TMP/ctl.err" | tr '\n' ' ')"
+		fail "$check" "--status afterwards: $(status_text $rc), $(cat "$TMP/ctl.out" "$TMP/ctl.err" | tr '\n' ' ')"
 		return 1
 	fi
 	return 0
@@ -90,9 +86,10 @@ alive() {
 raw() {
 	local name=$1 out
 	shift
-	out=$(timeout -k 5 40 python3 "$PY" "$RUN/$NAME.sock" "$@" 2>&1)
-	if [ $? -ne 0 ]; then
-		fail "$name" "$(echo "$out" | head -3 | tr '\n' ' ')"
+	bounded 40 python3 "$PY" "$RUN/$NAME.sock" "$@" >"$TMP/raw.out" 2>&1
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		fail "$name" "control_client.py $1: $(status_text $rc): $(head -3 "$TMP/raw.out" | tr '\n' ' ')"
 	elif alive "$name"; then
 		pass "$name"
 	fi
@@ -106,7 +103,7 @@ usage() {
 	if [ $rc -eq 2 ] && grep -q '^khyvectl: ' "$TMP/ctl.err" && [ ! -s "$TMP/ctl.out" ]; then
 		pass "$name"
 	else
-		fail "$name" "status $rc, want 2; stderr: $(head -c 300 "$TMP/ctl.err")"
+		fail "$name" "$(status_text $rc), want 2; stderr: $(head -c 300 "$TMP/ctl.err")"
 	fi
 }
 
@@ -135,7 +132,7 @@ ctl --help
 if [ $rc -eq 0 ] && grep -q '^Usage: khyvectl --vm=NAME' "$TMP/ctl.out"; then
 	pass ctl-help
 else
-	fail ctl-help "status $rc: $(head -3 "$TMP/ctl.out")"
+	fail ctl-help "$(status_text $rc) (want 0 and a usage line): $(head -3 "$TMP/ctl.out")"
 fi
 # the manual names every option of --help, and the reverse
 opts_help=$(grep -o -- '--[a-z][a-z-]*' "$TMP/ctl.out" | sort -u)
@@ -145,7 +142,7 @@ if [ -n "$opts_help" ] && [ "$opts_help" = "$opts_man" ]; then
 else
 	fail ctl-man-in-step "--help: $(echo $opts_help), man page: $(echo $opts_man)"
 fi
-if command -v man >/dev/null && MANWIDTH=80 man -l docs/khyvectl.8 2>"$TMP/man.err" | grep -q 'checkpoint' &&
+if command -v man >/dev/null && bounded 60 env MANWIDTH=80 man -l docs/khyvectl.8 2>"$TMP/man.err" | grep -q 'checkpoint' &&
    ! grep -q . "$TMP/man.err"; then
 	pass ctl-man-renders
 else
@@ -156,29 +153,30 @@ ctl --vm=nosuch --rundir="$TMP/nowhere" --status
 if [ $rc -eq 1 ] && [ "$(cat "$TMP/ctl.err")" = "khyvectl: no VM named nosuch (no socket at $TMP/nowhere/nosuch.sock)" ]; then
 	pass ctl-no-such-vm
 else
-	fail ctl-no-such-vm "status $rc: $(cat "$TMP/ctl.err")"
+	fail ctl-no-such-vm "$(status_text $rc) (want 1 and 'no VM named nosuch'): $(cat "$TMP/ctl.err")"
 fi
 
 ctl --inspect="$TMP/no-such-snapshot"
 if [ $rc -eq 1 ] && grep -q '^khyvectl: ' "$TMP/ctl.err"; then
 	pass ctl-inspect-missing
 else
-	fail ctl-inspect-missing "status $rc: $(cat "$TMP/ctl.err")"
+	fail ctl-inspect-missing "$(status_text $rc) (want 1 and a message): $(cat "$TMP/ctl.err")"
 fi
 
-# a server that never answers: khyvectl gives up with a clear message
+# a server that never answers: khyvectl gives up with a clear message (its
+# own --timeout=1 is what is tested: not scaled)
 mkdir -m 700 "$TMP/silent"
-timeout 20 python3 "$PY" "$TMP/silent/mute.sock" silent-server 4 &
+python3 "$PY" "$TMP/silent/mute.sock" silent-server "$(tmo 4)" &
 spid=$!
-for i in $(seq 100); do [ -S "$TMP/silent/mute.sock" ] && break; sleep 0.05; done
+wait_until 5 socket_up "$TMP/silent/mute.sock" $spid
 ctl --vm=mute --rundir="$TMP/silent" --timeout=1 --status
 if [ $rc -eq 1 ] && grep -q '^khyvectl: no answer from VM mute within 1 s$' "$TMP/ctl.err"; then
 	pass ctl-timeout
 else
-	fail ctl-timeout "status $rc: $(cat "$TMP/ctl.err")"
+	fail ctl-timeout "$(status_text $rc) (want 1 and 'no answer from VM mute within 1 s'): $(cat "$TMP/ctl.err")"
 fi
 kill $spid 2>/dev/null
-wait $spid 2>/dev/null
+wait_bounded $spid 10 2>/dev/null
 
 # ---- the socket ------------------------------------------------------------
 if ! start_vm "$NAME" "$RUN"; then
@@ -192,22 +190,48 @@ else
 	fail socket-modes "rundir $(stat -c %a "$RUN"), socket $(stat -c %a "$RUN/$NAME.sock")"
 fi
 
+VM_START_US=$START_US
+t1=$(now_us)
 ctl --vm="$NAME" --rundir="$RUN" --status
+t2=$(now_us)
 devs=$(field "$TMP/ctl.out" devices)
+up1=$(field "$TMP/ctl.out" uptime_ms)
 if [ $rc -eq 0 ] && [ "$(field "$TMP/ctl.out" name)" = "$NAME" ] &&
    [ "$(field "$TMP/ctl.out" state)" = running ] &&
    [ "$(field "$TMP/ctl.out" vcpus)" = 1 ] &&
    [ "$(field "$TMP/ctl.out" memory)" = $((16 << 20)) ] &&
    [ "$(field "$TMP/ctl.out" pid)" = "$VM" ] &&
-   [ "$(field "$TMP/ctl.out" uptime_ms)" -ge 0 ] 2>/dev/null &&
    echo "$devs" | grep -q '"uart.com1"'; then
 	pass status-fields
 else
-	fail status-fields "status $rc: $(cat "$TMP/ctl.out" "$TMP/ctl.err" | tr '\n' ' ')"
+	fail status-fields "$(status_text $rc): $(cat "$TMP/ctl.out" "$TMP/ctl.err" | tr '\n' ' ')"
 fi
+# uptime_ms: khyve's age in ms.  A second --status 200 ms later: it grew by
+# at least the time between the two calls and at most the time from the
+# start of the first to the end of the second, and it is below the time
+# since khyve was started (1 ms of rounding either way)
+sleep 0.2
+t3=$(now_us)
+ctl --vm="$NAME" --rundir="$RUN" --status
+t4=$(now_us)
+up2=$(field "$TMP/ctl.out" uptime_ms)
+min=$(((t3 - t2) / 1000 - 1)) max=$(((t4 - t1) / 1000 + 1)) age=$(((t4 - VM_START_US) / 1000 + 1))
+case "$up1$up2" in
+'' | *[!0-9]*)
+	fail status-uptime "uptime_ms not a number: '$up1', then '$up2'" ;;
+*)
+	if [ $((up2 - up1)) -lt $min ] || [ $((up2 - up1)) -gt $max ]; then
+		fail status-uptime "uptime_ms went from $up1 to $up2 (+$((up2 - up1))) across calls $min-$max ms apart"
+	elif [ "$up2" -gt "$age" ]; then
+		fail status-uptime "uptime_ms $up2, but khyve was started only $age ms before"
+	else
+		pass status-uptime
+	fi
+	;;
+esac
 # separate-argument forms work as well as --opt=value
 ctl --vm "$NAME" --rundir "$RUN" --status
-[ $rc -eq 0 ] && pass ctl-separate-args || fail ctl-separate-args "status $rc: $(cat "$TMP/ctl.err")"
+[ $rc -eq 0 ] && pass ctl-separate-args || fail ctl-separate-args "$(status_text $rc), want 0: $(cat "$TMP/ctl.err")"
 
 # ---- pause and resume, in and out of order -------------------------------
 ok=1 why=
@@ -234,16 +258,18 @@ step 1 "khyvectl: not paused" --resume
 
 # ---- saves: whatever the outcome, the VM keeps running --------------------
 mkdir -p "$TMP/snaps"
-(cd "$TMP/snaps" && timeout -k 5 120 "$CTL" --vm="$NAME" --rundir="$RUN" --checkpoint=snap \
-	</dev/null >"$TMP/save.out" 2>"$TMP/ctl.err")
+cd "$TMP/snaps" || exit 1
+bounded 120 "$CTL" --vm="$NAME" --rundir="$RUN" --checkpoint=snap </dev/null >"$TMP/save.out" 2>"$TMP/ctl.err"
 rc=$?
+cd "$OLDPWD" || exit 1
 saved=$rc
 if [ $rc -ne 0 ] && { [ $rc -ne 1 ] || [ "$(wc -l <"$TMP/ctl.err")" -ne 1 ] ||
 			! grep -q '^khyvectl: ' "$TMP/ctl.err"; }; then
-	fail checkpoint-vm-runs "status $rc: $(cat "$TMP/ctl.err")"
+	fail checkpoint-vm-runs "$(status_text $rc): $(cat "$TMP/ctl.err")"
 elif alive checkpoint-vm-runs; then
 	pass checkpoint-vm-runs
 fi
+# and here it must have worked
 if [ $saved -eq 0 ]; then
 	# the relative name was resolved in khyvectl's directory, not khyve's;
 	# silent on a pipe
@@ -255,26 +281,27 @@ if [ $saved -eq 0 ]; then
 	fi
 	# on a terminal: progress on one line, then a summary
 	if command -v script >/dev/null; then
-		(cd "$TMP/snaps" && timeout -k 5 60 script -qec \
-			"'$CTLABS' --vm='$NAME' --rundir='$RUN' --checkpoint=snap-tty" /dev/null \
-			</dev/null >"$TMP/tty.out" 2>&1)
+		cd "$TMP/snaps" || exit 1
+		bounded 60 script -qec "'$CTLABS' --vm='$NAME' --rundir='$RUN' --checkpoint=snap-tty" /dev/null \
+			</dev/null >"$TMP/tty.out" 2>&1
 		rc=$?
+		cd "$OLDPWD" || exit 1
 		if [ $rc -eq 0 ] && grep -q 'saving: .* of .* (100%), .* MB/s' "$TMP/tty.out" &&
 		   grep -q 'saved snap-tty: .* of RAM' "$TMP/tty.out"; then
 			pass checkpoint-tty-progress
 		else
-			fail checkpoint-tty-progress "status $rc: $(tr '\r\033' '|^' <"$TMP/tty.out" | head -c 400)"
+			fail checkpoint-tty-progress "$(status_text $rc) (want 0, progress and a summary): $(tr '\r\033' '|^' <"$TMP/tty.out" | head -c 400)"
 		fi
 	else
 		skip checkpoint-tty-progress "no script(1)"
 	fi
 else
-	skip checkpoint-relative-path "saving failed: $(cat "$TMP/ctl.err")"
+	fail checkpoint-relative-path "the checkpoint failed: $(status_text $saved): $(cat "$TMP/ctl.err")"
 fi
 for act in checkpoint suspend; do
 	ctl --vm="$NAME" --rundir="$RUN" --$act="$TMP/no/such/dir/snap"
 	if [ $rc -ne 1 ] || ! grep -q '^khyvectl: ' "$TMP/ctl.err"; then
-		fail $act-bad-dir "status $rc, want 1: $(cat "$TMP/ctl.err")"
+		fail $act-bad-dir "$(status_text $rc), want 1 and a message: $(cat "$TMP/ctl.err")"
 	elif alive $act-bad-dir; then
 		pass $act-bad-dir
 	fi
@@ -300,23 +327,22 @@ kill -CONT "$VM"
 if [ $rc -eq 1 ] && [ "$(cat "$TMP/ctl.err")" = "khyvectl: no answer from VM $NAME within 1 s" ]; then
 	alive hung-vm-timeout && pass hung-vm-timeout
 else
-	fail hung-vm-timeout "status $rc: $(cat "$TMP/ctl.err")"
+	fail hung-vm-timeout "$(status_text $rc) (want 1 and 'no answer from VM $NAME within 1 s'): $(cat "$TMP/ctl.err")"
 fi
 
 # ---- descriptors: khyve's count stays flat ---------------------------------
 nfds() { ls "/proc/$VM/fd" 2>/dev/null | wc -l; }
-sleep 0.2
+flat() { after=$(nfds); [ "$after" -eq "$before" ]; }
+sleep "$(tmo 0.2)"	# khyve done with the connections before
 before=$(nfds)
-out=$(timeout -k 5 60 python3 "$PY" "$RUN/$NAME.sock" fd-loop 50 2>&1) || fail fd-leak "$out"
+bounded 60 python3 "$PY" "$RUN/$NAME.sock" fd-loop 50 >"$TMP/fdloop.out" 2>&1 ||
+	fail fd-leak "control_client.py fd-loop: $(status_text $?): $(head -3 "$TMP/fdloop.out" | tr '\n' ' ')"
+cd "$TMP/snaps" || exit 1
 for i in 1 2 3 4 5 6 7 8 9 10; do
-	(cd "$TMP/snaps" && "$CTL" --vm="$NAME" --rundir="$RUN" --checkpoint="no/such/$i" \
-		</dev/null >/dev/null 2>&1)
+	bounded 30 "$CTL" --vm="$NAME" --rundir="$RUN" --checkpoint="no/such/$i" </dev/null >/dev/null 2>&1
 done
-for i in $(seq 20); do
-	sleep 0.1
-	after=$(nfds)
-	[ "$after" -eq "$before" ] && break
-done
+cd "$OLDPWD" || exit 1
+wait_until 2 flat
 if [ "$before" -gt 0 ] && [ "$after" -eq "$before" ]; then
 	alive fd-leak && pass fd-leak
 else
@@ -330,19 +356,20 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && [ -x /usr/bin/python
 	chmod 711 "$TMP" "$RUN"
 	chmod 666 "$RUN/$NAME.sock"
 	nobody="setpriv --reuid=65534 --regid=65534 --clear-groups"
-	out=$(timeout -k 5 30 $nobody /usr/bin/python3 "$TMP/control_client.py" "$RUN/$NAME.sock" refused 2>&1)
-	if [ $? -ne 0 ]; then
-		fail peer-uid-refused "$out"
+	bounded 30 $nobody /usr/bin/python3 "$TMP/control_client.py" "$RUN/$NAME.sock" refused >"$TMP/refused.out" 2>&1
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		fail peer-uid-refused "control_client.py refused: $(status_text $rc): $(head -3 "$TMP/refused.out" | tr '\n' ' ')"
 	elif alive peer-uid-refused; then
 		pass peer-uid-refused
 	fi
-	timeout -k 5 30 $nobody "$TMP/khyvectl" --vm="$NAME" --rundir="$RUN" --pause \
+	bounded 30 $nobody "$TMP/khyvectl" --vm="$NAME" --rundir="$RUN" --pause \
 		</dev/null >/dev/null 2>"$TMP/nobody.err"
 	rc=$?
 	if [ $rc -eq 1 ] && grep -q '^khyvectl: permission denied: uid 65534 is neither the VM owner' "$TMP/nobody.err"; then
 		alive peer-uid-khyvectl && pass peer-uid-khyvectl
 	else
-		fail peer-uid-khyvectl "status $rc: $(cat "$TMP/nobody.err")"
+		fail peer-uid-khyvectl "$(status_text $rc) (want 1 and 'permission denied'): $(cat "$TMP/nobody.err")"
 	fi
 	chmod 700 "$TMP" "$RUN"
 	chmod 600 "$RUN/$NAME.sock"
@@ -375,14 +402,14 @@ fi
 # a killed khyve leaves its socket; the next one with that name replaces it
 if start_vm "$NAME-s" "$RUN"; then
 	kill -9 "$STARTED"
-	{ wait "$STARTED"; } 2>/dev/null
+	wait_bounded "$STARTED" 10 2>/dev/null
 	if [ -S "$RUN/$NAME-s.sock" ] && start_vm "$NAME-s" "$RUN"; then
 		VMS=$STARTED
 		ctl --vm="$NAME-s" --rundir="$RUN" --status
 		if [ $rc -eq 0 ] && [ "$(field "$TMP/ctl.out" pid)" = "$VMS" ]; then
 			pass stale-socket-replaced
 		else
-			fail stale-socket-replaced "status $rc: $(cat "$TMP/ctl.out" "$TMP/ctl.err")"
+			fail stale-socket-replaced "$(status_text $rc): $(cat "$TMP/ctl.out" "$TMP/ctl.err")"
 		fi
 		stop_vm "$NAME-s" "$VMS"
 	else
@@ -418,18 +445,15 @@ else
 	fail rundir-parents-0700 "$(cat "$TMP/$NAME-d.err")"
 fi
 
-# suspend: the reply, then khyve exits 5 and removes its socket
-if [ $saved -eq 0 ]; then
-	ctl --vm="$NAME" --rundir="$RUN" --suspend="$TMP/snaps/final"
-	for i in $(seq 100); do kill -0 "$VM" 2>/dev/null || break; sleep 0.1; done
-	wait "$VM"
-	vrc=$?
-	if [ $rc -eq 0 ] && [ $vrc -eq 5 ] && [ -f "$TMP/snaps/final.state" ] &&
-	   [ ! -e "$RUN/$NAME.sock" ] && ! sanitizer_report "$TMP/$NAME.err"; then
-		pass suspend-exits-5
-	else
-		fail suspend-exits-5 "khyvectl $rc ($(cat "$TMP/ctl.err")), khyve $vrc, socket: $(ls "$RUN")"
-	fi
+# suspend: the reply, then khyve exits 5 within 10 s and removes its socket
+ctl --vm="$NAME" --rundir="$RUN" --suspend="$TMP/snaps/final"
+crc=$rc
+[ $crc -eq 0 ] || kill -TERM "$VM" 2>/dev/null	# the suspend failed: stop it
+wait_bounded "$VM" 10
+vrc=$?
+if [ $crc -eq 0 ] && [ $vrc -eq 5 ] && [ -f "$TMP/snaps/final.state" ] &&
+   [ ! -e "$RUN/$NAME.sock" ] && ! sanitizer_report "$TMP/$NAME.err"; then
+	pass suspend-exits-5
 else
-	stop_vm "$NAME" "$VM"
+	fail suspend-exits-5 "khyvectl: $(LIMIT=$(tmo 30) status_text $crc) ($(cat "$TMP/ctl.err")), khyve: $(status_text $vrc) (want 0 and 5), state file: $(ls "$TMP/snaps/final.state" 2>&1), socket: $(ls "$RUN")"
 fi

@@ -6,7 +6,9 @@ Usage: control_client.py SOCKET SCENARIO [ARG]
 Each scenario talks to a running khyve through SOCKET, speaking the protocol
 of docs/control-protocol.md by hand (no khyvectl), and exits 0 when khyve
 behaved, or prints one line saying what went wrong and exits 1.  Every wait
-is bounded, so a hung khyve fails the check instead of the whole run.
+is bounded, so a hung khyve fails the check instead of the whole run; every
+bound and every wait for khyve is multiplied by KHYVE_TIMEOUT_SCALE (a
+positive integer, default 1: tests/lib.sh).
 """
 import array
 import json
@@ -16,7 +18,8 @@ import sys
 import threading
 import time
 
-TIMEOUT = 10.0
+SCALE = int(os.environ.get("KHYVE_TIMEOUT_SCALE", "1"))
+TIMEOUT = 10.0 * SCALE
 
 
 class Fail(Exception):
@@ -237,11 +240,12 @@ def s_stall(path):
     """A client with half a line blocks nobody; its line completes later."""
     a = Conn(path)
     a.send('{"id": "a", "cmd": "sta')
-    time.sleep(0.2)
-    b = Conn(path, timeout=3)
+    time.sleep(0.2 * SCALE)     # khyve has read the half line
+    b = Conn(path, timeout=3 * SCALE)
     t = time.monotonic()
     good_status(b, "b")
-    check(time.monotonic() - t < 2, "status took %.1f s beside a stalled client" % (time.monotonic() - t))
+    check(time.monotonic() - t < 2 * SCALE,
+          "status took %.1f s beside a stalled client (want < %d s)" % (time.monotonic() - t, 2 * SCALE))
     b.close()
     a.send('tus"}\n')
     expect_status(a.reply(), "a")
@@ -272,21 +276,21 @@ def s_flood(path):
     def other():
         try:
             for i in range(10):
-                c = Conn(path, timeout=3)
+                c = Conn(path, timeout=3 * SCALE)
                 good_status(c, i)
                 c.close()
                 time.sleep(0.05)
         except Exception as e:      # reported by the main thread
             errors.append("other client: %r" % e)
 
-    f = Conn(path, timeout=15)
+    f = Conn(path, timeout=15 * SCALE)
     t = threading.Thread(target=other)
     t.start()
     req = (json.dumps({"cmd": "status"}) + "\n").encode() * 2000
     dropped = False
     t0 = time.monotonic()
     try:
-        while time.monotonic() - t0 < 15:
+        while time.monotonic() - t0 < 15 * SCALE:
             f.s.sendall(req)
     except (BrokenPipeError, ConnectionResetError):
         dropped = True
@@ -295,7 +299,7 @@ def s_flood(path):
     t.join()
     f.close()
     check(not errors, "; ".join(errors))
-    check(dropped, "the flooding client was never dropped")
+    check(dropped, "the flooding client was not dropped within %d s" % (15 * SCALE))
 
 
 def s_refused(path):
