@@ -8,31 +8,37 @@ RUN=$TMP/run
 PID=
 MOUNTS=
 cleanup() {
-	[ -n "$PID" ] && kill -9 $PID 2>/dev/null
-	wait 2>/dev/null
+	[ -n "$PID" ] && kill -9 $PID 2>/dev/null && wait_bounded $PID 10
 	for m in $MOUNTS; do umount -l "$m" 2>/dev/null; done
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
 
 ctl() {
-	timeout -k 5 60 "$CTL" --rundir="$RUN" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
+	bounded 60 "$CTL" --rundir="$RUN" --timeout="$(tmo 60)" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
 }
 
 # a long-running VM (echo.elf waits for input forever); optional env first
 start() {
-	local i
+	rm -f "$RUN/vm.sock"
 	env "$@" "$KHYVE" --rundir "$RUN" -m 16M -l com1,null -k "$FIX/echo.elf" vm \
 		</dev/null >/dev/null 2>"$TMP/vm.err" &
 	PID=$!
-	for i in $(seq 200); do
-		[ -S "$RUN/vm.sock" ] && return 0
-		sleep 0.02
-	done
-	return 1
+	wait_socket "$RUN/vm.sock" $PID 10
 }
 
-uuid_of() { "$CTL" --inspect="$1" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["uuid"])'; }
+# stop CHECK: SIGTERM ends the VM with status 0 within 20 s (a FAIL of
+# CHECK otherwise)
+stop() {
+	local rc
+	kill -TERM $PID
+	wait_bounded $PID 20
+	rc=$?
+	[ $rc -eq 0 ] || fail "$1" "VM: $(status_text $rc) after SIGTERM, want 0: $(head -c 300 "$TMP/vm.err")"
+	PID=
+}
+
+uuid_of() { bounded 30 "$CTL" --inspect="$1" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["uuid"])'; }
 
 # failed NAME DIR FILE OLD-UUID: the last khyvectl call must have failed with
 # a message, the VM must still answer, the old snapshot (if any) must still
@@ -110,26 +116,26 @@ ctl --vm=vm --checkpoint="$TMP/bad/adir" && fail path-is-dir "checkpoint succeed
 mkdir -p "$TMP/inj"
 ctl --vm=vm --checkpoint="$TMP/inj/snap" || fail inject-setup "$(cat "$TMP/ctl.err")"
 old=$(uuid_of "$TMP/inj/snap")
-kill -TERM $PID
-wait $PID
+stop inject-setup
 for n in 1 2 3 4; do
-	start KHYVE_FAULT_SAVE_WRITE=$n || { fail "write-error-$n" "VM did not start"; continue; }
+	if ! start KHYVE_FAULT_SAVE_WRITE=$n; then
+		fail "write-error-$n" "VM did not start: $(head -c 300 "$TMP/vm.err")"
+		kill -9 $PID 2>/dev/null
+		wait_bounded $PID 10
+		continue
+	fi
 	ctl --vm=vm --checkpoint="$TMP/inj/snap" && fail "write-error-$n" "checkpoint succeeded" ||
 		failed "write-error-$n" "$TMP/inj" "$TMP/inj/snap" "$old"
 	ctl --vm=vm --suspend="$TMP/inj/snap" && fail "write-error-$n-suspend" "suspend succeeded" ||
 		failed "write-error-$n-suspend" "$TMP/inj" "$TMP/inj/snap" "$old"
-	kill -TERM $PID
-	wait $PID
-	rc=$?
-	[ $rc -eq 0 ] || fail "write-error-$n-exit" "VM exited with $rc after a failed suspend, want 0 (SIGTERM)"
+	stop "write-error-$n-exit"
 	if sanitizer_report "$TMP/vm.err"; then fail "write-error-$n-asan" "$(head -5 "$TMP/vm.err")"; fi
 done
-PID=
 
 
 # the forked memory writer dies (as if OOM-killed): the checkpoint fails
 # cleanly and the VM, the older snapshot and the directory are as before
-start KHYVE_FAULT_WRITER_KILL=1 || fail writer-killed "VM did not start"
+start KHYVE_FAULT_WRITER_KILL=1 || fail writer-killed "VM did not start: $(head -c 300 "$TMP/vm.err")"
 if ctl --vm=vm --checkpoint="$TMP/inj/snap"; then
 	fail writer-killed "checkpoint succeeded"
 else
@@ -137,7 +143,5 @@ else
 		fail writer-killed-message "$(cat "$TMP/ctl.err")"
 	failed writer-killed "$TMP/inj" "$TMP/inj/snap" "$old"
 fi
-kill -TERM $PID
-wait $PID
-PID=
+stop writer-killed-exit
 exit 0
