@@ -1,7 +1,8 @@
 # virtio-blk: every bad -s (one line, status 4); the test guest's blk
 # workload on 1 and 2 vCPUs, on io_uring and on the thread pool
 # (KHYVE_BLK_NO_URING=1), with the reference digest and the disk the
-# reference computes; checkpoints at random moments in heavy I/O, each
+# reference computes (core: 2 vCPUs on io_uring); checkpoints at random
+# moments (random rounds) in heavy I/O, each
 # restored in a fresh process (on the disk copy the snapshot carries, and on
 # a copy made while paused, given with -s); suspend then restore on the same
 # disk; a disk changed since the snapshot refused by name unless
@@ -11,7 +12,7 @@
 CTL=$BUILD/khyvectl
 RUN=$TMP/run
 VMPIDS=
-trap 'kill -9 $VMPIDS 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+trap 'kill -9 $VMPIDS 2>/dev/null; rm -rf "$TMP"' EXIT
 
 DISK=$TMP/disk.img
 truncate -s 8M "$DISK"
@@ -39,16 +40,17 @@ expect_error blk-char-device "virtio-blk: disk image '/dev/null' is not a regula
 	-s 3,virtio-blk,/dev/null $K vm1
 
 # a VM with a disk and nothing to do with it: powers off cleanly
-timeout -k 5 30 "$KHYVE" -s 3,virtio-blk,$DISK,ro,serial=x $K --debug-exit -l com1,null okvm </dev/null >/dev/null 2>"$TMP/ok.err"
+bounded 30 "$KHYVE" -s 3,virtio-blk,$DISK,ro,serial=x $K --debug-exit -l com1,null okvm </dev/null >/dev/null 2>"$TMP/ok.err"
 rc=$?
-[ $rc -eq 1 ] && [ ! -s "$TMP/ok.err" ] && pass blk-idle-vm || fail blk-idle-vm "status $rc: $(head -c 300 "$TMP/ok.err")"
+[ $rc -eq 1 ] && [ ! -s "$TMP/ok.err" ] && pass blk-idle-vm ||
+	fail blk-idle-vm "$(status_text $rc) (want 1, nothing on stderr): $(head -c 300 "$TMP/ok.err")"
 
 if ! have_guest; then
 	fail virtio-blk "test guest not built"
 	exit 0
 fi
-if ! "$REF" --blk-image "workload=blk rounds=1" "$TMP/probe.ref" >/dev/null 2>&1; then
-	skip virtio-blk-guest "testguest-ref --blk-image is not supported by this test guest"
+if ! bounded 60 "$REF" --blk-image "workload=blk rounds=1" "$TMP/probe.ref" >/dev/null 2>"$TMP/probe.err"; then
+	fail virtio-blk-guest "testguest-ref --blk-image failed: $(head -c 300 "$TMP/probe.err")"
 	exit 0
 fi
 SEED=${KHYVE_TEST_SEED:-$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}
@@ -59,7 +61,7 @@ echo "# random moments from seed $SEED (KHYVE_TEST_SEED=$SEED to repeat)"
 check_disk() {
 	local name=$1 disk=$2 cmd=$3 mb
 	mb=$(echo "$cmd" | sed -n 's/.*blkmb=\([0-9]*\).*/\1/p')
-	"$REF" --blk-image "$cmd" "$TMP/$name.ref" || { fail "$name-disk" "testguest-ref --blk-image failed"; return; }
+	bounded 120 "$REF" --blk-image "$cmd" "$TMP/$name.ref" || { fail "$name-disk" "testguest-ref --blk-image failed"; return; }
 	if ! cmp -s -n $((mb << 20)) "$disk" "$TMP/$name.ref"; then
 		fail "$name-disk" "disk differs from the reference: $(cmp -n $((mb << 20)) "$disk" "$TMP/$name.ref" 2>&1 | head -1)"
 	elif ! cmp -s <(tail -c +$((mb * 1048576 + 1)) "$disk") <(head -c $(($(stat -c %s "$disk") - mb * 1048576)) /dev/zero); then
@@ -73,14 +75,15 @@ check_disk() {
 run() {
 	local name=$1 want=$2 rc
 	shift 2
-	timeout -k 5 300 "$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" --debug-exit "$@" \
+	bounded 300 "$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" --debug-exit "$@" \
 		</dev/null >/dev/null 2>"$TMP/$name.err"
 	rc=$?
 	judge "$name" "$want" $rc
 }
 
-for ncpu in 1 2; do
-	for backend in uring pool; do
+# io_uring on 2 vCPUs (core); full: also 1 vCPU, and the thread pool
+for ncpu in $(by_set 2 "1 2"); do
+	for backend in $(by_set uring "uring pool"); do
 		name=blk-${ncpu}cpu-$backend
 		cmd="workload=blk,smp rounds=$((6 + 2 * ncpu)) blkmb=4 seed=$((SEED + ncpu))"
 		rm -f "$DISK"
@@ -96,10 +99,8 @@ for ncpu in 1 2; do
 done
 
 ctl() {
-	timeout -k 5 60 "$CTL" --rundir="$RUN" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
+	bounded 60 "$CTL" --rundir="$RUN" --timeout="$(tmo 60)" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
 }
-pause_random() { sleep "0.$((RANDOM % 6 + 1))$((RANDOM % 10))"; }
-wait_socket() { for i in $(seq 250); do [ -S "$RUN/$1.sock" ] && break; sleep 0.02; done; }
 
 # restored NAME WANT DISK CMDLINE KHYVE-ARGS...: a restore runs to the end with
 # the digest and leaves DISK as the reference says
@@ -110,12 +111,16 @@ restored() {
 	check_disk "$name" "$disk" "$cmd"
 }
 
-# Checkpoints at random moments, the VM running on: odd ones carry a copy of
-# the disk (--disks), even ones pause, checkpoint, copy the disk with cp and
-# resume, and are restored with -s naming the copy.
-for ncpu in 1 2; do
+# Checkpoints at random moments (random rounds), the VM running on: odd
+# ones carry a copy of the disk (--disks), even ones pause, checkpoint, copy
+# the disk with cp and resume, and are restored with -s naming the copy.
+# Core: 2 checkpoints on 2 vCPUs; full: 4, on 1 and 2.
+NCP=$(by_set 2 4)
+first=
+for ncpu in $(by_set 2 "1 2"); do
 	name=blkcp-${ncpu}cpu
-	cmd="workload=blk,smp rounds=150 blkmb=8 seed=$((SEED + 11 * ncpu))"
+	rounds=$(by_set 20 150)
+	cmd="workload=blk,smp rounds=$rounds blkmb=8 seed=$((SEED + 11 * ncpu))"
 	want=$(ref_digest $ncpu "$cmd")
 	disk=$TMP/$name.img
 	truncate -s 16M "$disk"
@@ -123,36 +128,40 @@ for ncpu in 1 2; do
 		-k "$GUEST" -A "$cmd" --debug-exit "$name" </dev/null >/dev/null 2>"$TMP/$name.err" &
 	pid=$!
 	VMPIDS="$VMPIDS $pid"
-	wait_socket $name
-	if [ $ncpu -eq 1 ]; then
+	wait_socket "$RUN/$name.sock" $pid 10
+	if [ -z "$first" ]; then
+		first=$name
 		# one writer per disk
 		expect_error blk-disk-in-use "virtio-blk: disk image '$disk' is in use by another process (locked)" \
 			-s 3,virtio-blk,$disk $K vm2
 	fi
-	ok=0
-	for i in 1 2 3 4; do
-		pause_random
-		if [ $((i % 2)) -eq 1 ]; then
-			ctl --vm=$name --checkpoint="$TMP/$name.$i" --disks && ok=$((ok + 1)) ||
-				echo "# checkpoint $i: $(cat "$TMP/ctl.err")"
+	bad=
+	pick_rounds $NCP 0 $((rounds - 2))
+	for i in $(seq $NCP); do
+		if ! at_round "$TMP/$name.out" "${PICKED[i - 1]}" $pid; then
+			bad="$bad $i ($AT_ROUND_WHY);"
+		elif [ $((i % 2)) -eq 1 ]; then
+			ctl --vm=$name --checkpoint="$TMP/$name.$i" --disks ||
+				bad="$bad $i (in round ${PICKED[i - 1]}: $(cat "$TMP/ctl.err"));"
+		elif ! ctl --vm=$name --pause; then
+			bad="$bad $i (--pause in round ${PICKED[i - 1]}: $(cat "$TMP/ctl.err"));"
 		else
-			if ctl --vm=$name --pause; then
-				ctl --vm=$name --checkpoint="$TMP/$name.$i" && cp --sparse=always "$disk" "$TMP/$name.$i.cp" &&
-					ok=$((ok + 1)) || echo "# checkpoint $i: $(cat "$TMP/ctl.err")"
-				ctl --vm=$name --resume || echo "# resume: $(cat "$TMP/ctl.err")"
+			if ! ctl --vm=$name --checkpoint="$TMP/$name.$i"; then
+				bad="$bad $i (paused, in round ${PICKED[i - 1]}: $(cat "$TMP/ctl.err"));"
+			elif ! cp --sparse=always "$disk" "$TMP/$name.$i.cp"; then
+				bad="$bad $i (cp of the disk failed);"
 			fi
+			ctl --vm=$name --resume || bad="$bad $i (--resume: $(cat "$TMP/ctl.err"));"
 		fi
 	done
-	wait $pid
-	rc=$?
-	got=$(guest_digest "$TMP/$name.out")
-	[ $rc -eq 1 ] && [ "$got" = "$want" ] && pass "$name" ||
-		fail "$name" "status $rc, digest '$got', reference '$want': $(tail -2 "$TMP/$name.out" | tr '\n' ' ') $(head -c 300 "$TMP/$name.err")"
+	wait_bounded $pid 300
+	judge "$name" "$want" $?
 	check_disk "$name" "$disk" "$cmd"
-	[ $ok -ge 3 ] && pass "$name-checkpoints" || fail "$name-checkpoints" "$ok of 4 succeeded"
-	for i in 1 2 3 4; do
-		[ -e "$TMP/$name.$i.state" ] || continue
-		if [ $((i % 2)) -eq 1 ]; then
+	cp_verdict "$name-checkpoints" $NCP "$bad"
+	for i in $(seq $NCP); do
+		if [ ! -e "$TMP/$name.$i.state" ]; then
+			fail "$name-r$i" "checkpoint $i was not written"
+		elif [ $((i % 2)) -eq 1 ]; then
 			copy="$TMP/$name.$i.virtio-blk.3.disk"
 			[ -e "$copy" ] || { fail "$name-r$i" "no disk copy $copy"; continue; }
 			# the original moved on: the snapshot runs on its own copy
@@ -165,26 +174,29 @@ for ncpu in 1 2; do
 done
 
 # The original disk moved on since checkpoint 2: refused by name, unless forced
-snap=$TMP/blkcp-1cpu.2
+snap=$TMP/$first.2
 if [ -e "$snap.state" ]; then
 	expect_error blk-restore-changed-disk \
-		"disk $TMP/blkcp-1cpu.img changed since the snapshot (modification time" \
+		"disk $TMP/$first.img changed since the snapshot (modification time" \
 		-r "$snap"
 	# a copy of the wrong moment: the content differs
-	cp "$TMP/blkcp-1cpu.img" "$TMP/wrong.img"
+	cp "$TMP/$first.img" "$TMP/wrong.img"
 	expect_error blk-restore-wrong-copy \
 		"disk $TMP/wrong.img changed since the snapshot (content); use --force-disk to restore anyway" \
 		-r "$snap" -s 3,virtio-blk,$TMP/wrong.img
 	truncate -s 32M "$TMP/wrong.img"
 	expect_error blk-restore-other-size "disk $TMP/wrong.img has 65536 sectors, the snapshot's had 32768" \
 		-r "$snap" -s 3,virtio-blk,$TMP/wrong.img --force-disk
+else
+	fail blk-restore-changed-disk "no checkpoint $snap to restore (checkpoint 2 failed)"
 fi
 
 # Suspend in the middle of heavy I/O, then restore on the same disk; a
 # touched disk is refused (and accepted with --force-disk), a cp accepted.
 for ncpu in 1 2; do
 	name=blksusp-${ncpu}cpu
-	cmd="workload=blk,smp rounds=60 blkmb=8 seed=$((SEED + 23 * ncpu))"
+	rounds=$(by_set 20 60)
+	cmd="workload=blk,smp rounds=$rounds blkmb=8 seed=$((SEED + 23 * ncpu))"
 	want=$(ref_digest $ncpu "$cmd")
 	disk=$TMP/$name.img
 	truncate -s 8M "$disk"
@@ -194,13 +206,14 @@ for ncpu in 1 2; do
 		</dev/null >/dev/null 2>"$TMP/$name.err") &
 	pid=$!
 	VMPIDS="$VMPIDS $pid"
-	wait_socket $name
-	sleep "0.$((RANDOM % 5 + 2))"
+	wait_socket "$RUN/$name.sock" $pid 10
+	pick_rounds 1 1 $((rounds - 2))
+	at_round "$TMP/$name.out" "${PICKED[0]}" $pid || echo "# suspend: $AT_ROUND_WHY"
 	ctl --vm=$name --suspend="$TMP/$name" || echo "# suspend: $(cat "$TMP/ctl.err")"
-	wait $pid
+	wait_bounded $pid 300
 	rc=$?
 	if [ $rc -ne 5 ]; then
-		fail "$name" "status $rc after --suspend: $(tail -1 "$TMP/$name.out") $(head -c 300 "$TMP/$name.err")"
+		fail "$name" "$(status_text $rc) after --suspend, want 5: $(tail -1 "$TMP/$name.out") $(head -c 300 "$TMP/$name.err")"
 		continue
 	fi
 	pass "$name-suspended"

@@ -23,8 +23,7 @@ VMPIDS=
 ECHOPID=
 cleanup() {
 	kill -9 $VMPIDS 2>/dev/null
-	[ -n "$ECHOPID" ] && kill "$ECHOPID" 2>/dev/null
-	wait 2>/dev/null
+	[ -n "$ECHOPID" ] && kill "$ECHOPID" 2>/dev/null && wait_bounded "$ECHOPID" 10
 	[ -e "/run/netns/$NS" ] && ip netns del "$NS" 2>/dev/null
 	rm -rf "$TMP"
 }
@@ -35,7 +34,7 @@ if ! have_guest; then
 	exit 0
 fi
 if [ -z "$(ref_digest 1 "workload=hostile rounds=1")" ]; then
-	skip hostile "the test guest has no hostile workload"
+	fail hostile "testguest-ref gave no digest for the hostile workload"
 	exit 0
 fi
 SEED=${KHYVE_TEST_SEED:-$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}
@@ -64,7 +63,7 @@ if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && command -v ip >/dev/null && ip n
 		ip netns exec "$NS" sysctl -qw net.ipv6.conf.htap0.disable_ipv6=1; then
 		ip netns exec "$NS" python3 -c "$ECHO_PY" htap0 "$TMP/echo.ready" 2>"$TMP/echo.err" &
 		ECHOPID=$!
-		for i in $(seq 250); do [ -e "$TMP/echo.ready" ] && break; sleep 0.02; done
+		wait_until 5 ready "$TMP/echo.ready" $ECHOPID
 		NET="-s 6,virtio-net,tap=htap0"
 		NSX="ip netns exec $NS"
 	else
@@ -94,8 +93,10 @@ check() {
 		awk '$1 != $2 || $1 == 0 || $3 != 0')
 	if sanitizer_report "$TMP/$name.err"; then
 		fail "$name" "sanitizer report: $(head -5 "$TMP/$name.err" | tr '\n' ' ')"
+	elif [ -z "$want" ]; then
+		fail "$name" "no reference digest (testguest-ref failed)"
 	elif [ "$rc" -ne 1 ] || [ "$got" != "$want" ]; then
-		fail "$name" "status $rc, digest '$got' (reference '$want'): $(tail -2 "$TMP/$name.out" | tr '\n' ' ') $(head -c 300 "$TMP/$name.err")"
+		fail "$name" "$(status_text "$rc") (want 1), digest '$got' (reference '$want'): $(tail -2 "$TMP/$name.out" | tr '\n' ' ') $(head -c 300 "$TMP/$name.err")"
 	elif grep -qiE 'warning|error' "$TMP/$name.err"; then
 		fail "$name" "khyve complained: $(grep -iE 'warning|error' "$TMP/$name.err" | head -3 | tr '\n' ' ')"
 	elif [ "$lines" -ne "$ndev" ] || [ -n "$bad" ]; then
@@ -107,7 +108,7 @@ check() {
 }
 
 ctl() {
-	timeout -k 5 60 $NSX "$CTL" --rundir="$RUN" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
+	bounded 60 $NSX "$CTL" --rundir="$RUN" --timeout="$(tmo 60)" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
 }
 
 # start NAME KHYVE-ARGS...: in the background, $pid; returns once the socket is there
@@ -119,25 +120,26 @@ start() {
 		</dev/null >/dev/null 2>"$TMP/$name.err" &
 	pid=$!
 	VMPIDS="$VMPIDS $pid"
-	for i in $(seq 250); do [ -S "$RUN/$name.sock" ] && break; sleep 0.02; done
+	wait_socket "$RUN/$name.sock" $pid 10
 }
 
-# every attack kind on every device, one line per attack (hostlog=1)
+# every attack kind on every device, one line per attack (hostlog=1); and
+# on 2 vCPUs next to smp (core: fewer rounds)
 for ncpu in 1 2; do
 	name=hostile-${ncpu}cpu
 	if [ $ncpu -eq 1 ]; then
 		cmd="workload=hostile rounds=10 hostlog=1 seed=$((SEED + 1))"
 	else
-		cmd="workload=hostile,smp rounds=16 seed=$((SEED + 2))"
+		cmd="workload=hostile,smp rounds=$(by_set 4 16) seed=$((SEED + 2))"
 	fi
 	start $name -c $ncpu -m 64M $(devices $name) -k "$GUEST" -A "$cmd"
-	sleep 0.3
+	wait_line "$TMP/$name.out" '^khyve-testguest: workload=' $pid 10	# the guest is at work
 	if ctl --vm=$name --status && grep -q '"name"' "$TMP/ctl.out"; then
 		pass "$name-status-meanwhile"
 	else
 		fail "$name-status-meanwhile" "khyvectl --status: $(cat "$TMP/ctl.out" "$TMP/ctl.err" | head -c 300)"
 	fi
-	wait $pid
+	wait_bounded $pid 300
 	rc=$?
 	check $name "$(ref_digest $ncpu "$cmd")" $rc $NDEV
 done
@@ -145,27 +147,31 @@ done
 missing=
 for dev in rng console blk net; do
 	[ "$dev" = net ] && [ -z "$NET" ] && continue
-	for a in $("$REF" --hostile-attacks); do
+	for a in $(bounded 60 "$REF" --hostile-attacks); do
 		case $a in
 		rng-* | console-* | blk-* | net-*) [ "${a%%-*}" = "$dev" ] || continue ;;
 		esac
 		grep -q "^hostile $dev $a[ :]" "$TMP/hostile-1cpu.out" || missing="$missing $dev:$a"
 	done
 done
-[ -z "$missing" ] && pass hostile-every-attack || fail hostile-every-attack "never run:$missing"
+if [ -z "$(bounded 60 "$REF" --hostile-attacks)" ]; then
+	fail hostile-every-attack "testguest-ref --hostile-attacks listed no attack"
+else
+	[ -z "$missing" ] && pass hostile-every-attack || fail hostile-every-attack "never run:$missing"
+fi
 
 # a read-only disk: writes fail, the device survives
 name=hostile-ro
 truncate -s 8M "$TMP/ro.disk"
-cmd="workload=hostile rounds=10 seed=$((SEED + 3))"
+cmd="workload=hostile rounds=$(by_set 4 10) seed=$((SEED + 3))"
 start $name -m 64M -s 5,virtio-blk,$TMP/ro.disk,ro -k "$GUEST" -A "$cmd"
-wait $pid
+wait_bounded $pid 300
 rc=$?
 check $name "$(ref_digest 1 "$cmd")" $rc 1
 
 # is_broken SNAP: a virtio section of SNAP.state has DEVICE_NEEDS_RESET in its status
 is_broken() {
-	python3 -c '
+	bounded 30 python3 -c '
 import re, sys
 d = open(sys.argv[1] + ".state", "rb").read()
 sys.exit(0 if any(m[0] & 0x40 for m in re.findall(rb"\x66status\x18(.)\x63isr", d, re.S)) else 1)
@@ -176,49 +182,69 @@ sys.exit(0 if any(m[0] & 0x40 for m in re.findall(rb"\x66status\x18(.)\x63isr", 
 restore() {
 	local name=$1 snap=$2 want=$3 rc
 	: >"$TMP/$name.out"
-	timeout -k 5 120 $NSX "$KHYVE" --rundir "$RUN" -r "$snap" -l "com1,file:$TMP/$name.out" "$name" \
+	bounded 120 $NSX "$KHYVE" --rundir "$RUN" -r "$snap" -l "com1,file:$TMP/$name.out" "$name" \
 		</dev/null >/dev/null 2>"$TMP/$name.err"
 	rc=$?
 	judge "$name" "$want" $rc
 }
 
+# attack_seen FILE N PID: the guest writing FILE has logged (hostlog=1) at
+# least N attacks (0); PID is gone (2: stop waiting)
+attack_seen() {
+	[ "$(grep -c '^hostile [a-z]* [a-z-]* v[0-9]*:' "$1" 2>/dev/null)" -ge "$2" ] && return 0
+	running "$3" || return 2
+	return 1
+}
+
 # checkpoints while the devices are broken: every attack a loop in a chain,
-# the broken state held 150 ms before the reset
+# the broken state held 150 ms before the reset; each checkpoint right
+# after the guest logged a random one of its attacks (6 per device)
 name=hostile-cp
-cmd="workload=hostile rounds=1 hostattack=chain-loop hosthold=150 seed=$((SEED + 4))"
+cmd="workload=hostile rounds=1 hostattack=chain-loop hosthold=150 hostlog=1 seed=$((SEED + 4))"
 want=$(ref_digest 1 "$cmd")
 start $name -m 64M $(devices $name) -k "$GUEST" -A "$cmd"
-ok=0
+bad=
+pick_rounds 2 1 $((6 * NDEV))
 for i in 1 2; do
-	sleep "0.$((RANDOM % 5 + 4))"
-	ctl --vm=$name --checkpoint="$TMP/$name.$i" --disks && ok=$((ok + 1)) ||
-		echo "# checkpoint $i: $(cat "$TMP/ctl.err")"
+	if ! wait_until 60 attack_seen "$TMP/$name.out" "${PICKED[i - 1]}" $pid; then
+		bad="$bad $i (the guest did not log attack ${PICKED[i - 1]}: $(tail -1 "$TMP/$name.out"));"
+	elif ! ctl --vm=$name --checkpoint="$TMP/$name.$i" --disks; then
+		bad="$bad $i (after attack ${PICKED[i - 1]}: $(cat "$TMP/ctl.err"));"
+	fi
 done
-wait $pid
+wait_bounded $pid 300
 check $name "$want" $? $NDEV
-[ $ok -eq 2 ] && pass "$name-checkpoints" || fail "$name-checkpoints" "$ok of 2 succeeded"
+cp_verdict "$name-checkpoints" 2 "$bad"
 broken=0
 for i in 1 2; do
-	[ -e "$TMP/$name.$i.state" ] || continue
+	if [ ! -e "$TMP/$name.$i.state" ]; then
+		fail "$name-r$i" "checkpoint $i was not written"
+		continue
+	fi
 	is_broken "$TMP/$name.$i" && broken=$((broken + 1))
 	restore "$name-r$i" "$TMP/$name.$i" "$want"
 done
 [ $broken -ge 1 ] && pass "$name-needs-reset-saved" ||
 	fail "$name-needs-reset-saved" "no checkpoint caught a device in DEVICE_NEEDS_RESET"
 
-# state only a hostile driver leaves must restore too (virtio-rnd alone)
+# state only a hostile driver leaves must restore too (virtio-rnd alone):
+# a checkpoint right after the guest logged its first such attack, whose
+# state it holds 300 ms
 for attack in status-reserved-bits status-features-unoffered; do
 	name=hostile-cp-$attack
-	cmd="workload=hostile rounds=1 hostattack=$attack hosthold=300 seed=$((SEED + 5))"
+	cmd="workload=hostile rounds=1 hostattack=$attack hosthold=300 hostlog=1 seed=$((SEED + 5))"
 	want=$(ref_digest 1 "$cmd")
 	start $name -m 64M -s 3,virtio-rnd -k "$GUEST" -A "$cmd"
-	sleep 0.5
-	ctl --vm=$name --checkpoint="$TMP/$name.snap" || echo "# checkpoint: $(cat "$TMP/ctl.err")"
-	wait $pid
+	if ! wait_until 60 attack_seen "$TMP/$name.out" 1 $pid; then
+		echo "# checkpoint: the guest logged no attack: $(tail -1 "$TMP/$name.out")"
+	elif ! ctl --vm=$name --checkpoint="$TMP/$name.snap"; then
+		echo "# checkpoint: $(cat "$TMP/ctl.err")"
+	fi
+	wait_bounded $pid 300
 	check $name "$want" $? 1
 	if [ -e "$TMP/$name.snap.state" ]; then
 		restore "$name-restore" "$TMP/$name.snap" "$want"
 	else
-		fail "$name-restore" "no snapshot"
+		fail "$name-restore" "no snapshot: $(cat "$TMP/ctl.err")"
 	fi
 done
