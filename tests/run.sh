@@ -182,9 +182,10 @@ in_testvm() {
 # its totals, or the totals disagree with the lines seen, that is a FAIL.
 run_integration_testvm() {
 	echo "== integration tests in the test machine (scripts/testvm; KHYVE_TESTVM=0 runs them here)"
+	echo "== the core set (KHYVE_TEST_SET=${KHYVE_TEST_SET:-core}; make test-full runs every check)"
 	rm -f "$log.rc"
 	{
-		scripts/testvm sh tests/run.sh "$BUILD" integration 2>&1
+		KHYVE_TEST_SET=${KHYVE_TEST_SET:-core} scripts/testvm sh tests/run.sh "$BUILD" integration 2>&1
 		echo $? >"$log.rc"
 	} | tee "$log"
 	rc=$(cat "$log.rc" 2>/dev/null)
@@ -209,12 +210,24 @@ run_integration_testvm() {
 case $PART in
 all | unit) run_units ;;
 esac
+# the test machine itself, from here: where it is used, and in the full set
+run_testvm_checks() {
+	echo "== testvm"
+	timeout -k 10 $((3600 * SCALE)) bash tests/testvm.sh >"$log" 2>&1
+	rc=$?
+	cat "$log"
+	[ $rc -ne 0 ] && echo "FAIL testvm.sh: script exited with status $rc" | tee -a "$log"
+	count "$log"
+}
+
 case $PART in
 all | integration)
 	if in_testvm; then
+		run_testvm_checks
 		run_integration_testvm
 	else
 		run_integration
+		[ "${KHYVE_TEST_SET:-full}" = full ] && [ -z "${KHYVE_IN_TESTVM:-}" ] && run_testvm_checks
 	fi
 	;;
 esac
