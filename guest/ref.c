@@ -146,7 +146,7 @@ int main(int argc, char **argv)
 				res[0][c] = tg_mem_round(mem, words, c, n, p.seed, r);
 			if (p.workloads & TG_W_FPU) {
 				const char *e;
-				res[1][c] = tg_fpu_round(path, p.seed, c, r, TG_FPU_ITERS, &e);
+				res[1][c] = tg_fpu_round(path, p.seed, c, r, p.fpuiters, &e);
 				if (e) {
 					fprintf(stderr, "testguest-ref: self-check failed: %s\n", e);
 					return 1;

@@ -294,7 +294,7 @@ void user_main(uint64_t cpu)
 			res[0][cpu] = tg_mem_round(membuf, words, (uint32_t)cpu, n, P.seed, r);
 		if (P.workloads & TG_W_FPU) {
 			const char *err;
-			res[1][cpu] = tg_fpu_round(fpu_path, P.seed, (uint32_t)cpu, r, TG_FPU_ITERS, &err);
+			res[1][cpu] = tg_fpu_round(fpu_path, P.seed, (uint32_t)cpu, r, P.fpuiters, &err);
 			if (err)
 				ufail(cpu, err, 0);
 		}

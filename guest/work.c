@@ -110,6 +110,7 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 	p->seed = 1;
 	p->blkmb = 4;
 	p->netframes = 32;
+	p->fpuiters = TG_FPU_ITERS;
 	p->fpu = TG_FPU_AUTO;
 	p->fault = TG_FAULT_NONE;
 	p->hostattack = -1;
@@ -201,6 +202,10 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 			if (f == -1)
 				return set_err(err, errlen, "unknown hostattack (all or an attack name): ", tok, tl);
 			p->hostattack = f < 0 ? -1 : f;
+		} else if (word_eq(tok, kl, "fpuiters")) {
+			if (parse_u64(v, vl, &n) || n < 1 || n > (1u << 26))
+				return set_err(err, errlen, "bad fpuiters (1..67108864): ", tok, tl);
+			p->fpuiters = n;
 		} else if (word_eq(tok, kl, "hosthold")) {
 			if (parse_u64(v, vl, &n) || n > 60000)
 				return set_err(err, errlen, "bad hosthold (0..60000 ms): ", tok, tl);
@@ -297,6 +302,9 @@ uint64_t tg_digest_init(const struct tg_params *p, uint32_t ncpu)
 	h = tg_fold(h, p->rounds);
 	h = tg_fold(h, p->memmb);
 	h = tg_fold(h, p->seed);
+	/* folded only when given, so every earlier digest stays what it was */
+	if (p->fpuiters != TG_FPU_ITERS)
+		h = tg_fold(h, p->fpuiters);
 	return h;
 }
 

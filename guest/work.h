@@ -43,6 +43,7 @@ struct tg_params {
 	uint64_t seed;
 	uint64_t blkmb;                /* 1..1024: MiB of the disk `blk` uses */
 	uint64_t netframes;            /* 1..65536: frames per round for `net` */
+	uint64_t fpuiters;             /* 1..2^26: `fpu` loop iterations per round */
 	int fpu;                       /* TG_FPU_*: code path, not in the digest */
 	int fault;                     /* TG_FAULT_*: deliberate failure (tests) */
 	int hostattack;                /* hostile: one attack kind (TG_HA_*), or -1: all */
