@@ -122,34 +122,88 @@ static bool page_is_zero(const uint8_t *p)
 }
 
 /*
+ * /proc/self/pagemap: one 64-bit entry per page of our address space.  A
+ * page that is neither present nor swapped out has never been written
+ * (anonymous RAM) or still reads from the file it maps (a restored VM).
+ */
+#define PM_PRESENT (1ULL << 63)
+#define PM_SWAPPED (1ULL << 62)
+
+/*
+ * Mark the pages of [off, off+len) of guest RAM that the memory file a
+ * restored VM maps holds data for: until the guest writes such a page, it
+ * is the file's, and pagemap says nothing about it (it may not even be in
+ * the page cache).  Returns false if the file's extents are unknown.
+ */
+static bool mark_file_data(int fd, uint64_t off, uint64_t len, bool *need)
+{
+	uint64_t pos = off, end = off + len;
+
+	while (pos < end) {
+		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+
+		if (d < 0)
+			return errno == ENXIO;	/* ENXIO: no data from pos on */
+		if ((uint64_t)d >= end)
+			return true;
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0)
+			return false;
+		for (uint64_t p = (uint64_t)d / PAGE * PAGE; p < (uint64_t)h && p < end; p += PAGE)
+			need[(p - off) / PAGE] = true;
+		pos = (uint64_t)h;
+	}
+	return true;
+}
+
+/*
+ * Which pages of one chunk may hold data.  Not mincore(): it calls a page
+ * absent when it is swapped out, or when it is a page of a restored VM's
+ * memory file that is not in the page cache - live data either way.
+ * Where the kernel cannot tell us, every page is read and zero-tested.
+ */
+static void chunk_pages(const struct guest_mem *mem, int pm_fd, uint64_t off, unsigned int npages,
+			bool *need)
+{
+	uint64_t pm[CHUNK / PAGE];
+	size_t want = npages * sizeof(pm[0]);
+	off_t at = (off_t)((uintptr_t)(mem->base + off) / PAGE * sizeof(pm[0]));
+
+	if (pm_fd < 0 || pread(pm_fd, pm, want, at) != (ssize_t)want) {
+		memset(need, true, npages);
+		return;
+	}
+	for (unsigned int i = 0; i < npages; i++)
+		need[i] = (pm[i] & (PM_PRESENT | PM_SWAPPED)) != 0;
+	if (mem->src_fd >= 0 && !mark_file_data(mem->src_fd, off, (uint64_t)npages * PAGE, need))
+		memset(need, true, npages);
+}
+
+/*
  * Write every non-zero page of guest RAM at its offset; zero pages stay
- * holes.  Pages that mincore() says are not resident are zero without
- * being read, except where the RAM is mapped from an earlier snapshot's
- * memory file and that file has data there (SEEK_DATA).
+ * holes.  Pages that were never written and are not backed by a file
+ * (pagemap: neither present nor swapped) are zero without being read, so
+ * the cost does not grow with untouched RAM.  Called in the writer
+ * process too: pagemap is opened here, as it describes the opener's
+ * address space.
  */
 static int write_memory(struct save_ctx *c)
 {
 	const struct guest_mem *mem = &c->vm->mem;
-	unsigned char vec[CHUNK / PAGE];
-	int ret;
+	bool need[CHUNK / PAGE];
+	int pm_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int ret = 0;
 
+	/* no pagemap (no /proc): every page is read; no log, as the forked
+	 * writer must not take stdio locks another thread may have held */
 	for (uint64_t off = 0; off < mem->size; off += CHUNK) {
 		uint64_t len = mem->size - off < CHUNK ? mem->size - off : CHUNK;
 		unsigned int npages = (unsigned int)(len / PAGE);
-		bool use_mincore = true;
 		int run = -1;
 
-		if (mem->src_fd >= 0) {
-			off_t d = lseek(mem->src_fd, (off_t)off, SEEK_DATA);
-
-			if (d >= 0 && (uint64_t)d < off + len)
-				use_mincore = false;
-		}
-		if (use_mincore && mincore(mem->base + off, len, vec) < 0)
-			use_mincore = false;
+		chunk_pages(mem, pm_fd, off, npages, need);
 		for (unsigned int i = 0; i <= npages; i++) {
-			bool zero = i == npages ||
-				    (use_mincore && !(vec[i] & 1)) ||
+			bool zero = i == npages || !need[i] ||
 				    page_is_zero(mem->base + off + (uint64_t)i * PAGE);
 
 			if (!zero) {
@@ -160,7 +214,7 @@ static int write_memory(struct save_ctx *c)
 			if (run >= 0) {
 				ret = write_run(c, off / PAGE + (uint64_t)run, (uint64_t)(i - run));
 				if (ret)
-					return ret;
+					goto out;
 				run = -1;
 			}
 		}
@@ -169,7 +223,10 @@ static int write_memory(struct save_ctx *c)
 		else if (c->opts->progress)
 			c->opts->progress(c->opts->progress_arg, off + len, mem->size);
 	}
-	return 0;
+out:
+	if (pm_fd >= 0)
+		close(pm_fd);
+	return ret;
 }
 
 static uint64_t data_bytes(const struct save_ctx *c)

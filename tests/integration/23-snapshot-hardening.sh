@@ -1,0 +1,175 @@
+# Snapshots that never lose a page and never trust a file (issue 10).
+# Pages the kernel has pushed out of memory - to swap, or out of the page
+# cache of a restored VM's memory file - hold live guest data and must be
+# saved; files that are not regular files are refused at once.
+. tests/lib.sh
+
+CTL=$BUILD/khyvectl
+RUN=$TMP/run
+VMPIDS=
+ZRAM=
+cleanup() {
+	kill -9 $VMPIDS 2>/dev/null
+	wait 2>/dev/null
+	if [ -n "$ZRAM" ]; then
+		swapoff "/dev/zram$ZRAM" 2>/dev/null
+		echo "$ZRAM" >/sys/class/zram-control/hot_remove 2>/dev/null
+	fi
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# start NAME KHYVE-ARGS...: khyve in the background ($PID), COM1 to
+# $TMP/NAME.out; waits for its control socket
+start() {
+	local name=$1 i
+	shift
+	timeout -k 5 300 "$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" "$@" "$name" \
+		</dev/null >/dev/null 2>"$TMP/$name.err" &
+	PID=$!
+	VMPIDS="$VMPIDS $PID"
+	for i in $(seq 250); do
+		[ -S "$RUN/$name.sock" ] && return 0
+		kill -0 $PID 2>/dev/null || return 1
+		sleep 0.02
+	done
+	return 1
+}
+
+ctl() {
+	timeout -k 5 60 "$CTL" --rundir="$RUN" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
+}
+
+# wait_line NAME REGEX: until the guest printed a line matching REGEX (10 s)
+wait_line() {
+	local i
+	for i in $(seq 500); do
+		grep -q "$2" "$TMP/$1.out" 2>/dev/null && return 0
+		sleep 0.02
+	done
+	return 1
+}
+
+# khyve_pid NAME: the khyve process itself (start's $PID is timeout's)
+khyve_pid() { pgrep -P "$1" -x khyve | head -1; }
+
+# restored NAME SNAPSHOT WANT: khyve -r SNAPSHOT must finish the guest with WANT
+restored() {
+	local name=$1 snap=$2 want=$3 rc
+	timeout -k 5 300 "$KHYVE" --rundir "$RUN" -r "$snap" -l "com1,file:$TMP/$name.out" "$name" \
+		</dev/null >/dev/null 2>"$TMP/$name.err"
+	rc=$?
+	judge "$name" "$want" $rc
+}
+
+drop_cache() {	# drop_cache FILE: FILE's pages leave the page cache
+	python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$1"
+	[ "$(id -u)" -eq 0 ] && sync && echo 1 >/proc/sys/vm/drop_caches 2>/dev/null
+	return 0
+}
+
+if ! have_guest; then
+	fail hardening "test guest not built"
+	exit 0
+fi
+MEM=128M
+MEMB=$((128 << 20))
+cmd="workload=mem,fpu,time rounds=10 memmb=32 seed=7"
+want=$(ref_digest 1 "$cmd")
+
+# --- (a) a restored VM whose memory file left the page cache -----------
+# The restored guest is paused at once, so nearly all of its RAM is still
+# the memory file's, then that file is dropped from the page cache: the
+# checkpoint must read those pages from the file, not write zeros.
+name=pagecache
+if start $name-src -c 1 -m $MEM -k "$GUEST" -A "$cmd" --debug-exit && wait_line $name-src '^round 3' &&
+   ctl --vm=$name-src --suspend="$TMP/$name.1"; then
+	wait $PID
+	if start $name-r -r "$TMP/$name.1" && ctl --vm=$name-r --pause; then
+		r=$PID
+		drop_cache "$TMP/$name.1"
+		ctl --vm=$name-r --checkpoint="$TMP/$name.2" || echo "# $name: $(cat "$TMP/ctl.err")"
+		ctl --vm=$name-r --resume
+		wait $r
+		restored $name "$TMP/$name.2" "$want"
+	else
+		fail $name "restore did not start: $(cat "$TMP/$name-r.err")"
+	fi
+else
+	fail $name "source VM: $(cat "$TMP/$name-src.err" "$TMP/ctl.err" 2>/dev/null)"
+fi
+
+# --- (b) guest RAM pushed out to swap ------------------------------------
+# Needs swap: the host's, or a zram device made for this test.
+have_swap() { [ "$(awk 'NR > 1' /proc/swaps | wc -l)" -gt 0 ]; }
+if ! have_swap && [ "$(id -u)" -eq 0 ] && [ -w /sys/class/zram-control/hot_add ]; then
+	ZRAM=$(cat /sys/class/zram-control/hot_add 2>/dev/null)
+	if [ -n "$ZRAM" ] && echo 256M >"/sys/block/zram$ZRAM/disksize" &&
+	   mkswap "/dev/zram$ZRAM" >/dev/null 2>&1 && swapon -p -1 "/dev/zram$ZRAM" 2>/dev/null; then
+		echo "# swap on /dev/zram$ZRAM for this test"
+	fi
+fi
+
+# pageout NAME: push the running khyve NAME's guest RAM out; true if
+# at least 8 MiB of it went to swap
+pageout() {
+	local kp swap
+	kp=$(khyve_pid "$2")
+	[ -n "$kp" ] && python3 tests/integration/pageout.py "$kp" $MEMB >/dev/null 2>"$TMP/pageout.err" || return 1
+	swap=$(awk '/^Swap:/ { print $2 }' "/proc/$kp/smaps_rollup")
+	echo "# $1: ${swap} kB of khyve in swap"
+	[ "${swap:-0}" -ge 8192 ]
+}
+
+if ! have_swap; then
+	skip swapped "this host has no swap and none could be made (zram, root)"
+	skip swapped-restored "this host has no swap and none could be made (zram, root)"
+else
+	# a fresh VM, paused, most of its RAM in swap, then checkpointed
+	name=swapped
+	if start $name-src -c 1 -m $MEM -k "$GUEST" -A "$cmd" --debug-exit && wait_line $name-src '^round 3' &&
+	   ctl --vm=$name-src --pause; then
+		s=$PID
+		if pageout $name $s; then
+			ctl --vm=$name-src --checkpoint="$TMP/$name" || echo "# $name: $(cat "$TMP/ctl.err")"
+			ctl --vm=$name-src --resume
+			wait $s
+			restored $name "$TMP/$name" "$want"
+		else
+			ctl --vm=$name-src --resume
+			fail $name "could not push guest RAM to swap: $(cat "$TMP/pageout.err")"
+		fi
+	else
+		fail $name "source VM: $(cat "$TMP/$name-src.err" "$TMP/ctl.err" 2>/dev/null)"
+	fi
+
+	# a restored VM: saved just after boot, so the RAM it writes after the
+	# restore is its own (copy-on-write), not the memory file's; that is
+	# pushed to swap before the checkpoint
+	name=swapped-restored
+	if start $name-src -c 1 -m $MEM -k "$GUEST" -A "$cmd" --debug-exit &&
+	   wait_line $name-src 'booting' && ctl --vm=$name-src --suspend="$TMP/$name.1"; then
+		wait $PID
+		if start $name-r -r "$TMP/$name.1" && wait_line $name-r '^round 3' && ctl --vm=$name-r --pause; then
+			r=$PID
+			if pageout $name $r; then
+				ctl --vm=$name-r --checkpoint="$TMP/$name.2" || echo "# $name: $(cat "$TMP/ctl.err")"
+				ctl --vm=$name-r --resume
+				wait $r
+				restored $name "$TMP/$name.2" "$want"
+			else
+				ctl --vm=$name-r --resume
+				fail $name "could not push guest RAM to swap: $(cat "$TMP/pageout.err")"
+			fi
+		else
+			fail $name "restore did not reach round 3: $(cat "$TMP/$name-r.err")"
+		fi
+	else
+		fail $name "source VM: $(cat "$TMP/$name-src.err" "$TMP/ctl.err" 2>/dev/null)"
+	fi
+fi
+
+exit 0
