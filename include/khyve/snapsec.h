@@ -83,4 +83,13 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 /* Read and check a memory file's trailer against the state. */
 int snapsec__check_memfile(int fd, const struct snap_memory *m, char *err, size_t errlen);
 
+/*
+ * Open a snapshot file (FILE or FILE.state) for reading, refusing anything
+ * but a regular file without blocking: why gets "it is a FIFO, not a
+ * regular file" or strerror.  Returns 0 with *fdp set, or -errno.
+ */
+int snapsec__open_file(const char *path, int *fdp, char *why, size_t whylen);
+/* Read a whole state file, opened as above; why as above. */
+int snapsec__read_state_file(const char *path, void **buf, size_t *len, char *why, size_t whylen);
+
 #endif

@@ -167,14 +167,15 @@ int snapshot__inspect(const char *path, bool json, FILE *out, char *err, size_t 
 	void *buf = NULL;
 	size_t len = 0;
 	const char *verdict = NULL;
+	char why[300];
 	int fd, ret;
 
 	memset(&in, 0, sizeof(in));
 	in.file = path;
 	snprintf(in.state_path, sizeof(in.state_path), "%s.state", path);
-	ret = util__read_file(in.state_path, &buf, &len, SNAP_STATE_MAX);
+	ret = snapsec__read_state_file(in.state_path, &buf, &len, why, sizeof(why));
 	if (ret) {
-		snprintf(err, errlen, "cannot read '%s': %s", in.state_path, strerror(-ret));
+		snprintf(err, errlen, "cannot read '%s': %s", in.state_path, why);
 		return ret;
 	}
 	in.state_bytes = len;
@@ -191,9 +192,8 @@ int snapshot__inspect(const char *path, bool json, FILE *out, char *err, size_t 
 	if (ret)
 		verdict = in.state_err;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(in.mem_err, sizeof(in.mem_err), "cannot open: %s", strerror(errno));
+	if (snapsec__open_file(path, &fd, why, sizeof(why))) {
+		snprintf(in.mem_err, sizeof(in.mem_err), "cannot open memory file '%s': %s", path, why);
 	} else {
 		in.have_mem = fstat(fd, &in.mem_st) == 0;
 		if (in.decoded)

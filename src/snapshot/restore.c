@@ -200,10 +200,9 @@ int snapshot__restore(struct vm *vm, char *err, size_t errlen)
 		goto out;
 	}
 	/* phase one: read and check everything */
-	ret = util__read_file(path, &buf, &len, SNAP_STATE_MAX);
+	ret = snapsec__read_state_file(path, &buf, &len, why, sizeof(why));
 	if (ret) {
-		snprintf(err, errlen, "cannot read snapshot state '%s': %s", path,
-			 ret == -EFBIG ? "larger than any khyve state file" : strerror(-ret));
+		snprintf(err, errlen, "cannot read snapshot state '%s': %s", path, why);
 		goto out;
 	}
 	ret = snapsec__read_state(buf, len, &st, why, sizeof(why));
@@ -211,10 +210,9 @@ int snapshot__restore(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "snapshot '%s': %s", path, why);
 		goto out;
 	}
-	mem_fd = open(file, O_RDONLY | O_CLOEXEC);
-	if (mem_fd < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot open snapshot memory file '%s': %s", file, strerror(errno));
+	ret = snapsec__open_file(file, &mem_fd, why, sizeof(why));
+	if (ret) {
+		snprintf(err, errlen, "cannot open snapshot memory file '%s': %s", file, why);
 		goto out;
 	}
 	ret = snapsec__check_memfile(mem_fd, &st.memory, why, sizeof(why));

@@ -6,6 +6,7 @@
  */
 #include <cpuid.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -603,4 +604,108 @@ int snapsec__check_memfile(int fd, const struct snap_memory *m, char *err, size_
 			     got, want);
 	}
 	return 0;
+}
+
+static const char *file_kind(mode_t m)
+{
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISCHR(m))
+		return "a character device";
+	if (S_ISBLK(m))
+		return "a block device";
+	if (S_ISSOCK(m))
+		return "a socket";
+	return "of an unknown type";
+}
+
+/*
+ * stat() first, so that a device is refused without being opened (an open
+ * can have effects: a tape rewinds, a watchdog arms); then open with
+ * O_NONBLOCK, as a FIFO with no writer would block open() forever (khyve
+ * has SIGINT and SIGTERM blocked), and fstat() what was opened, in case
+ * the name was replaced in between.
+ */
+int snapsec__open_file(const char *path, int *fdp, char *why, size_t whylen)
+{
+	struct stat st;
+	int fd, flags;
+
+	*fdp = -1;
+	if (stat(path, &st) < 0)
+		return util__fail(-errno, why, whylen, "%s", strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		goto not_regular;
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return util__fail(-errno, why, whylen, "%s", strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+
+		close(fd);
+		return util__fail(-e, why, whylen, "%s", strerror(e));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		goto not_regular;
+	}
+	/* reads of a regular file do not block anyway; leave no surprise */
+	flags = fcntl(fd, F_GETFL);
+	if (flags >= 0)
+		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	*fdp = fd;
+	return 0;
+not_regular:
+	return util__fail(S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL, why, whylen, "it is %s, not a regular file",
+			  file_kind(st.st_mode));
+}
+
+int snapsec__read_state_file(const char *path, void **buf, size_t *len, char *why, size_t whylen)
+{
+	struct stat st;
+	uint8_t *p = NULL;
+	size_t got = 0;
+	int fd, ret;
+
+	*buf = NULL;
+	*len = 0;
+	ret = snapsec__open_file(path, &fd, why, whylen);
+	if (ret)
+		return ret;
+	if (fstat(fd, &st) < 0) {
+		ret = util__fail(-errno, why, whylen, "%s", strerror(errno));
+		goto out;
+	}
+	if ((uint64_t)st.st_size > SNAP_STATE_MAX) {
+		ret = util__fail(-EFBIG, why, whylen, "larger than any khyve state file");
+		goto out;
+	}
+	p = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!p) {
+		ret = util__fail(-ENOMEM, why, whylen, "out of memory");
+		goto out;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t r = read(fd, p + got, (size_t)st.st_size - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			ret = util__fail(-errno, why, whylen, "%s", strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;	/* shrank meanwhile: the parser finds it truncated */
+		got += (size_t)r;
+	}
+	*buf = p;
+	*len = got;
+	p = NULL;
+	ret = 0;
+out:
+	free(p);
+	close(fd);
+	return ret;
 }

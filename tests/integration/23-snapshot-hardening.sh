@@ -172,4 +172,48 @@ else
 	fi
 fi
 
+# --- files that are not regular files ------------------------------------
+# A FIFO, a directory or a device as FILE or FILE.state: khyve -r exits 4
+# and khyvectl --inspect 1, each with one line saying what the file is,
+# at once (an open() of a FIFO used to block forever).
+SRC=tests/data/v1/guest-2cpu
+special() {	# special KIND PATH: make PATH a KIND
+	case $1 in
+	fifo) mkfifo "$2" ;;
+	dir) mkdir "$2" ;;
+	devnull) ln -s /dev/null "$2" ;;
+	esac
+}
+declare -A WHAT=([fifo]="it is a FIFO, not a regular file" [dir]="it is a directory, not a regular file"
+		 [devnull]="it is a character device, not a regular file")
+for kind in fifo dir devnull; do
+	for which in state memory; do
+		name=special-$kind-as-$which
+		d=$TMP/$name
+		mkdir -p "$d"
+		if [ $which = state ]; then
+			cp "$SRC" "$d/snap"
+			special $kind "$d/snap.state"
+		else
+			cp "$SRC.state" "$d/snap.state"
+			special $kind "$d/snap"
+		fi
+		t0=$(date +%s%N)
+		timeout -k 1 5 "$KHYVE" --rundir "$RUN" -r "$d/snap" -l com1,null x </dev/null >/dev/null 2>"$d/r.err"
+		rc=$?
+		timeout -k 1 5 "$CTL" --inspect="$d/snap" </dev/null >/dev/null 2>"$d/i.err"
+		irc=$?
+		ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+		if [ $rc -ne 4 ] || [ "$(wc -l <"$d/r.err")" -ne 1 ] || ! grep -qF "${WHAT[$kind]}" "$d/r.err"; then
+			fail "$name" "khyve -r: status $rc: $(head -c 300 "$d/r.err")"
+		elif [ $irc -ne 1 ] || [ "$(wc -l <"$d/i.err")" -ne 1 ] || ! grep -qF "${WHAT[$kind]}" "$d/i.err"; then
+			fail "$name" "khyvectl --inspect: status $irc: $(head -c 300 "$d/i.err")"
+		elif [ $ms -gt 2000 ]; then
+			fail "$name" "took $ms ms"
+		else
+			pass "$name"
+		fi
+	done
+done
+
 exit 0
