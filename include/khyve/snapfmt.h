@@ -20,8 +20,18 @@
 #define SNAP_SECTION_MAGIC	"SECT"
 #define SNAP_SECTION_HDR	30	/* magic, name length, version, flags, length, hash */
 #define SNAP_NAME_MAX		64
-#define SNAP_SECTION_MAX	(16u << 20)	/* one section's payload */
-#define SNAP_STATE_MAX		(256u << 20)	/* the whole state file */
+/*
+ * What a state file may cost a reader (docs/snapshot-format.md 3.5): with
+ * these, any file is refused or accepted within some 64 MiB and 1 s.
+ * The largest a khyve writes (254 vCPUs with 64 KiB XSAVE areas, 256 MSRs
+ * and CPUID entries each) is 23 MiB, its largest section 95 KiB and some
+ * 5600 items.
+ */
+#define SNAP_SECTION_MAX	(4u << 20)	/* one section's payload */
+#define SNAP_STATE_MAX		(32u << 20)	/* the whole state file */
+#define SNAP_SECTION_ITEMS	65536u		/* CBOR items in one payload */
+#define SNAP_STATE_ITEMS	(2u << 20)	/* CBOR items decoded from one file */
+#define SNAP_DEPTH_MAX		16		/* nesting of maps and arrays */
 #define SNAP_FLAG_REQUIRED	1u
 #define SNAP_MAX_SECTIONS	1024
 
@@ -65,6 +75,7 @@ struct dec {
 	size_t errlen;
 	int ret;		/* 0, or the first error */
 	uint64_t mem_size;	/* guest RAM, for decoders checking guest addresses */
+	size_t *items_left;	/* the file's CBOR item budget, or NULL (dec__load) */
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -107,6 +118,9 @@ void snapfmt__header(struct sbuf *out, const uint8_t uuid[16]);
 void snapfmt__section(struct sbuf *out, const char *name, uint32_t version, uint32_t flags,
 		      const struct sbuf *payload);
 void snapfmt__finish(struct sbuf *out, unsigned int nsections);
+
+/* The header alone (the first SNAP_HEADER_SIZE bytes, or fewer). */
+int snapfmt__check_header(const uint8_t *p, size_t len, uint32_t *format_version, char *err, size_t errlen);
 
 /*
  * Reader: validate the header, every frame, checksum and the end section of

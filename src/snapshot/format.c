@@ -192,50 +192,135 @@ void dec__fail(struct dec *d, const char *fmt, ...)
 }
 
 /*
- * libcbor allocates a definite-length array or map for its declared count
- * before reading any element: a 19-byte payload could ask for gigabytes.
- * Walk the items first and refuse any count larger than the bytes left,
- * since every element takes at least one byte (two for a map pair).
+ * What a payload may cost, checked by walking its items with libcbor's
+ * streaming decoder before cbor_load() builds a tree of them:
+ * - libcbor allocates a definite-length array or map for its declared
+ *   count before reading any element, so a 19-byte payload could ask for
+ *   gigabytes: a count may not exceed the bytes left (every element takes
+ *   at least one byte, a map pair two) nor the items still allowed;
+ * - each item costs a tree node (some 60 bytes and a malloc): at most
+ *   SNAP_SECTION_ITEMS per payload, and SNAP_STATE_ITEMS over the whole
+ *   file (dec->items_left), or 16 MB of empty maps would cost 1.6 GB;
+ * - libcbor frees a tree recursively: nesting is bounded by SNAP_DEPTH_MAX.
+ * A malformed payload stops the walk; cbor_load() then says what is wrong.
  */
-struct count_check {
-	size_t left;
-	bool bad;
+struct walk {
+	size_t left;		/* payload bytes not yet walked */
+	size_t items, max_items;
+	unsigned int depth;
+	int64_t todo[SNAP_DEPTH_MAX];	/* per open container: elements to come, -1 indefinite */
+	const char *bad;	/* why the payload is refused */
 };
 
-static void check_array(void *ctx, size_t n)
+/* An item is complete: it is one element of the innermost open container. */
+static void walk_done(struct walk *w)
 {
-	struct count_check *c = ctx;
-
-	if (n > c->left)
-		c->bad = true;
+	while (w->depth && w->todo[w->depth - 1] > 0 && --w->todo[w->depth - 1] == 0)
+		w->depth--;	/* that container is complete too */
 }
 
-static void check_map(void *ctx, size_t n)
+static bool walk_item(struct walk *w)
 {
-	struct count_check *c = ctx;
-
-	if (n > c->left / 2)
-		c->bad = true;
+	if (w->bad)
+		return false;
+	if (++w->items > w->max_items) {
+		w->bad = "items";
+		return false;
+	}
+	return true;
 }
 
-static bool counts_plausible(const uint8_t *p, size_t len)
+static void walk_scalar(struct walk *w)
 {
-	struct cbor_callbacks cb = cbor_empty_callbacks;
-	struct count_check c = { 0 };
+	if (walk_item(w))
+		walk_done(w);
+}
+
+/* A container of n elements (n < 0: indefinite) opens. */
+static void walk_open(struct walk *w, int64_t n)
+{
+	if (!walk_item(w))
+		return;
+	if (n == 0) {
+		walk_done(w);
+		return;
+	}
+	if (n > 0 && ((uint64_t)n > w->left || (uint64_t)n > w->max_items - w->items)) {
+		w->bad = "count";
+		return;
+	}
+	if (w->depth == SNAP_DEPTH_MAX) {
+		w->bad = "depth";
+		return;
+	}
+	w->todo[w->depth++] = n;
+}
+
+static void cb_u8(void *c, uint8_t v) { (void)v; walk_scalar(c); }
+static void cb_u16(void *c, uint16_t v) { (void)v; walk_scalar(c); }
+static void cb_u32(void *c, uint32_t v) { (void)v; walk_scalar(c); }
+static void cb_u64(void *c, uint64_t v) { (void)v; walk_scalar(c); }
+static void cb_str(void *c, cbor_data p, uint64_t n) { (void)p; (void)n; walk_scalar(c); }
+static void cb_simple(void *c) { walk_scalar(c); }
+static void cb_float(void *c, float v) { (void)v; walk_scalar(c); }
+static void cb_double(void *c, double v) { (void)v; walk_scalar(c); }
+static void cb_bool(void *c, bool v) { (void)v; walk_scalar(c); }
+static void cb_indef(void *c) { walk_open(c, -1); }
+static void cb_array(void *c, uint64_t n) { walk_open(c, n > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)n); }
+static void cb_map(void *c, uint64_t n) { walk_open(c, n > INT64_MAX / 4 ? INT64_MAX / 2 : 2 * (int64_t)n); }
+static void cb_tag(void *c, uint64_t v) { (void)v; walk_open(c, 1); }	/* a tag holds one item */
+
+static void cb_break(void *c)
+{
+	struct walk *w = c;
+
+	if (w->bad || !w->depth || w->todo[w->depth - 1] != -1)
+		return;		/* a stray break: cbor_load() refuses it */
+	w->depth--;
+	walk_done(w);
+}
+
+static const struct cbor_callbacks walk_callbacks = {
+	.uint8 = cb_u8, .uint16 = cb_u16, .uint32 = cb_u32, .uint64 = cb_u64,
+	.negint8 = cb_u8, .negint16 = cb_u16, .negint32 = cb_u32, .negint64 = cb_u64,
+	.byte_string = cb_str, .string = cb_str,
+	.byte_string_start = cb_indef, .string_start = cb_indef,
+	.indef_array_start = cb_indef, .array_start = cb_array,
+	.indef_map_start = cb_indef, .map_start = cb_map, .tag = cb_tag,
+	.float2 = cb_float, .float4 = cb_float, .float8 = cb_double,
+	.undefined = cb_simple, .null = cb_simple, .boolean = cb_bool, .indef_break = cb_break,
+};
+
+/* Walk the payload; false (d failed) if it would cost too much to load. */
+static bool payload_affordable(struct dec *d, const uint8_t *p, size_t len)
+{
+	struct walk w = { .max_items = SNAP_SECTION_ITEMS };
 	size_t off = 0;
 
-	cb.array_start = check_array;
-	cb.map_start = check_map;
-	while (off < len && !c.bad) {
+	if (d->items_left && *d->items_left < w.max_items)
+		w.max_items = *d->items_left;
+	while (off < len && !w.bad) {
 		struct cbor_decoder_result r;
 
-		c.left = len - off;
-		r = cbor_stream_decode(p + off, len - off, &cb, &c);
+		w.left = len - off;
+		r = cbor_stream_decode(p + off, len - off, &walk_callbacks, &w);
 		if (r.status != CBOR_DECODER_FINISHED || !r.read)
-			return true;	/* malformed: cbor_load reports it */
+			break;	/* malformed: cbor_load reports it */
 		off += r.read;
 	}
-	return !c.bad;
+	if (w.bad && !strcmp(w.bad, "count"))
+		dec__fail(d, "payload declares more CBOR items than it has bytes");
+	else if (w.bad && !strcmp(w.bad, "depth"))
+		dec__fail(d, "payload nests CBOR maps and arrays deeper than %d", SNAP_DEPTH_MAX);
+	else if (w.bad && w.max_items < SNAP_SECTION_ITEMS)
+		dec__fail(d, "the state file holds more than %u CBOR items", SNAP_STATE_ITEMS);
+	else if (w.bad)
+		dec__fail(d, "payload holds more than %u CBOR items", SNAP_SECTION_ITEMS);
+	if (w.bad)
+		return false;
+	if (d->items_left)
+		*d->items_left -= w.items;
+	return true;
 }
 
 cbor_item_t *dec__load(struct dec *d, const uint8_t *p, size_t len)
@@ -245,10 +330,8 @@ cbor_item_t *dec__load(struct dec *d, const uint8_t *p, size_t len)
 
 	if (d->ret)
 		return NULL;
-	if (!counts_plausible(p, len)) {
-		dec__fail(d, "payload declares more CBOR items than it has bytes");
+	if (!payload_affordable(d, p, len))
 		return NULL;
-	}
 	item = cbor_load(p, len, &r);
 	if (!item) {
 		dec__fail(d, "payload is not valid CBOR (error %d at byte %zu)", (int)r.error.code,
@@ -525,18 +608,8 @@ static bool valid_section_name(const uint8_t *p, size_t n)
 	return true;
 }
 
-int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8_t uuid[16],
-		   struct snap_section **secs, unsigned int *nsecs, bool keep_going,
-		   char *err, size_t errlen)
+int snapfmt__check_header(const uint8_t *p, size_t len, uint32_t *format_version, char *err, size_t errlen)
 {
-	struct snap_section *v = NULL, *s;
-	unsigned int n = 0, cap = 0;
-	uint64_t off = SNAP_HEADER_SIZE;
-	bool ended = false;
-	int ret;
-
-	*secs = NULL;
-	*nsecs = 0;
 	if (len < SNAP_HEADER_SIZE)
 		return util__fail(-EINVAL, err, errlen, "file is too short for a header (%zu bytes)", len);
 	if (memcmp(p, SNAP_MAGIC, 8))
@@ -549,6 +622,24 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 	if (*format_version == 0 || get_le32(p + 12) != SNAP_HEADER_SIZE)
 		return util__fail(-EINVAL, err, errlen, "header is damaged (version %u, size %u)",
 			    *format_version, get_le32(p + 12));
+	return 0;
+}
+
+int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8_t uuid[16],
+		   struct snap_section **secs, unsigned int *nsecs, bool keep_going,
+		   char *err, size_t errlen)
+{
+	struct snap_section *v = NULL, *s;
+	unsigned int n = 0, cap = 0;
+	uint64_t off = SNAP_HEADER_SIZE;
+	bool ended = false;
+	int ret;
+
+	*secs = NULL;
+	*nsecs = 0;
+	ret = snapfmt__check_header(p, len, format_version, err, errlen);
+	if (ret)
+		return ret;
 	memcpy(uuid, p + 16, 16);
 
 	while (!ended) {
@@ -597,12 +688,16 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 		s->len = get_le64(p + off + 14 + nl);
 		s->hash = get_le64(p + off + 22 + nl);
 		s->payload = p + off + SNAP_SECTION_HDR + nl;
-		if (s->len > SNAP_SECTION_MAX || s->len > left - SNAP_SECTION_HDR - nl) {
+		if (s->len > SNAP_SECTION_MAX) {
+			ret = util__fail(-EINVAL, err, errlen, "section '%s': payload of %llu bytes, at most %u MiB",
+					 s->name, (unsigned long long)s->len, SNAP_SECTION_MAX >> 20);
+			goto fail;
+		}
+		if (s->len > left - SNAP_SECTION_HDR - nl) {
 			ret = util__fail(-EINVAL, err, errlen,
-				   "section '%s': length %llu runs past the end of the file (%llu bytes left)%s",
+				   "section '%s': length %llu runs past the end of the file (%llu bytes left): file is truncated",
 				   s->name, (unsigned long long)s->len,
-				   (unsigned long long)(left - SNAP_SECTION_HDR - nl),
-				   s->len > SNAP_SECTION_MAX ? "" : ": file is truncated");
+				   (unsigned long long)(left - SNAP_SECTION_HDR - nl));
 			goto fail;
 		}
 		if (s->flags & ~SNAP_FLAG_REQUIRED) {

@@ -420,6 +420,7 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 	bool have[K_NFIXED] = { 0 };
 	bool *have_vcpu = NULL;
 	unsigned int nsecs = 0;
+	size_t items_left = SNAP_STATE_ITEMS;
 	uint32_t fmt;
 	int ret;
 
@@ -430,7 +431,7 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 
 	/* pass 1: the sections everything else is checked against */
 	for (unsigned int i = 0; i < nsecs; i++) {
-		struct dec d = { .section = secs[i].name, .err = err, .errlen = errlen };
+		struct dec d = { .section = secs[i].name, .err = err, .errlen = errlen, .items_left = &items_left };
 		cbor_item_t *m;
 		int k;
 
@@ -481,7 +482,7 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 	for (unsigned int i = 0; i < nsecs; i++) {
 		struct snap_section *sec = &secs[i];
 		struct dec d = { .section = sec->name, .err = err, .errlen = errlen,
-				 .mem_size = s->cfg.mem_size };
+				 .mem_size = s->cfg.mem_size, .items_left = &items_left };
 		const struct device_ops *ops = NULL;
 		cbor_item_t *m;
 		int k, cpu = vcpu_index(sec->name);
@@ -664,9 +665,11 @@ not_regular:
 
 int snapsec__read_state_file(const char *path, void **buf, size_t *len, char *why, size_t whylen)
 {
+	uint8_t *p = NULL, hdr[SNAP_HEADER_SIZE];
+	size_t got = 0, hlen;
 	struct stat st;
-	uint8_t *p = NULL;
-	size_t got = 0;
+	uint32_t fmt;
+	ssize_t r;
 	int fd, ret;
 
 	*buf = NULL;
@@ -678,17 +681,31 @@ int snapsec__read_state_file(const char *path, void **buf, size_t *len, char *wh
 		ret = util__fail(-errno, why, whylen, "%s", strerror(errno));
 		goto out;
 	}
-	if ((uint64_t)st.st_size > SNAP_STATE_MAX) {
-		ret = util__fail(-EFBIG, why, whylen, "larger than any khyve state file");
+	/*
+	 * The header first: a file that is not a state file (or of a newer
+	 * format) is refused by what it is, without reading it whole.
+	 */
+	hlen = (size_t)st.st_size < SNAP_HEADER_SIZE ? (size_t)st.st_size : SNAP_HEADER_SIZE;
+	r = pread(fd, hdr, hlen, 0);
+	if (r < 0) {
+		ret = util__fail(-errno, why, whylen, "%s", strerror(errno));
 		goto out;
 	}
-	p = malloc(st.st_size ? (size_t)st.st_size : 1);
+	ret = snapfmt__check_header(hdr, (size_t)r, &fmt, why, whylen);
+	if (ret)
+		goto out;
+	if ((uint64_t)st.st_size > SNAP_STATE_MAX) {
+		ret = util__fail(-EFBIG, why, whylen, "%llu bytes, larger than any khyve state file (at most %u MiB)",
+				 (unsigned long long)st.st_size, SNAP_STATE_MAX >> 20);
+		goto out;
+	}
+	p = malloc((size_t)st.st_size);
 	if (!p) {
 		ret = util__fail(-ENOMEM, why, whylen, "out of memory");
 		goto out;
 	}
 	while (got < (size_t)st.st_size) {
-		ssize_t r = read(fd, p + got, (size_t)st.st_size - got);
+		r = pread(fd, p + got, (size_t)st.st_size - got, (off_t)got);
 
 		if (r < 0 && errno == EINTR)
 			continue;

@@ -216,4 +216,53 @@ for kind in fifo dir devnull; do
 	done
 done
 
+# --- memory bombs -----------------------------------------------------
+# State files made to cost a reader as much as possible (statebomb.py):
+# refused by khyvectl --inspect (1) and khyve -r (4) with one line, in at
+# most 64 MiB.  Before the limits, 16 million empty maps in an ignored
+# key cost 1.6 GB and 10 s.
+declare -A BOMB=([maps16m]="section 'clock': payload of 16000000 bytes, at most 4 MiB"
+		 [maps4m]="section 'clock': payload holds more than 65536 CBOR items"
+		 [deep]="section 'clock': payload nests CBOR maps and arrays deeper than 16"
+		 [big]="41943040 bytes, larger than any khyve state file (at most 32 MiB)")
+TIME=$(command -v time 2>/dev/null | grep / || echo /usr/bin/time)
+for kind in maps16m maps4m deep big; do
+	name=bomb-$kind
+	d=$TMP/$name
+	mkdir -p "$d"
+	cp "$SRC" "$d/snap"
+	if ! python3 tests/integration/statebomb.py "$SRC.state" "$d/snap.state" $kind 2>"$d/py.err"; then
+		fail "$name" "statebomb.py: $(cat "$d/py.err")"
+		continue
+	fi
+	ok=1
+	for prog in khyve khyvectl; do
+		if [ $prog = khyve ]; then
+			set -- "$KHYVE" --rundir "$RUN" -r "$d/snap" -l com1,null x
+			want=4
+		else
+			set -- "$CTL" --inspect="$d/snap"
+			want=1
+		fi
+		if [ -x "$TIME" ]; then
+			timeout -k 1 20 "$TIME" -f %M -o "$d/rss" "$@" </dev/null >/dev/null 2>"$d/err"
+		else
+			timeout -k 1 20 "$@" </dev/null >/dev/null 2>"$d/err"
+		fi
+		rc=$?
+		rss=$(tail -1 "$d/rss" 2>/dev/null)
+		if [ $rc -ne $want ] || [ "$(wc -l <"$d/err")" -ne 1 ] || ! grep -qF "${BOMB[$kind]}" "$d/err"; then
+			fail "$name" "$prog: status $rc: $(head -c 300 "$d/err")"
+			ok=0
+			break
+		elif [ -n "$rss" ] && [ "$rss" -gt $((64 * 1024)) ]; then
+			fail "$name" "$prog: max RSS $rss KiB, above 64 MiB"
+			ok=0
+			break
+		fi
+		echo "# $name: $prog max RSS ${rss:-?} KiB"
+	done
+	[ $ok = 1 ] && pass "$name"
+done
+
 exit 0

@@ -2387,6 +2387,205 @@ static void test_cbor_count_bomb(void **state)
 		fail_msg("a 19-byte payload made the reader's peak RSS grow by %ld MiB", (after - before) / 1024);
 }
 
+/*
+ * Memory bombs: a payload of the largest size a section may have (4 MiB),
+ * every byte an item, in a key the reader ignores.  Before the item limit
+ * 16 MB of empty maps cost 1.6 GB; now the walk refuses it at item 65537.
+ */
+static void bomb_payload(struct sbuf *pl, uint8_t item, size_t bytes)
+{
+	static const uint8_t head[] = { 0xbf, 0x6b, 'k', 'v', 'm', 'c', 'l', 'o', 'c', 'k', '_', 'n', 's',
+					0x1b, 0, 0, 0, 0, 0, 0, 0, 1,
+					0x64, 'j', 'u', 'n', 'k', 0x9f };
+	static const uint8_t tail[] = { 0xff, 0xff };
+	size_t n = bytes - sizeof(head) - sizeof(tail);
+	uint8_t *fill = malloc(n);
+
+	assert_non_null(fill);
+	memset(fill, item, n);
+	pl->len = 0;
+	sbuf__put(pl, head, sizeof(head));
+	sbuf__put(pl, fill, n);
+	sbuf__put(pl, tail, sizeof(tail));
+	free(fill);
+	assert_int_equal(pl->err, 0);
+}
+
+static void test_bomb_empty_maps(void **state)
+{
+	static const uint8_t items[] = { 0xa0, 0x80, 0x00, 0xf6 };	/* {}, [], 0, null */
+	struct sbuf pl = { 0 }, img = { 0 };
+	struct bopts o = { .repl_of = "clock", .repl = &pl };
+	long before, after;
+	bool hwm;
+	FILE *f;
+
+	(void)state;
+	for (unsigned int i = 0; i < ARRAY_SIZE(items); i++) {
+		f = fopen("/proc/self/clear_refs", "w");
+		hwm = f && fputs("5", f) >= 0 && !fclose(f);	/* resets VmHWM */
+		bomb_payload(&pl, items[i], SNAP_SECTION_MAX);
+		build(&img, &g_state, &o);
+		before = proc_status_kb("VmHWM:");
+		expect_refused(img.p, img.len, -EINVAL, "section 'clock': payload holds more than 65536 CBOR items");
+		after = proc_status_kb("VmHWM:");
+		if (hwm && before >= 0 && after >= 0 && after - before > 32 * 1024)
+			fail_msg("a 4 MiB bomb made the reader's peak RSS grow by %ld MiB", (after - before) / 1024);
+	}
+	/* at the limit it is accepted: the limit is on items, not on bytes */
+	bomb_payload(&pl, 0xa0, 28 + SNAP_SECTION_ITEMS - 6 + 2);
+	build(&img, &g_state, &o);
+	{
+		struct snap_state s;
+		char err[ERRLEN];
+
+		if (read_img(img.p, img.len, &s, err))
+			fail_msg("a clock section of %u items was refused: %s", SNAP_SECTION_ITEMS, err);
+		snap_state__free(&s);
+	}
+	sbuf__free(&pl);
+	sbuf__free(&img);
+}
+
+/* Nesting: libcbor frees a tree recursively; deep nesting is refused. */
+static void test_bomb_deep_nesting(void **state)
+{
+	static const uint8_t head[] = { 0xbf, 0x6b, 'k', 'v', 'm', 'c', 'l', 'o', 'c', 'k', '_', 'n', 's',
+					0x1b, 0, 0, 0, 0, 0, 0, 0, 1, 0x64, 'j', 'u', 'n', 'k' };
+	static const unsigned int depths[] = { SNAP_DEPTH_MAX, 40000 };
+	struct sbuf pl = { 0 }, img = { 0 };
+	struct bopts o = { .repl_of = "clock", .repl = &pl };
+
+	(void)state;
+	for (unsigned int i = 0; i < ARRAY_SIZE(depths); i++) {
+		pl.len = 0;
+		sbuf__put(&pl, head, sizeof(head));
+		/* the section map is one level: depth-1 arrays more make depth levels */
+		for (unsigned int k = 0; k < depths[i]; k++)
+			sbuf__put(&pl, (const uint8_t[]){ k & 1 ? 0x81 : 0x9f }, 1);
+		sbuf__put(&pl, (const uint8_t[]){ 0x00 }, 1);
+		for (unsigned int k = depths[i]; k-- > 0;)
+			if (!(k & 1))
+				sbuf__put(&pl, (const uint8_t[]){ 0xff }, 1);
+		sbuf__put(&pl, (const uint8_t[]){ 0xff }, 1);
+		build(&img, &g_state, &o);
+		expect_refused(img.p, img.len, -EINVAL,
+			       "section 'clock': payload nests CBOR maps and arrays deeper than 16");
+	}
+	/* one level less is accepted */
+	pl.len = 0;
+	sbuf__put(&pl, head, sizeof(head));
+	for (unsigned int k = 0; k < SNAP_DEPTH_MAX - 1; k++)
+		sbuf__put(&pl, (const uint8_t[]){ 0x81 }, 1);
+	sbuf__put(&pl, (const uint8_t[]){ 0x00, 0xff }, 2);
+	build(&img, &g_state, &o);
+	{
+		struct snap_state s;
+		char err[ERRLEN];
+
+		if (read_img(img.p, img.len, &s, err))
+			fail_msg("a payload nested %d deep was refused: %s", SNAP_DEPTH_MAX, err);
+		snap_state__free(&s);
+	}
+	sbuf__free(&pl);
+	sbuf__free(&img);
+}
+
+/* The whole file's item budget, shared by every section's dec__load. */
+static void test_bomb_file_items(void **state)
+{
+	struct sbuf pl = { 0 };
+	char err[ERRLEN];
+	size_t left = SNAP_STATE_ITEMS;
+	unsigned int loaded = 0;
+
+	(void)state;
+	bomb_payload(&pl, 0xa0, 60000);	/* some 60000 items: within one section's limit */
+	for (;;) {
+		struct dec d = { .section = "vcpu.7", .err = err, .errlen = sizeof(err), .items_left = &left };
+		cbor_item_t *m = dec__load(&d, pl.p, pl.len);
+
+		if (!m)
+			break;
+		cbor_decref(&m);
+		if (++loaded > SNAP_STATE_ITEMS / 50000)
+			fail_msg("%u payloads of 60000 items loaded: no budget", loaded);
+	}
+	assert_int_equal(loaded, SNAP_STATE_ITEMS / 60000);
+	assert_string_equal(err, "section 'vcpu.7': the state file holds more than 2097152 CBOR items");
+	sbuf__free(&pl);
+}
+
+/*
+ * The largest state a khyve can write - 254 vCPUs, each with a 64 KiB
+ * XSAVE area, 256 MSRs, 256 CPUID entries, 16 XCRs - is within every limit.
+ */
+static void test_largest_state_accepted(void **state)
+{
+	struct snap_state big, back;
+	struct sbuf img = { 0 };
+	struct rng r = { 777 };
+	char err[ERRLEN];
+
+	(void)state;
+	/* make_state's vCPUs grow with their number: only one from it */
+	make_state(778, &big, 1, 64 * MiB);
+	free(big.vcpus);
+	big.ncpus = big.cfg.ncpus = 254;
+	big.vcpus = calloc(big.ncpus, sizeof(*big.vcpus));
+	assert_non_null(big.vcpus);
+	for (unsigned int i = 0; i < big.ncpus; i++)
+		make_vcpu(&r, &big.vcpus[i], 65536, VCPU_MAX_MSRS, VCPU_MAX_CPUID, 16);
+	assert_int_equal(snapsec__write_state(&img, &big), 0);
+	print_message("    largest state: %zu bytes\n", img.len);
+	assert_true(img.len <= SNAP_STATE_MAX);
+	if (read_img(img.p, img.len, &back, err))
+		fail_msg("the largest state is refused: %s", err);
+	snap_state__free(&back);
+	snap_state__free(&big);
+	sbuf__free(&img);
+}
+
+/*
+ * snapsec__read_state_file reads the header before the rest: a file that
+ * is not a state file is refused as such whatever its size; a state file
+ * larger than the limit is refused by size, before it is read.
+ */
+static void test_state_file_limits(void **state)
+{
+	char dir[] = "/tmp/khyve-unit.XXXXXX", path[64], why[256];
+	void *buf = NULL;
+	size_t len = 0;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s.state", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, g_img.p, SNAP_HEADER_SIZE), SNAP_HEADER_SIZE);
+	assert_int_equal(ftruncate(fd, 1ULL << 30), 0);	/* sparse: costs no disk */
+	assert_int_equal(snapsec__read_state_file(path, &buf, &len, why, sizeof(why)), -EFBIG);
+	assert_string_equal(why, "1073741824 bytes, larger than any khyve state file (at most 32 MiB)");
+	assert_int_equal(pwrite(fd, "X", 1, 0), 1);
+	assert_int_equal(snapsec__read_state_file(path, &buf, &len, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "not a khyve snapshot state file (wrong magic)");
+	assert_int_equal(pwrite(fd, "K", 1, 0), 1);
+	assert_int_equal(ftruncate(fd, (off_t)g_img.len), 0);
+	assert_int_equal(pwrite(fd, g_img.p, g_img.len, 0), (ssize_t)g_img.len);
+	close(fd);
+	assert_int_equal(snapsec__read_state_file(path, &buf, &len, why, sizeof(why)), 0);
+	assert_int_equal(len, g_img.len);
+	assert_memory_equal(buf, g_img.p, len);
+	free(buf);
+	unlink(path);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(snapsec__read_state_file(path, &buf, &len, why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "it is a FIFO, not a regular file");
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2428,6 +2627,11 @@ int main(void)
 		cmocka_unit_test(test_fuzz_payloads),
 		cmocka_unit_test(test_fuzz_frames),
 		cmocka_unit_test(test_cbor_count_bomb),
+		cmocka_unit_test(test_bomb_empty_maps),
+		cmocka_unit_test(test_bomb_deep_nesting),
+		cmocka_unit_test(test_bomb_file_items),
+		cmocka_unit_test(test_largest_state_accepted),
+		cmocka_unit_test(test_state_file_limits),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
