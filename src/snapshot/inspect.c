@@ -105,7 +105,8 @@ static json_t *config_json(const struct vm_config *c)
 	for (unsigned int i = 0; i < c->nmodules; i++)
 		json_array_append_new(mods, json_pack("{s:s, s:s}", "path", c->modules[i].path,
 						      "string", c->modules[i].string));
-	return json_pack("{s:s, s:I, s:I, s:s, s:s, s:o, s:s, s:O}", "name", c->name,
+	/* "o" steals the fresh integer; "O" would take a second reference and leak it */
+	return json_pack("{s:s, s:I, s:I, s:s, s:s, s:o, s:s, s:o}", "name", c->name,
 			 "vcpus", (json_int_t)c->ncpus, "memory", (json_int_t)c->mem_size,
 			 "kernel", c->kernel ? c->kernel : "", "cmdline", c->cmdline ? c->cmdline : "",
 			 "modules", mods, "com1", com1_desc(c, buf, sizeof(buf)),

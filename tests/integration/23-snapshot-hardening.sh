@@ -265,4 +265,31 @@ for kind in maps16m maps4m deep big; do
 	[ $ok = 1 ] && pass "$name"
 done
 
+# --- khyvectl --inspect --json of a snapshot with debug-exit ------------
+# The debug_exit port's JSON integer leaked: every such inspect aborted
+# under LeakSanitizer.  Run with this build, and with the sanitizer build
+# next to it when that is up to date.
+inspect_json() {	# inspect_json NAME KHYVECTL
+	local name=$1 ctl=$2 port
+	"$ctl" --inspect="$SRC" --json </dev/null >"$TMP/$name.json" 2>"$TMP/$name.err"
+	port=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["debug_exit"])' \
+		"$TMP/$name.json" 2>/dev/null)
+	if sanitizer_report "$TMP/$name.err"; then
+		fail "$name" "sanitizer report: $(grep -m3 -E 'ERROR|SUMMARY|#[0-9] ' "$TMP/$name.err" | tr '\n' ' ')"
+	elif [ "$port" != 244 ]; then
+		fail "$name" "debug_exit is '$port', want 244: $(head -c 300 "$TMP/$name.err")"
+	else
+		pass "$name"
+	fi
+}
+inspect_json inspect-json "$CTL"
+ASAN_CTL=$(dirname "$BUILD")/build-asan/khyvectl
+if [ "$ASAN_CTL" -ef "$CTL" ]; then
+	:	# this is the sanitizer build
+elif [ -x "$ASAN_CTL" ] && [ "$ASAN_CTL" -nt src/snapshot/inspect.c ]; then
+	inspect_json inspect-json-asan "$ASAN_CTL"
+else
+	skip inspect-json-asan "no up-to-date sanitizer build (make asan)"
+fi
+
 exit 0
