@@ -69,6 +69,14 @@ void enc__elem_u64(struct sbuf *b, uint64_t v);
 
 /* --- decoder over a parsed CBOR tree --- */
 
+/* A map or array the decoder handed out, so that messages can name a
+ * field by its path ("regions[1].size", "cpuid[3].function"). */
+#define DEC_NODES	48
+struct dec_node {
+	const cbor_item_t *item, *parent;
+	char key[32];
+};
+
 struct dec {
 	const char *section;	/* for messages */
 	char *err;
@@ -76,6 +84,8 @@ struct dec {
 	int ret;		/* 0, or the first error */
 	uint64_t mem_size;	/* guest RAM, for decoders checking guest addresses */
 	size_t *items_left;	/* the file's CBOR item budget, or NULL (dec__load) */
+	struct dec_node nodes[DEC_NODES];	/* filled by dec__map and dec__array */
+	unsigned int nnodes;
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -98,6 +108,8 @@ const cbor_item_t *dec__map(struct dec *d, const cbor_item_t *map, const char *k
 /* An array; returns its element vector and count (NULL on error). */
 cbor_item_t **dec__array(struct dec *d, const cbor_item_t *map, const char *key, size_t *n);
 uint64_t dec__elem_u64(struct dec *d, const cbor_item_t *item, const char *what);
+/* The path of field key of map, for messages: "regions[0].size". */
+const char *dec__path(const struct dec *d, const cbor_item_t *map, const char *key, char *buf, size_t n);
 bool dec__has(const cbor_item_t *map, const char *key);
 
 /* --- state file framing --- */

@@ -323,6 +323,25 @@ static bool payload_affordable(struct dec *d, const uint8_t *p, size_t len)
 	return true;
 }
 
+/* libcbor's error codes, in words a user can act on */
+static const char *cbor_error_words(cbor_error_code e)
+{
+	switch (e) {
+	case CBOR_ERR_NOTENOUGHDATA:
+		return "it ends inside an item (truncated)";
+	case CBOR_ERR_NODATA:
+		return "it is empty";
+	case CBOR_ERR_MALFORMATED:
+		return "a malformed item (reserved or invalid head byte)";
+	case CBOR_ERR_MEMERROR:
+		return "out of memory decoding it";
+	case CBOR_ERR_SYNTAXERROR:
+		return "an item out of place (a break outside an indefinite item, or a bad map)";
+	default:
+		return "an unknown libcbor error";
+	}
+}
+
 cbor_item_t *dec__load(struct dec *d, const uint8_t *p, size_t len)
 {
 	struct cbor_load_result r;
@@ -330,11 +349,12 @@ cbor_item_t *dec__load(struct dec *d, const uint8_t *p, size_t len)
 
 	if (d->ret)
 		return NULL;
+	d->nnodes = 0;	/* nodes of an earlier tree would dangle */
 	if (!payload_affordable(d, p, len))
 		return NULL;
 	item = cbor_load(p, len, &r);
 	if (!item) {
-		dec__fail(d, "payload is not valid CBOR (error %d at byte %zu)", (int)r.error.code,
+		dec__fail(d, "payload is not valid CBOR: %s at byte %zu", cbor_error_words(r.error.code),
 			  r.error.position);
 		return NULL;
 	}
@@ -379,30 +399,92 @@ bool dec__has(const cbor_item_t *map, const char *key)
 	return lookup(map, key) != NULL;
 }
 
+/* Remember where a map or array came from (dec__path). */
+static void note(struct dec *d, const cbor_item_t *item, const cbor_item_t *parent, const char *key)
+{
+	struct dec_node *n;
+
+	if (d->nnodes >= DEC_NODES)
+		return;		/* messages then name the field without its path */
+	n = &d->nodes[d->nnodes++];
+	n->item = item;
+	n->parent = parent;
+	snprintf(n->key, sizeof(n->key), "%s", key);
+}
+
+static void path_of(const struct dec *d, const cbor_item_t *item, char *buf, size_t n, unsigned int depth)
+{
+	size_t len;
+
+	buf[0] = '\0';
+	if (!item || depth > SNAP_DEPTH_MAX)
+		return;
+	for (unsigned int i = 0; i < d->nnodes; i++) {
+		if (d->nodes[i].item != item)
+			continue;
+		path_of(d, d->nodes[i].parent, buf, n, depth + 1);
+		len = strlen(buf);
+		snprintf(buf + len, n - len, "%s%s", len ? "." : "", d->nodes[i].key);
+		return;
+	}
+	/* an element of an array handed out earlier: ARRAY[i] */
+	for (unsigned int i = 0; i < d->nnodes; i++) {
+		const cbor_item_t *a = d->nodes[i].item;
+		cbor_item_t **e;
+
+		if (!cbor_isa_array(a))
+			continue;
+		e = cbor_array_handle(a);
+		for (size_t j = 0; j < cbor_array_size(a); j++) {
+			if (e[j] != item)
+				continue;
+			path_of(d, a, buf, n, depth + 1);
+			len = strlen(buf);
+			snprintf(buf + len, n - len, "[%zu]", j);
+			return;
+		}
+	}
+}
+
+const char *dec__path(const struct dec *d, const cbor_item_t *map, const char *key, char *buf, size_t n)
+{
+	size_t len;
+
+	path_of(d, map, buf, n, 0);
+	len = strlen(buf);
+	snprintf(buf + len, n - len, "%s%s", len && key[0] != '[' ? "." : "", key);
+	return buf;
+}
+
+#define PATH(map, key) dec__path(d, map, key, path, sizeof(path))
+
 static const cbor_item_t *need(struct dec *d, const cbor_item_t *map, const char *key)
 {
 	const cbor_item_t *v;
+	char path[160];
 
 	if (d->ret)
 		return NULL;
 	v = lookup(map, key);
 	if (!v)
-		dec__fail(d, "field '%s' is missing", key);
+		dec__fail(d, "field '%s' is missing", PATH(map, key));
 	return v;
 }
 
-static uint64_t dec__uint(struct dec *d, const cbor_item_t *v, const char *key, cbor_int_width w)
+static uint64_t dec__uint(struct dec *d, const cbor_item_t *map, const char *key, cbor_int_width w)
 {
 	static const char *const names[] = { "u8", "u16", "u32", "u64" };
+	const cbor_item_t *v = need(d, map, key);
+	char path[160];
 
 	if (!v)
 		return 0;
 	if (!cbor_isa_uint(v)) {
-		dec__fail(d, "field '%s' is not an unsigned integer", key);
+		dec__fail(d, "field '%s' is not an unsigned integer", PATH(map, key));
 		return 0;
 	}
 	if (cbor_int_get_width(v) != w) {
-		dec__fail(d, "field '%s' is not a fixed-width %s", key, names[w]);
+		dec__fail(d, "field '%s' is not a fixed-width %s", PATH(map, key), names[w]);
 		return 0;
 	}
 	return cbor_get_int(v);
@@ -410,39 +492,53 @@ static uint64_t dec__uint(struct dec *d, const cbor_item_t *v, const char *key, 
 
 uint8_t dec__u8(struct dec *d, const cbor_item_t *map, const char *key)
 {
-	return (uint8_t)dec__uint(d, need(d, map, key), key, CBOR_INT_8);
+	return (uint8_t)dec__uint(d, map, key, CBOR_INT_8);
 }
 
 uint16_t dec__u16(struct dec *d, const cbor_item_t *map, const char *key)
 {
-	return (uint16_t)dec__uint(d, need(d, map, key), key, CBOR_INT_16);
+	return (uint16_t)dec__uint(d, map, key, CBOR_INT_16);
 }
 
 uint32_t dec__u32(struct dec *d, const cbor_item_t *map, const char *key)
 {
-	return (uint32_t)dec__uint(d, need(d, map, key), key, CBOR_INT_32);
+	return (uint32_t)dec__uint(d, map, key, CBOR_INT_32);
 }
 
 uint64_t dec__u64(struct dec *d, const cbor_item_t *map, const char *key)
 {
-	return dec__uint(d, need(d, map, key), key, CBOR_INT_64);
+	return dec__uint(d, map, key, CBOR_INT_64);
 }
 
 uint64_t dec__elem_u64(struct dec *d, const cbor_item_t *item, const char *what)
 {
-	if (d->ret)
+	char path[160];
+
+	if (d->ret || !item)
 		return 0;
-	return dec__uint(d, item, what, CBOR_INT_64);
+	path_of(d, item, path, sizeof(path), 0);
+	if (!path[0])
+		snprintf(path, sizeof(path), "%s", what);
+	if (!cbor_isa_uint(item)) {
+		dec__fail(d, "field '%s' is not an unsigned integer", path);
+		return 0;
+	}
+	if (cbor_int_get_width(item) != CBOR_INT_64) {
+		dec__fail(d, "field '%s' is not a fixed-width u64", path);
+		return 0;
+	}
+	return cbor_get_int(item);
 }
 
 bool dec__bool(struct dec *d, const cbor_item_t *map, const char *key)
 {
 	const cbor_item_t *v = need(d, map, key);
+	char path[160];
 
 	if (!v)
 		return false;
 	if (!cbor_isa_float_ctrl(v) || !cbor_is_bool(v)) {
-		dec__fail(d, "field '%s' is not a boolean", key);
+		dec__fail(d, "field '%s' is not a boolean", PATH(map, key));
 		return false;
 	}
 	return cbor_get_bool(v);
@@ -451,22 +547,23 @@ bool dec__bool(struct dec *d, const cbor_item_t *map, const char *key)
 void dec__str(struct dec *d, const cbor_item_t *map, const char *key, char *dst, size_t max)
 {
 	const cbor_item_t *v = need(d, map, key);
+	char path[160];
 	size_t n;
 
 	dst[0] = '\0';
 	if (!v)
 		return;
 	if (!cbor_isa_string(v) || !cbor_string_is_definite(v)) {
-		dec__fail(d, "field '%s' is not a text string", key);
+		dec__fail(d, "field '%s' is not a text string", PATH(map, key));
 		return;
 	}
 	n = cbor_string_length(v);
 	if (n >= max) {
-		dec__fail(d, "field '%s' is longer than %zu bytes", key, max - 1);
+		dec__fail(d, "field '%s' is longer than %zu bytes", PATH(map, key), max - 1);
 		return;
 	}
 	if (memchr(cbor_string_handle(v), 0, n)) {
-		dec__fail(d, "field '%s' contains a NUL byte", key);
+		dec__fail(d, "field '%s' contains a NUL byte", PATH(map, key));
 		return;
 	}
 	memcpy(dst, cbor_string_handle(v), n);
@@ -476,9 +573,10 @@ void dec__str(struct dec *d, const cbor_item_t *map, const char *key, char *dst,
 static const cbor_item_t *bytes_item(struct dec *d, const cbor_item_t *map, const char *key)
 {
 	const cbor_item_t *v = need(d, map, key);
+	char path[160];
 
 	if (v && (!cbor_isa_bytestring(v) || !cbor_bytestring_is_definite(v))) {
-		dec__fail(d, "field '%s' is not a byte string", key);
+		dec__fail(d, "field '%s' is not a byte string", PATH(map, key));
 		return NULL;
 	}
 	return v;
@@ -487,11 +585,12 @@ static const cbor_item_t *bytes_item(struct dec *d, const cbor_item_t *map, cons
 void dec__bytes(struct dec *d, const cbor_item_t *map, const char *key, void *dst, size_t len)
 {
 	const cbor_item_t *v = bytes_item(d, map, key);
+	char path[160];
 
 	if (!v)
 		return;
 	if (cbor_bytestring_length(v) != len) {
-		dec__fail(d, "field '%s' has %zu bytes, expected %zu", key, cbor_bytestring_length(v), len);
+		dec__fail(d, "field '%s' has %zu bytes, expected %zu", PATH(map, key), cbor_bytestring_length(v), len);
 		return;
 	}
 	memcpy(dst, cbor_bytestring_handle(v), len);
@@ -500,13 +599,14 @@ void dec__bytes(struct dec *d, const cbor_item_t *map, const char *key, void *ds
 size_t dec__bytes_var(struct dec *d, const cbor_item_t *map, const char *key, void *dst, size_t max)
 {
 	const cbor_item_t *v = bytes_item(d, map, key);
+	char path[160];
 	size_t n;
 
 	if (!v)
 		return 0;
 	n = cbor_bytestring_length(v);
 	if (n > max) {
-		dec__fail(d, "field '%s' has %zu bytes, at most %zu allowed", key, n, max);
+		dec__fail(d, "field '%s' has %zu bytes, at most %zu allowed", PATH(map, key), n, max);
 		return 0;
 	}
 	memcpy(dst, cbor_bytestring_handle(v), n);
@@ -516,25 +616,30 @@ size_t dec__bytes_var(struct dec *d, const cbor_item_t *map, const char *key, vo
 const cbor_item_t *dec__map(struct dec *d, const cbor_item_t *map, const char *key)
 {
 	const cbor_item_t *v = need(d, map, key);
+	char path[160];
 
 	if (v && !cbor_isa_map(v)) {
-		dec__fail(d, "field '%s' is not a map", key);
+		dec__fail(d, "field '%s' is not a map", PATH(map, key));
 		return NULL;
 	}
+	if (v)
+		note(d, v, map, key);
 	return v;
 }
 
 cbor_item_t **dec__array(struct dec *d, const cbor_item_t *map, const char *key, size_t *n)
 {
 	const cbor_item_t *v = need(d, map, key);
+	char path[160];
 
 	*n = 0;
 	if (!v)
 		return NULL;
 	if (!cbor_isa_array(v)) {
-		dec__fail(d, "field '%s' is not an array", key);
+		dec__fail(d, "field '%s' is not an array", PATH(map, key));
 		return NULL;
 	}
+	note(d, v, map, key);
 	*n = cbor_array_size(v);
 	return cbor_array_handle(v);
 }

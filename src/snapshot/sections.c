@@ -597,13 +597,18 @@ int snapsec__check_memfile(int fd, const struct snap_memory *m, char *err, size_
 	if (v32 != MEMFILE_TRAILER)
 		return util__fail(-EINVAL, err, errlen, "memory file trailer size %u, expected %d", v32, MEMFILE_TRAILER);
 	memcpy(&v, t + 32, 8);
-	if (memcmp(t + 16, m->uuid, 16) || v != m->mem_size) {
+	if (memcmp(t + 16, m->uuid, 16)) {
 		snapfmt__uuid_str(m->uuid, want);
 		snapfmt__uuid_str(t + 16, got);
 		return util__fail(-EINVAL, err, errlen,
 			     "memory file belongs to another snapshot (UUID %s, the state file expects %s)",
 			     got, want);
 	}
+	/* the right file, but its trailer disagrees: say so, not "another snapshot" */
+	if (v != m->mem_size)
+		return util__fail(-EINVAL, err, errlen,
+			     "memory file size mismatch: its trailer records %llu bytes of guest RAM, "
+			     "the state file %llu", (unsigned long long)v, (unsigned long long)m->mem_size);
 	return 0;
 }
 

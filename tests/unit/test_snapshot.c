@@ -1763,7 +1763,7 @@ static void test_payload_vcpu_fields(void **state)
 			encode_section(&big, "vcpu.0", &pl);
 			set_value(&pl, "msrs", one, sizeof(one));
 			build(&img, &big, &o);
-			expect_refused(img.p, img.len, -EINVAL, "section 'vcpu.0'", "field 'index' is missing");
+			expect_refused(img.p, img.len, -EINVAL, "section 'vcpu.0': field 'msrs[0].index' is missing");
 		}
 		snap_state__free(&big);
 		sbuf__free(&img);
@@ -1786,10 +1786,10 @@ static void test_payload_vcpu_fields(void **state)
 	expect_payload_refused("vcpu.0", &pl, "section 'vcpu.0'", "field 'regs' is not a map");
 	payload_of("vcpu.0", &pl);
 	rename_key(&pl, "rflags");
-	expect_payload_refused("vcpu.0", &pl, "section 'vcpu.0'", "field 'rflags' is missing");
+	expect_payload_refused("vcpu.0", &pl, "section 'vcpu.0'", "field 'regs.rflags' is missing");
 	payload_of("vcpu.1", &pl);
 	rename_key(&pl, "smm_inside_nmi");
-	expect_payload_refused("vcpu.1", &pl, "section 'vcpu.1'", "field 'smm_inside_nmi' is missing");
+	expect_payload_refused("vcpu.1", &pl, "section 'vcpu.1'", "field 'events.smi.smm_inside_nmi' is missing");
 	sbuf__free(&pl);
 }
 
@@ -1826,7 +1826,13 @@ static void test_payload_vm_fields(void **state)
 	/* not CBOR at all, a CBOR map with trailing garbage, an empty payload */
 	payload_of("clock", &pl);
 	pl.p[0] = 0x1c;	/* reserved additional information */
-	expect_payload_refused("clock", &pl, "section 'clock'", "payload is not valid CBOR");
+	expect_payload_refused("clock", &pl, "section 'clock'",
+			       "section 'clock': payload is not valid CBOR: a malformed item (reserved or "
+			       "invalid head byte) at byte 0");
+	payload_of("clock", &pl);
+	pl.len -= 3;	/* inside kvmclock_ns's 8 bytes */
+	expect_payload_refused("clock", &pl, "section 'clock'",
+			       "section 'clock': payload is not valid CBOR: it ends inside an item (truncated) at byte");
 	payload_of("clock", &pl);
 	sbuf__put(&pl, "\x00", 1);
 	expect_payload_refused("clock", &pl, "section 'clock'", "1 bytes of garbage after the payload");
@@ -1896,10 +1902,11 @@ static void test_payload_config_fields(void **state)
 	expect_payload_refused("config", &pl, "section 'config'", "field 'debug_exit.port' is 0xfffd");
 	payload_of("config", &pl);
 	set_uint(&pl, "port", 32, 0xf4);
-	expect_payload_refused("config", &pl, "section 'config'", "field 'port' is not a fixed-width u16");
+	expect_payload_refused("config", &pl, "section 'config'",
+			       "section 'config': field 'debug_exit.port' is not a fixed-width u16");
 	payload_of("config", &pl);
 	set_uint(&pl, "enabled", 8, 1);
-	expect_payload_refused("config", &pl, "section 'config'", "field 'enabled' is not a boolean");
+	expect_payload_refused("config", &pl, "section 'config'", "field 'debug_exit.enabled' is not a boolean");
 	payload_of("config", &pl);
 	set_value(&pl, "modules", &yes, 1);
 	expect_payload_refused("config", &pl, "section 'config'", "field 'modules' is not an array");
@@ -1997,14 +2004,15 @@ static void test_payload_meta_fields(void **state)
 
 		set_value(&pl, "vendor", v13, sizeof(v13));
 	}
-	expect_payload_refused("meta", &pl, "section 'meta'", "field 'vendor' is longer than 12 bytes");
+	expect_payload_refused("meta", &pl, "section 'meta'",
+			       "section 'meta': field 'host_cpu.vendor' is longer than 12 bytes");
 	payload_of("meta", &pl);
 	{
 		static const uint8_t nul[] = { 0x63, 'a', 0, 'b' };
 
 		set_value(&pl, "vendor", nul, sizeof(nul));
 	}
-	expect_payload_refused("meta", &pl, "section 'meta'", "field 'vendor' contains a NUL byte");
+	expect_payload_refused("meta", &pl, "section 'meta'", "field 'host_cpu.vendor' contains a NUL byte");
 	payload_of("meta", &pl);
 	rename_key(&pl, "host_cpu");
 	expect_payload_refused("meta", &pl, "section 'meta'", "field 'host_cpu' is missing");
@@ -2089,8 +2097,10 @@ static void test_memfile_trailer(void **state)
 	uuid2[15] ^= 0x80;
 	put_trailer(fd, mem, uuid2, MEMFILE_MAGIC, 1, MEMFILE_TRAILER, 0);
 	expect_memfile(fd, m, "belongs to another snapshot");
+	/* the right snapshot's UUID, another size: a size mismatch, not another snapshot */
 	put_trailer(fd, mem - 4096, m->uuid, MEMFILE_MAGIC, 1, MEMFILE_TRAILER, 0);
-	expect_memfile(fd, m, "belongs to another snapshot");
+	expect_memfile(fd, m, "memory file size mismatch: its trailer records 134213632 bytes of guest RAM, "
+		       "the state file 134217728");
 
 	/* a corrupt trailer, a wrong magic (with and without a valid hash) */
 	put_trailer(fd, mem, m->uuid, MEMFILE_MAGIC, 1, MEMFILE_TRAILER, 1);
@@ -2586,6 +2596,87 @@ static void test_state_file_limits(void **state)
 	rmdir(dir);
 }
 
+/*
+ * Messages name a field by its path: the array entry and the map it is
+ * in, so that "field 'function' is missing" says which cpuid entry.
+ */
+static void test_field_paths(void **state)
+{
+	struct sbuf pl = { 0 }, arr = { 0 };
+
+	(void)state;
+	/* the second region has no size */
+	payload_of("memory", &pl);
+	enc__array(&arr);
+	enc__map(&arr);
+	enc__u64(&arr, "gpa", 0);
+	enc__u64(&arr, "size", BASE_MEM);
+	enc__u64(&arr, "offset", 0);
+	enc__end(&arr);
+	enc__map(&arr);
+	enc__u64(&arr, "gpa", 4ULL << 30);
+	enc__u64(&arr, "offset", BASE_MEM);
+	enc__end(&arr);
+	enc__end(&arr);
+	set_value(&pl, "regions", arr.p, arr.len);
+	expect_payload_refused("memory", &pl, "section 'memory': field 'regions[1].size' is missing", NULL);
+
+	/* the third cpuid entry has no function; the first a u16 eax */
+	payload_of("vcpu.0", &pl);
+	arr.len = 0;
+	enc__array(&arr);
+	for (unsigned int i = 0; i < 3; i++) {
+		enc__map(&arr);
+		if (i != 2)
+			enc__u32(&arr, "function", i);
+		enc__u32(&arr, "index", 0);
+		enc__u32(&arr, "flags", 0);
+		enc__u32(&arr, "eax", 0);
+		enc__u32(&arr, "ebx", 0);
+		enc__u32(&arr, "ecx", 0);
+		enc__u32(&arr, "edx", 0);
+		enc__end(&arr);
+	}
+	enc__end(&arr);
+	set_value(&pl, "cpuid", arr.p, arr.len);
+	expect_payload_refused("vcpu.0", &pl, "section 'vcpu.0': field 'cpuid[2].function' is missing", NULL);
+
+	/* nested maps: sregs.cs.limit of the wrong width */
+	payload_of("vcpu.0", &pl);
+	{
+		size_t off = find_key(&pl, "cs");
+		struct sbuf seg = { 0 };
+
+		enc__map(&seg);
+		enc__u64(&seg, "base", 0);
+		enc__u64(&seg, "limit", 0xffff);
+		enc__end(&seg);
+		patch(&pl, off, item_len(pl.p + off, pl.len - off), seg.p, seg.len);
+		sbuf__free(&seg);
+	}
+	expect_payload_refused("vcpu.0", &pl, "section 'vcpu.0': field 'sregs.cs.limit' is not a fixed-width u32",
+			       NULL);
+
+	/* an array of integers: interrupt_bitmap[2] */
+	payload_of("vcpu.0", &pl);
+	arr.len = 0;
+	enc__array(&arr);
+	for (unsigned int i = 0; i < 4; i++) {
+		uint8_t h[9];
+
+		if (i == 2)
+			sbuf__put(&arr, h, cbor_encode_uint32(7, h, sizeof(h)));
+		else
+			enc__elem_u64(&arr, 7);
+	}
+	enc__end(&arr);
+	set_value(&pl, "interrupt_bitmap", arr.p, arr.len);
+	expect_payload_refused("vcpu.0", &pl,
+			       "section 'vcpu.0': field 'sregs.interrupt_bitmap[2]' is not a fixed-width u64", NULL);
+	sbuf__free(&arr);
+	sbuf__free(&pl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2632,6 +2723,7 @@ int main(void)
 		cmocka_unit_test(test_bomb_file_items),
 		cmocka_unit_test(test_largest_state_accepted),
 		cmocka_unit_test(test_state_file_limits),
+		cmocka_unit_test(test_field_paths),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
