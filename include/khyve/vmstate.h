@@ -67,5 +67,7 @@ void vmstate__decode_clock(struct dec *d, const cbor_item_t *m, struct vmkvm_sta
 
 /* Size of the XSAVE area KVM_GET_XSAVE2 returns on this host. */
 uint32_t vmstate__xsave_size(int kvm_fd);
+/* 0 if this host's KVM has everything a save needs; else -ENOTSUP, err says what. */
+int vmstate__check_save(struct vm *vm, char *err, size_t errlen);
 
 #endif

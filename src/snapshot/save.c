@@ -41,6 +41,7 @@
 #include "khyve/snapshot.h"
 #include "khyve/util.h"
 #include "khyve/vm.h"
+#include "khyve/vmstate.h"
 
 #define PAGE 4096u
 #define CHUNK (2u << 20)
@@ -497,6 +498,10 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 	memset(&st, 0, sizeof(st));
 	memset(res, 0, sizeof(*res));
 	c.fault_at = fault ? strtol(fault, NULL, 10) : 0;
+	/* a host that cannot save refuses before anything is paused or written */
+	ret = vmstate__check_save(vm, err, errlen);
+	if (ret)
+		goto out;
 	c.written = calloc((vm->mem.size / PAGE + 63) / 64, sizeof(uint64_t));
 	if (!c.written) {
 		ret = fail(&c, -ENOMEM, "out of memory");

@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -32,44 +33,115 @@
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 
 
+/*
+ * KVM_CHECK_EXTENSION, except that the tests can make a capability absent:
+ * KHYVE_FAULT_NO_CAP=XSAVE2,XCRS (names without KVM_CAP_), as on an older
+ * kernel.
+ */
+static int have_cap(int kvm_fd, int cap, const char *name)
+{
+	const char *p = getenv("KHYVE_FAULT_NO_CAP");
+	size_t n = strlen(name);
+
+	while (p && *p) {
+		size_t len = strcspn(p, ",");
+
+		if (len == n && !strncmp(p, name, n))
+			return 0;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return ioctl(kvm_fd, KVM_CHECK_EXTENSION, cap);
+}
+
 uint32_t vmstate__xsave_size(int kvm_fd)
 {
-	int r = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	int r = have_cap(kvm_fd, KVM_CAP_XSAVE2, "XSAVE2");
 
 	return r > (int)sizeof(struct kvm_xsave) ? (uint32_t)r : (uint32_t)sizeof(struct kvm_xsave);
 }
 
-/* Read every listed MSR KVM can read back; drop the ones it cannot. */
-static int save_msrs(struct vm *vm, struct vcpu *v, struct vcpu_state *s)
+/*
+ * What a save needs from KVM beyond what running a VM needs, checked
+ * before a save begins so that a host that cannot save refuses the
+ * request by name instead of failing half way.  KVM_CAP_XSAVE2 (Linux
+ * 5.17) is not needed: without it KVM_GET_XSAVE gives the whole state in
+ * 4096 bytes (such a kernel has no larger XSAVE features for guests).
+ */
+int vmstate__check_save(struct vm *vm, char *err, size_t errlen)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[VCPU_MAX_MSRS];
-	} m;
-	unsigned int n = 0, done = 0;
+	static const struct { int cap; const char *name, *what; } caps[] = {
+		{ KVM_CAP_XCRS, "XCRS", "the vCPUs' XCR0" },
+		{ KVM_CAP_VCPU_EVENTS, "VCPU_EVENTS", "pending exceptions and interrupts" },
+		{ KVM_CAP_DEBUGREGS, "DEBUGREGS", "debug registers" },
+		{ KVM_CAP_MP_STATE, "MP_STATE", "the vCPUs' run states" },
+		{ KVM_CAP_ADJUST_CLOCK, "ADJUST_CLOCK", "kvmclock" },
+	};
 
-	for (unsigned int i = 0; i < vm->nmsrs && n < VCPU_MAX_MSRS; i++)
-		s->msrs[n++].index = vm->msr_list[i];
-	while (done < n) {
+	if (have_cap(vm->kvm_fd, KVM_CAP_XSAVE2, "XSAVE2") <= 0 &&
+	    have_cap(vm->kvm_fd, KVM_CAP_XSAVE, "XSAVE") <= 0)
+		return util__fail(-ENOTSUP, err, errlen, "this host cannot save a VM: KVM lacks KVM_CAP_XSAVE2 "
+				  "and KVM_CAP_XSAVE (needed to save the vCPUs' FPU and vector state)");
+	for (unsigned int i = 0; i < ARRAY_SIZE(caps); i++)
+		if (have_cap(vm->kvm_fd, caps[i].cap, caps[i].name) <= 0)
+			return util__fail(-ENOTSUP, err, errlen, "this host cannot save a VM: KVM lacks KVM_CAP_%s "
+					  "(needed to save %s)", caps[i].name, caps[i].what);
+	return 0;
+}
+
+/* tests: KHYVE_FAULT_MSR_MAX=N pretends a snapshot holds at most N MSRs */
+static unsigned int msr_max(void)
+{
+	const char *f = getenv("KHYVE_FAULT_MSR_MAX");
+	long n = f ? strtol(f, NULL, 10) : 0;
+
+	return n > 0 && n < VCPU_MAX_MSRS ? (unsigned int)n : VCPU_MAX_MSRS;
+}
+
+/*
+ * Read every listed MSR KVM can read back (KVM lists some that a vCPU of
+ * this model cannot read: those are skipped).  However many KVM lists;
+ * if more can be read than a snapshot holds, the save is refused rather
+ * than losing some.
+ */
+static int save_msrs(struct vm *vm, struct vcpu *v, struct vcpu_state *s, char *err, size_t errlen)
+{
+	struct kvm_msrs *m = calloc(1, sizeof(*m) + (vm->nmsrs + 1) * sizeof(struct kvm_msr_entry));
+	unsigned int next = 0, total = 0, max = msr_max();
+	int ret = 0;
+
+	if (!m)
+		return util__fail(-ENOMEM, err, errlen, "out of memory");
+	while (next < vm->nmsrs) {
+		unsigned int want = vm->nmsrs - next;
 		int r;
 
-		memset(&m, 0, sizeof(m));
-		m.hdr.nmsrs = n - done;
-		for (unsigned int i = 0; i < n - done; i++)
-			m.e[i].index = s->msrs[done + i].index;
-		r = ioctl(v->fd, KVM_GET_MSRS, &m);
-		if (r < 0)
-			return -errno;
-		for (int i = 0; i < r; i++)
-			s->msrs[done + i] = m.e[i];
-		done += r;
-		if (done < n) {	/* msrs[done] unreadable: drop it */
-			memmove(&s->msrs[done], &s->msrs[done + 1], (n - done - 1) * sizeof(s->msrs[0]));
-			n--;
+		memset(m, 0, sizeof(*m) + want * sizeof(m->entries[0]));
+		m->nmsrs = want;
+		for (unsigned int i = 0; i < want; i++)
+			m->entries[i].index = vm->msr_list[next + i];
+		r = ioctl(v->fd, KVM_GET_MSRS, m);
+		if (r < 0) {
+			ret = util__fail(-errno, err, errlen, "vCPU %u: KVM_GET_MSRS: %s", v->id, strerror(errno));
+			goto out;
 		}
+		for (int i = 0; i < r; i++, total++)
+			if (total < max)
+				s->msrs[total] = m->entries[i];
+		next += (unsigned int)r;
+		if (next < vm->nmsrs)
+			next++;	/* msr_list[next] is unreadable: skip it */
 	}
-	s->nmsrs = n;
-	return 0;
+	if (total > max) {
+		ret = util__fail(-E2BIG, err, errlen, "vCPU %u: KVM reads back %u MSRs, more than the %u a "
+				 "snapshot holds: saving would lose some", v->id, total, max);
+		goto out;
+	}
+	s->nmsrs = total;
+out:
+	free(m);
+	return ret;
 }
 
 int vmstate__save_vcpu(struct vm *vm, struct vcpu *v, struct vcpu_state *s, char *err, size_t errlen)
@@ -93,13 +165,15 @@ int vmstate__save_vcpu(struct vm *vm, struct vcpu *v, struct vcpu_state *s, char
 	GET(KVM_GET_MP_STATE, &s->mp);
 	GET(KVM_GET_VCPU_EVENTS, &s->events);
 	GET(KVM_GET_DEBUGREGS, &s->dregs);
-#undef GET
 	s->xsave_len = vmstate__xsave_size(vm->kvm_fd);
 	if (s->xsave_len > VCPU_MAX_XSAVE)
 		return util__fail(-E2BIG, err, errlen, "XSAVE area of %u bytes is larger than khyve supports",
 			    s->xsave_len);
-	if (ioctl(v->fd, KVM_GET_XSAVE2, s->xsave) < 0)
-		return util__fail(-errno, err, errlen, "vCPU %u: KVM_GET_XSAVE2: %s", v->id, strerror(errno));
+	if (have_cap(vm->kvm_fd, KVM_CAP_XSAVE2, "XSAVE2") > 0)
+		GET(KVM_GET_XSAVE2, s->xsave);
+	else	/* before Linux 5.17: the same layout, in 4096 bytes */
+		GET(KVM_GET_XSAVE, s->xsave);
+#undef GET
 	r = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
 	s->tsc_khz = r > 0 ? (uint32_t)r : 0;
 	memset(&c, 0, sizeof(c));
@@ -108,10 +182,7 @@ int vmstate__save_vcpu(struct vm *vm, struct vcpu *v, struct vcpu_state *s, char
 		return util__fail(-errno, err, errlen, "vCPU %u: KVM_GET_CPUID2: %s", v->id, strerror(errno));
 	s->ncpuid = c.hdr.nent;
 	memcpy(s->cpuid, c.e, s->ncpuid * sizeof(c.e[0]));
-	r = save_msrs(vm, v, s);
-	if (r)
-		return util__fail(r, err, errlen, "vCPU %u: KVM_GET_MSRS: %s", v->id, strerror(-r));
-	return 0;
+	return save_msrs(vm, v, s, err, errlen);
 }
 
 static int set_msrs(struct vcpu *v, const struct vcpu_state *s, bool deadline, uint32_t *refused)

@@ -292,4 +292,56 @@ else
 	skip inspect-json-asan "no up-to-date sanitizer build (make asan)"
 fi
 
+# --- what a save needs from KVM -------------------------------------------
+# A host whose KVM lacks something a save needs refuses the checkpoint by
+# name, before anything is paused or written; the VM runs on.  Without
+# KVM_CAP_XSAVE2 (Linux < 5.17) a save uses KVM_GET_XSAVE.  More readable
+# MSRs than a snapshot holds: refused, not dropped.  KHYVE_FAULT_NO_CAP and
+# KHYVE_FAULT_MSR_MAX make this host look like such a host.
+refused_save() {	# refused_save NAME "message" ENV=VALUE
+	local name=$1 want=$2 env=$3 vm
+	env "$env" timeout -k 5 120 "$KHYVE" --rundir "$RUN" -m 16M -l com1,null -k "$FIX/echo.elf" $name \
+		</dev/null >/dev/null 2>"$TMP/$name.err" &
+	vm=$!
+	VMPIDS="$VMPIDS $vm"
+	for i in $(seq 250); do [ -S "$RUN/$name.sock" ] && break; sleep 0.02; done
+	if [ ! -S "$RUN/$name.sock" ]; then
+		fail "$name" "khyve did not start: $(cat "$TMP/$name.err")"
+	elif ctl --vm=$name --checkpoint="$TMP/$name.snap"; then
+		fail "$name" "the checkpoint succeeded"
+	elif ! grep -qF -- "$want" "$TMP/ctl.err"; then
+		fail "$name" "'$(cat "$TMP/ctl.err")' lacks '$want'"
+	elif ls -A "$TMP" | grep -q "$name.snap"; then
+		fail "$name" "files left behind: $(ls -A "$TMP" | grep "$name.snap" | tr '\n' ' ')"
+	elif ! ctl --vm=$name --status || ! grep -q '"running"' "$TMP/ctl.out"; then
+		fail "$name" "the VM is not running any more"
+	else
+		pass "$name"
+	fi
+	kill $vm 2>/dev/null
+	wait $vm 2>/dev/null
+}
+if [ -x "$FIX/echo.elf" ]; then
+	refused_save save-no-xcrs \
+		"this host cannot save a VM: KVM lacks KVM_CAP_XCRS (needed to save the vCPUs' XCR0)" \
+		KHYVE_FAULT_NO_CAP=XCRS
+	refused_save save-no-xsave \
+		"this host cannot save a VM: KVM lacks KVM_CAP_XSAVE2 and KVM_CAP_XSAVE" \
+		KHYVE_FAULT_NO_CAP=XSAVE2,XSAVE
+	refused_save save-msrs-beyond-limit "MSRs, more than the 8 a snapshot holds: saving would lose some" \
+		KHYVE_FAULT_MSR_MAX=8
+else
+	skip save-no-xcrs "fixtures not built (make fixtures)"
+fi
+
+# without KVM_CAP_XSAVE2, KVM_GET_XSAVE: the checkpoint restores
+name=save-xsave1
+if KHYVE_FAULT_NO_CAP=XSAVE2 start $name-src -c 1 -m $MEM -k "$GUEST" -A "$cmd" --debug-exit &&
+   wait_line $name-src '^round 2' && ctl --vm=$name-src --checkpoint="$TMP/$name"; then
+	wait $PID
+	restored $name "$TMP/$name" "$want"
+else
+	fail $name "source VM: $(cat "$TMP/$name-src.err" "$TMP/ctl.err" 2>/dev/null)"
+fi
+
 exit 0
