@@ -39,6 +39,7 @@ static void ensure_std_fds(void)
 int main(int argc, char **argv)
 {
 	struct control *ctl = NULL;
+	struct snapshot_restore *rs = NULL;
 	struct vm_config cfg;
 	struct vm vm;
 	char err[512];
@@ -65,12 +66,13 @@ int main(int argc, char **argv)
 		goto out;
 
 	/* Everything that can be checked without KVM is checked first. */
-	if (!cfg.restore) {
+	if (!cfg.restore)
 		ret = serial__check_output(&cfg, err, sizeof(err)) ?: boot__load(&vm, err, sizeof(err));
-		if (ret) {
-			pr_err("%s", err);
-			goto out;
-		}
+	else
+		ret = snapshot__restore_open(&cfg, &rs, err, sizeof(err));
+	if (ret) {
+		pr_err("%s", err);
+		goto out;
 	}
 	if (vm__open_kvm(&vm, err, sizeof(err))) {
 		pr_err("%s", err);
@@ -92,7 +94,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (cfg.restore)
-		ret = snapshot__restore(&vm, err, sizeof(err));
+		ret = snapshot__restore(&vm, rs, err, sizeof(err));
 	else
 		ret = vm__create(&vm, -1, err, sizeof(err)) ?: boot__setup_bsp(&vm, err, sizeof(err));
 	if (ret) {
@@ -119,6 +121,7 @@ out:
 	if (ctl)
 		control__close(ctl);
 	vm__destroy(&vm);
+	snapshot__restore_free(rs);
 	if (sigfd >= 0)
 		close(sigfd);
 	config__free(&cfg);

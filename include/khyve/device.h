@@ -15,6 +15,7 @@ struct vm;
 struct sbuf;
 struct dec;
 struct cbor_item_t;
+struct vm_config;
 
 #define DEVICE_NAME_MAX 64	/* = SNAP_NAME_MAX */
 
@@ -29,6 +30,13 @@ struct device_ops {
 	 * sets *priv (NULL: nothing to tear down), or -errno with a one-line
 	 * reason in err.  NULL for bus-created types. */
 	int (*init)(struct vm *vm, void **priv, char *err, size_t errlen);
+	/*
+	 * For a type with init and snapshot hooks: whether init creates the
+	 * device for configuration cfg (NULL: always).  A snapshot's sections
+	 * are checked against its configuration with it before anything of
+	 * a VM exists.
+	 */
+	bool (*present)(const struct vm_config *cfg);
 	void (*exit)(struct vm *vm, void *priv);
 	/*
 	 * Optional, for devices that work outside the vCPU threads.  pause:
@@ -86,6 +94,8 @@ int device__add(struct vm *vm, const struct device_ops *ops, void *priv, const c
  * leading zeros, slot < 32, func 1..7).
  */
 const struct device_ops *device__find(const char *name);
+/* The i-th registered device type, or NULL past the last. */
+const struct device_ops *device__type(unsigned int i);
 void device__exit_all(struct vm *vm);
 /* Every device's pause hook, in creation order; resume in reverse. */
 void device__pause_all(struct vm *vm);

@@ -49,13 +49,19 @@ int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
 		   struct snapshot_save_result *res, char *err, size_t errlen);
 
 /*
- * Restore the snapshot vm->cfg->restore into vm (opened with vm__open_kvm,
- * not yet created): validate everything, then create the VM in the saved
- * state with the snapshot's configuration (vm->cfg is replaced by it, with
- * the overrides the command line may make).  vCPUs are not started.  On
- * failure nothing ran; err names the file, section and field.
+ * Restoring is two calls.  snapshot__restore_open: read and validate the
+ * snapshot cfg->restore - state, memory file, options - without KVM, and
+ * replace *cfg with the snapshot's configuration (with the overrides the
+ * command line may make).  snapshot__restore: check that this host can
+ * run it, then create vm (opened with vm__open_kvm, not yet created) in
+ * the saved state; vCPUs are not started.  On failure nothing ran; err
+ * names the file, section and field.  snapshot__restore_free after both.
  */
-int snapshot__restore(struct vm *vm, char *err, size_t errlen);
+struct snapshot_restore;
+struct vm_config;
+int snapshot__restore_open(struct vm_config *cfg, struct snapshot_restore **r, char *err, size_t errlen);
+int snapshot__restore(struct vm *vm, struct snapshot_restore *r, char *err, size_t errlen);
+void snapshot__restore_free(struct snapshot_restore *r);
 
 /*
  * khyvectl --inspect: describe FILE.state (and FILE) without a VM; text or

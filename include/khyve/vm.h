@@ -79,6 +79,9 @@ int vm__open_kvm(struct vm *vm, char *err, size_t errlen);
  * which the VM then owns, and nothing is written into it.
  */
 int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen);
+/* vm__create in two steps: the VM, memory, irqchip and vCPUs; then
+ * device__init_all(), the devices and their backends. */
+int vm__create_machine(struct vm *vm, int mem_fd, char *err, size_t errlen);
 void vm__destroy(struct vm *vm);
 
 uint64_t vm__now_ns(void);

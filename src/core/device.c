@@ -76,6 +76,11 @@ static bool instance_suffix(const char *s)
 	       strcmp(dot + 1, "0");
 }
 
+const struct device_ops *device__type(unsigned int i)
+{
+	return i < (size_t)(__stop_khyve_devices - __start_khyve_devices) ? __start_khyve_devices[i] : NULL;
+}
+
 const struct device_ops *device__find(const char *name)
 {
 	for (const struct device_ops *const *o = __start_khyve_devices; o < __stop_khyve_devices; o++) {

@@ -84,6 +84,15 @@ static int vm__set_memory(struct vm *vm)
 
 int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 {
+	return vm__create_machine(vm, mem_fd, err, errlen) ?: device__init_all(vm, err, errlen);
+}
+
+/*
+ * vCPUs before devices: a restore checks the snapshot's CPU features
+ * against a vCPU of this host before any device opens a backend.
+ */
+int vm__create_machine(struct vm *vm, int mem_fd, char *err, size_t errlen)
+{
 	struct vm_config *cfg = vm->cfg;
 	uint64_t ident = IDENTITY_MAP_ADDR;
 	int ret;
@@ -148,10 +157,6 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 		if (ret)
 			return util__fail(ret, err, errlen, "cannot write the ACPI tables for %u vCPUs", vm->ncpus);
 	}
-
-	ret = device__init_all(vm, err, errlen);
-	if (ret)
-		return ret;
 
 	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus)

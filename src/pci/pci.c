@@ -944,9 +944,16 @@ static void pci_bus__resume(void *priv)
 				bus->dev[s][f]->resume(bus->dev[s][f]);
 }
 
+/* the bus exists, and has a snapshot section, only with -s */
+static bool pci_bus__present(const struct vm_config *cfg)
+{
+	return cfg->nslots > 0;
+}
+
 static const struct device_ops pci_bus_ops = {
 	.name = "pci",
 	.init = pci_bus__init,
+	.present = pci_bus__present,
 	.exit = pci_bus__exit,
 	.pause = pci_bus__pause,
 	.resume = pci_bus__resume,

@@ -182,57 +182,95 @@ static int check_host(struct vm *vm, const struct snap_state *st, const char *fi
 	return 0;
 }
 
-int snapshot__restore(struct vm *vm, char *err, size_t errlen)
-{
-	struct vm_config *cfg = vm->cfg;
-	char *path = NULL, why[400];
+struct snapshot_restore {
 	struct snap_state st;
-	bool used[SNAP_MAX_DEVICES] = { false };
+	int mem_fd;
+	char path[4200];	/* FILE.state */
+};
+
+void snapshot__restore_free(struct snapshot_restore *r)
+{
+	if (!r)
+		return;
+	if (r->mem_fd >= 0)
+		close(r->mem_fd);
+	snap_state__free(&r->st);
+	free(r);
+}
+
+/*
+ * Phase one: everything that needs no KVM, so that a bad snapshot is
+ * refused before /dev/kvm is opened (also on a host without it) and
+ * before any device or backend exists - the same checks as --inspect,
+ * which shares snapsec__read_state and snapsec__check_memfile.
+ */
+int snapshot__restore_open(struct vm_config *cfg, struct snapshot_restore **out, char *err, size_t errlen)
+{
+	struct snapshot_restore *r = calloc(1, sizeof(*r));
+	const char *file = cfg->restore;
+	char why[400];
 	void *buf = NULL;
 	size_t len;
-	int mem_fd = -1, ret;
-	const char *file = cfg->restore;
+	int ret;
 
-	memset(&st, 0, sizeof(st));
-	if (asprintf(&path, "%s.state", file) < 0) {
-		path = NULL;
-		ret = -ENOMEM;
+	*out = NULL;
+	if (!r)
+		return util__fail(-ENOMEM, err, errlen, "out of memory");
+	r->mem_fd = -1;
+	if (snprintf(r->path, sizeof(r->path), "%s.state", file) >= (int)sizeof(r->path)) {
+		ret = util__fail(-ENAMETOOLONG, err, errlen, "snapshot path '%s' is too long", file);
 		goto out;
 	}
-	/* phase one: read and check everything */
-	ret = snapsec__read_state_file(path, &buf, &len, why, sizeof(why));
+	ret = snapsec__read_state_file(r->path, &buf, &len, why, sizeof(why));
 	if (ret) {
-		snprintf(err, errlen, "cannot read snapshot state '%s': %s", path, why);
+		snprintf(err, errlen, "cannot read snapshot state '%s': %s", r->path, why);
 		goto out;
 	}
-	ret = snapsec__read_state(buf, len, &st, why, sizeof(why));
+	ret = snapsec__read_state(buf, len, &r->st, why, sizeof(why));
 	if (ret) {
-		snprintf(err, errlen, "snapshot '%s': %s", path, why);
+		snprintf(err, errlen, "snapshot '%s': %s", r->path, why);
 		goto out;
 	}
-	ret = snapsec__open_file(file, &mem_fd, why, sizeof(why));
+	ret = snapsec__open_file(file, &r->mem_fd, why, sizeof(why));
 	if (ret) {
 		snprintf(err, errlen, "cannot open snapshot memory file '%s': %s", file, why);
 		goto out;
 	}
-	ret = snapsec__check_memfile(mem_fd, &st.memory, why, sizeof(why));
+	ret = snapsec__check_memfile(r->mem_fd, &r->st.memory, why, sizeof(why));
 	if (ret) {
 		snprintf(err, errlen, "snapshot '%s': %s", file, why);
 		goto out;
 	}
-	ret = check_host(vm, &st, file, err, errlen);
+	ret = merge_config(cfg, &r->st.cfg, err, errlen);
+out:
+	free(buf);
 	if (ret)
-		goto out;
-	ret = merge_config(cfg, &st.cfg, err, errlen);
+		snapshot__restore_free(r);
+	else
+		*out = r;
+	return ret;
+}
+
+int snapshot__restore(struct vm *vm, struct snapshot_restore *r, char *err, size_t errlen)
+{
+	struct snap_state *st = &r->st;
+	const char *file = vm->cfg->restore, *path = r->path;
+	bool used[SNAP_MAX_DEVICES] = { false };
+	char why[400];
+	int ret;
+
+	/* phase one, the part that needs KVM: this host can run the snapshot */
+	ret = check_host(vm, st, file, err, errlen);
 	if (ret)
 		goto out;
 
-	/* phase two: build the VM in the saved state */
-	ret = vm__create(vm, mem_fd, err, errlen);
-	mem_fd = -1;	/* the VM owns it now */
+	/* phase two: build the VM in the saved state, devices last */
+	ret = vm__create_machine(vm, r->mem_fd, err, errlen);
+	r->mem_fd = -1;	/* the VM owns it now */
 	if (ret)
 		goto out;
-	ret = check_features(vm, &st.vcpus[0], file, err, errlen);
+	/* before any device opens a backend (a disk, a tap, a COM1 file) */
+	ret = check_features(vm, &st->vcpus[0], file, err, errlen) ?: device__init_all(vm, err, errlen);
 	if (ret)
 		goto out;
 	/*
@@ -246,35 +284,35 @@ int snapshot__restore(struct vm *vm, char *err, size_t errlen)
 
 		if (!d->priv || !d->ops->restore)
 			continue;
-		for (i = 0; i < st.ndevs && strcmp(st.devs[i].name, d->name); i++)
+		for (i = 0; i < st->ndevs && strcmp(st->devs[i].name, d->name); i++)
 			;
-		if (i == st.ndevs) {
+		if (i == st->ndevs) {
 			ret = util__fail(-EINVAL, err, errlen, "snapshot '%s': section '%s' is missing", path, d->name);
 			goto out;
 		}
 		used[i] = true;
-		ret = d->ops->restore(d->priv, st.devs[i].state, why, sizeof(why));
+		ret = d->ops->restore(d->priv, st->devs[i].state, why, sizeof(why));
 		if (ret) {
 			snprintf(err, errlen, "snapshot '%s': device %s: %s", path, d->name, why);
 			goto out;
 		}
 	}
 	/* a device section the configuration does not create would be lost */
-	for (unsigned int i = 0; i < st.ndevs; i++) {
+	for (unsigned int i = 0; i < st->ndevs; i++) {
 		if (!used[i]) {
 			ret = util__fail(-EINVAL, err, errlen, "snapshot '%s': section '%s' names no device of its configuration",
-				   path, st.devs[i].name);
+				   path, st->devs[i].name);
 			goto out;
 		}
 	}
 	for (unsigned int i = 0; i < vm->ncpus; i++) {
-		ret = vmstate__restore_vcpu(&vm->vcpus[i], &st.vcpus[i], why, sizeof(why));
+		ret = vmstate__restore_vcpu(&vm->vcpus[i], &st->vcpus[i], why, sizeof(why));
 		if (ret) {
 			snprintf(err, errlen, "snapshot '%s': %s", path, why);
 			goto out;
 		}
 	}
-	ret = vmstate__restore_vm(vm, &st.vmk, why, sizeof(why));
+	ret = vmstate__restore_vm(vm, &st->vmk, why, sizeof(why));
 	if (ret) {
 		snprintf(err, errlen, "snapshot '%s': %s", path, why);
 		goto out;
@@ -283,10 +321,5 @@ int snapshot__restore(struct vm *vm, char *err, size_t errlen)
 	pr_debug("restored '%s': %u vCPUs, %llu MiB", file, vm->ncpus,
 		 (unsigned long long)(vm->mem.size >> 20));
 out:
-	if (mem_fd >= 0)
-		close(mem_fd);
-	snap_state__free(&st);
-	free(buf);
-	free(path);
 	return ret;
 }

@@ -378,15 +378,33 @@ static int vcpu_index(const char *name)
 }
 
 /*
- * PCI functions' sections against the slot table, still in phase one: one
- * section per function whose type has state, and none for a function the
- * configuration lacks.
+ * Device sections against the configuration, still in phase one, so that
+ * --inspect and -r refuse the same snapshots before anything is built:
+ * one section per device the configuration creates (COM1, the i8042, the
+ * PCI bus with -s, each PCI function whose type has state), and none for
+ * a device it does not (a 'pci' section in a machine without -s).
  */
-static int check_pci_sections(const struct snap_state *s, char *err, size_t errlen)
+static int check_device_sections(const struct snap_state *s, char *err, size_t errlen)
 {
+	const struct device_ops *ops;
 	char name[DEVICE_NAME_MAX + 1];
 	bool found;
 
+	for (unsigned int t = 0; (ops = device__type(t)); t++) {
+		bool want;
+
+		if (!ops->init || !ops->decode)
+			continue;	/* bus-created (below), or no state */
+		want = !ops->present || ops->present(&s->cfg);
+		found = false;
+		for (unsigned int i = 0; i < s->ndevs && !found; i++)
+			found = !strcmp(s->devs[i].name, ops->name);
+		if (want && !found)
+			return util__fail(-EINVAL, err, errlen, "required section '%s' is missing", ops->name);
+		if (!want && found)
+			return util__fail(-EINVAL, err, errlen,
+					  "section '%s' names no device of section 'config'", ops->name);
+	}
 	for (unsigned int i = 0; i < s->ndevs; i++) {
 		if (s->devs[i].ops->init)
 			continue;	/* not a bus-created instance */
@@ -557,7 +575,7 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 			goto out;
 		}
 	}
-	ret = check_pci_sections(s, err, errlen);
+	ret = check_device_sections(s, err, errlen);
 out:
 	free(have_vcpu);
 	free(secs);

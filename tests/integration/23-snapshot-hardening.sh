@@ -344,4 +344,80 @@ else
 	fail $name "source VM: $(cat "$TMP/$name-src.err" "$TMP/ctl.err" 2>/dev/null)"
 fi
 
+# --- sections the configuration implies, checked before /dev/kvm -------
+# A state file without its uart.com1, i8042 or pci section, or with a pci
+# section in a machine without PCI: refused by khyvectl --inspect (1) and
+# by khyve -r (4) before /dev/kvm is opened - run with /dev/kvm hidden
+# (a bind mount of /dev/null in a mount namespace of its own) when root -
+# and before the COM1 file is created.
+nokvm() {	# nokvm CMD...: CMD with /dev/kvm unusable, if we can arrange it
+	if [ "$NOKVM" = yes ]; then
+		unshare -m sh -c 'mount --bind /dev/null /dev/kvm && exec "$@"' _ "$@"
+	else
+		"$@"
+	fi
+}
+NOKVM=no
+if [ "$(id -u)" -eq 0 ] && unshare -m sh -c 'mount --bind /dev/null /dev/kvm' 2>/dev/null; then
+	NOKVM=yes
+fi
+PCISNAP=
+if [ -x "$FIX/echo.elf" ]; then
+	timeout -k 5 60 "$KHYVE" --rundir "$RUN" -m 16M -l com1,null -k "$FIX/echo.elf" -s 3,virtio-rnd pcivm \
+		</dev/null >/dev/null 2>"$TMP/pcivm.err" &
+	vm=$!
+	for i in $(seq 250); do [ -S "$RUN/pcivm.sock" ] && break; sleep 0.02; done
+	ctl --vm=pcivm --checkpoint="$TMP/pcisnap" && PCISNAP=$TMP/pcisnap
+	kill $vm 2>/dev/null
+	wait $vm 2>/dev/null
+fi
+section_check() {	# section_check NAME SNAPSHOT KIND "message"
+	local name=$1 src=$2 kind=$3 want=$4 d=$TMP/$1 rc irc
+	mkdir -p "$d"
+	cp "$src" "$d/snap"
+	python3 tests/integration/statebomb.py "$src.state" "$d/snap.state" "$kind" || return
+	"$CTL" --inspect="$d/snap" </dev/null >/dev/null 2>"$d/i.err"
+	irc=$?
+	nokvm timeout -k 5 30 "$KHYVE" --rundir "$RUN" -r "$d/snap" -l "com1,file:$d/com1.out" x \
+		</dev/null >/dev/null 2>"$d/r.err"
+	rc=$?
+	if [ $irc -ne 1 ] || ! grep -qF -- "$want" "$d/i.err"; then
+		fail "$name" "khyvectl --inspect: status $irc: $(head -c 300 "$d/i.err")"
+	elif [ $rc -ne 4 ] || [ "$(wc -l <"$d/r.err")" -ne 1 ] || ! grep -qF -- "$want" "$d/r.err"; then
+		fail "$name" "khyve -r: status $rc: $(head -c 300 "$d/r.err")"
+	elif [ -e "$d/com1.out" ]; then
+		fail "$name" "the COM1 file was created before the snapshot was refused"
+	else
+		pass "$name"
+	fi
+}
+[ $NOKVM = yes ] || echo "# /dev/kvm cannot be hidden here (not root, or no unshare): checked with it"
+section_check sections-no-uart "$SRC" drop=uart.com1 "required section 'uart.com1' is missing"
+section_check sections-no-i8042 "$SRC" drop=i8042 "required section 'i8042' is missing"
+section_check sections-extra-pci "$SRC" add-pci "section 'pci' names no device of section 'config'"
+if [ -n "$PCISNAP" ]; then
+	section_check sections-no-pci "$PCISNAP" drop=pci "required section 'pci' is missing"
+	section_check sections-no-rnd "$PCISNAP" drop=virtio-rnd.3 "required section 'virtio-rnd.3' is missing"
+else
+	fail sections-no-pci "no snapshot of a VM with PCI: $(cat "$TMP/pcivm.err" "$TMP/ctl.err" 2>/dev/null)"
+fi
+
+# CPU features are checked before any device opens its backend: a
+# snapshot whose vCPU claims every leaf-7 feature is refused, and the COM1
+# file it names is not created
+name=cpu-features-first
+d=$TMP/$name
+mkdir -p "$d"
+cp "$SRC" "$d/snap"
+python3 tests/integration/statebomb.py "$SRC.state" "$d/snap.state" cpuid-all
+timeout -k 5 30 "$KHYVE" --rundir "$RUN" -r "$d/snap" -l "com1,file:$d/com1.out" x </dev/null >/dev/null 2>"$d/r.err"
+rc=$?
+if [ $rc -ne 4 ] || ! grep -qF "needs CPU features this host lacks: CPUID leaf 0x7.0 EBX" "$d/r.err"; then
+	fail $name "status $rc: $(head -c 300 "$d/r.err")"
+elif [ -e "$d/com1.out" ]; then
+	fail $name "the COM1 file was created before the CPU features were checked"
+else
+	pass $name
+fi
+
 exit 0

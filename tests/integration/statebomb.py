@@ -5,7 +5,10 @@ KIND: maps16m   the clock section holds 16 million empty CBOR maps in a key
                 the reader ignores (16 MB)
       maps4m    the same in 4 MiB, the largest payload a reader takes
       deep      the clock section nests 100000 arrays
-      big       OUT is 40 MiB, its header valid"""
+      big       OUT is 40 MiB, its header valid
+      drop=NAME the section NAME is left out
+      add-pci   a 'pci' section (config_address 0) is added
+      cpuid-all vcpu.0's CPUID leaf 7.0 EBX claims every feature"""
 import ctypes, ctypes.util, struct, sys
 
 xxh = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
@@ -33,6 +36,16 @@ if kind in ("maps16m", "maps4m"):
     clock[3] = b"\xbf" + body + junk + b"\x9f" + b"\xa0" * fill + b"\xff\xff"
 elif kind == "deep":
     clock[3] = b"\xbf" + body + junk + b"\x81" * 100000 + b"\x00" + b"\xff"
+elif kind.startswith("drop="):
+    secs = [s for s in secs if s[0] != kind[5:]]
+elif kind == "add-pci":
+    secs.append(["pci", 1, 1, b"\xbf\x6econfig_address\x1a\0\0\0\0\xff"])
+elif kind == "cpuid-all":
+    v0 = [s for s in secs if s[0] == "vcpu.0"][0]
+    leaf = b"\x68function\x1a\0\0\0\x07\x65index\x1a\0\0\0\0"
+    at = v0[3].index(leaf)
+    at = v0[3].index(b"\x63ebx\x1a", at) + 5
+    v0[3] = v0[3][:at] + b"\xff\xff\xff\xff" + v0[3][at + 4:]
 elif kind != "big":
     sys.exit("unknown kind " + kind)
 

@@ -711,13 +711,13 @@ static uint8_t *load(const char *path, size_t *len)
 /*
  * A state file from the sections of secs (uart.com1 and i8042 left out:
  * their device models are not in this test binary, and play no part in
- * PCI), the configuration given nslots slots, and a virtio-rnd.3 section
- * when rnd is not NULL; then parsed back as phase one of a restore does.
- * 0 or -errno with err.
+ * PCI), the configuration given nslots slots, a 'pci' section when pci,
+ * and a virtio-rnd.3 section when rnd is not NULL; then parsed back as
+ * phase one of a restore does.  0 or -errno with err.
  */
-static int rebuild(const uint8_t uuid[16], const struct snap_section *secs, unsigned int nsecs,
-		   const struct slot_config *slots, unsigned int nslots, const struct device_ops *ops,
-		   const void *rnd, char *err, size_t errlen)
+static int rebuild_pci(const uint8_t uuid[16], const struct snap_section *secs, unsigned int nsecs,
+		       const struct slot_config *slots, unsigned int nslots, bool pci,
+		       const struct device_ops *ops, const void *rnd, char *err, size_t errlen)
 {
 	struct sbuf img = { 0 }, pl = { 0 };
 	struct snap_state back;
@@ -753,6 +753,17 @@ static int rebuild(const uint8_t uuid[16], const struct snap_section *secs, unsi
 		snapfmt__section(&img, secs[i].name, version, secs[i].flags, &pl);
 		count++;
 	}
+	if (pci) {
+		const struct device_ops *bus = device__find("pci");
+		void *st = calloc(1, bus->state_size);	/* latch 0: valid */
+
+		assert_non_null(st);
+		pl.len = 0;
+		bus->encode(&pl, st);
+		free(st);
+		snapfmt__section(&img, "pci", bus->state_version, SNAP_FLAG_REQUIRED, &pl);
+		count++;
+	}
 	if (rnd) {
 		pl.len = 0;
 		ops->encode(&pl, rnd);
@@ -773,6 +784,14 @@ static int rebuild(const uint8_t uuid[16], const struct snap_section *secs, unsi
 	sbuf__free(&pl);
 	sbuf__free(&img);
 	return ret;
+}
+
+/* the 'pci' section exactly when there are slots, as khyve writes it */
+static int rebuild(const uint8_t uuid[16], const struct snap_section *secs, unsigned int nsecs,
+		   const struct slot_config *slots, unsigned int nslots, const struct device_ops *ops,
+		   const void *rnd, char *err, size_t errlen)
+{
+	return rebuild_pci(uuid, secs, nsecs, slots, nslots, nslots > 0, ops, rnd, err, errlen);
 }
 
 /*
@@ -820,6 +839,13 @@ static void test_sections_match_slots(void **state)
 	assert_int_equal(rebuild(uuid, secs, nsecs, &slot4, 1, d->ops, rnd, err, sizeof(err)), -EINVAL);
 	print_message("    refused: %s\n", err);
 	assert_string_equal(err, "section 'virtio-rnd.3' names no PCI function of section 'config'");
+	/* the PCI bus's own section: missing with slots, extra without */
+	assert_int_equal(rebuild_pci(uuid, secs, nsecs, &slot3, 1, false, d->ops, rnd, err, sizeof(err)), -EINVAL);
+	print_message("    refused: %s\n", err);
+	assert_string_equal(err, "required section 'pci' is missing");
+	assert_int_equal(rebuild_pci(uuid, secs, nsecs, NULL, 0, true, d->ops, NULL, err, sizeof(err)), -EINVAL);
+	print_message("    refused: %s\n", err);
+	assert_string_equal(err, "section 'pci' names no device of section 'config'");
 	free(rnd);
 	free(secs);
 	free(img);
