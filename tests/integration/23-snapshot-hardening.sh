@@ -24,30 +24,15 @@ trap cleanup EXIT
 start() {
 	local name=$1 i
 	shift
-	timeout -k 5 300 "$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" "$@" "$name" \
+	timeout -k "$(tmo 5)" "$(tmo 300)" "$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" "$@" "$name" \
 		</dev/null >/dev/null 2>"$TMP/$name.err" &
 	PID=$!
 	VMPIDS="$VMPIDS $PID"
-	for i in $(seq 250); do
-		[ -S "$RUN/$name.sock" ] && return 0
-		kill -0 $PID 2>/dev/null || return 1
-		sleep 0.02
-	done
-	return 1
+	wait_socket "$RUN/$name.sock" $PID
 }
 
 ctl() {
-	timeout -k 5 60 "$CTL" --rundir="$RUN" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
-}
-
-# wait_line NAME REGEX: until the guest printed a line matching REGEX (10 s)
-wait_line() {
-	local i
-	for i in $(seq 500); do
-		grep -q "$2" "$TMP/$1.out" 2>/dev/null && return 0
-		sleep 0.02
-	done
-	return 1
+	timeout -k "$(tmo 5)" "$(tmo 60)" "$CTL" --rundir="$RUN" "$@" </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err"
 }
 
 # khyve_pid NAME: the khyve process itself (start's $PID is timeout's)
@@ -56,7 +41,7 @@ khyve_pid() { pgrep -P "$1" -x khyve | head -1; }
 # restored NAME SNAPSHOT WANT: khyve -r SNAPSHOT must finish the guest with WANT
 restored() {
 	local name=$1 snap=$2 want=$3 rc
-	timeout -k 5 300 "$KHYVE" --rundir "$RUN" -r "$snap" -l "com1,file:$TMP/$name.out" "$name" \
+	timeout -k "$(tmo 5)" "$(tmo 300)" "$KHYVE" --rundir "$RUN" -r "$snap" -l "com1,file:$TMP/$name.out" "$name" \
 		</dev/null >/dev/null 2>"$TMP/$name.err"
 	rc=$?
 	judge "$name" "$want" $rc
@@ -85,7 +70,7 @@ want=$(ref_digest 1 "$cmd")
 # the memory file's, then that file is dropped from the page cache: the
 # checkpoint must read those pages from the file, not write zeros.
 name=pagecache
-if start $name-src -c 1 -m $MEM -k "$GUEST" -A "$cmd" --debug-exit && wait_line $name-src '^round 3' &&
+if start $name-src -c 1 -m $MEM -k "$GUEST" -A "$cmd" --debug-exit && wait_line "$TMP/$name-src.out" '^round 3' $PID &&
    ctl --vm=$name-src --suspend="$TMP/$name.1"; then
 	wait $PID
 	if start $name-r -r "$TMP/$name.1" && ctl --vm=$name-r --pause; then
@@ -130,7 +115,7 @@ if ! have_swap; then
 else
 	# a fresh VM, paused, most of its RAM in swap, then checkpointed
 	name=swapped
-	if start $name-src -c 1 -m $MEM -k "$GUEST" -A "$cmd" --debug-exit && wait_line $name-src '^round 3' &&
+	if start $name-src -c 1 -m $MEM -k "$GUEST" -A "$cmd" --debug-exit && wait_line "$TMP/$name-src.out" '^round 3' $PID &&
 	   ctl --vm=$name-src --pause; then
 		s=$PID
 		if pageout $name $s; then
@@ -151,9 +136,9 @@ else
 	# pushed to swap before the checkpoint
 	name=swapped-restored
 	if start $name-src -c 1 -m $MEM -k "$GUEST" -A "$cmd" --debug-exit &&
-	   wait_line $name-src 'booting' && ctl --vm=$name-src --suspend="$TMP/$name.1"; then
+	   wait_line "$TMP/$name-src.out" 'booting' $PID && ctl --vm=$name-src --suspend="$TMP/$name.1"; then
 		wait $PID
-		if start $name-r -r "$TMP/$name.1" && wait_line $name-r '^round 3' && ctl --vm=$name-r --pause; then
+		if start $name-r -r "$TMP/$name.1" && wait_line "$TMP/$name-r.out" '^round 3' $PID && ctl --vm=$name-r --pause; then
 			r=$PID
 			if pageout $name $r; then
 				ctl --vm=$name-r --checkpoint="$TMP/$name.2" || echo "# $name: $(cat "$TMP/ctl.err")"
@@ -199,16 +184,16 @@ for kind in fifo dir devnull; do
 			special $kind "$d/snap"
 		fi
 		t0=$(date +%s%N)
-		timeout -k 1 5 "$KHYVE" --rundir "$RUN" -r "$d/snap" -l com1,null x </dev/null >/dev/null 2>"$d/r.err"
+		timeout -k "$(tmo 1)" "$(tmo 5)" "$KHYVE" --rundir "$RUN" -r "$d/snap" -l com1,null x </dev/null >/dev/null 2>"$d/r.err"
 		rc=$?
-		timeout -k 1 5 "$CTL" --inspect="$d/snap" </dev/null >/dev/null 2>"$d/i.err"
+		timeout -k "$(tmo 1)" "$(tmo 5)" "$CTL" --inspect="$d/snap" </dev/null >/dev/null 2>"$d/i.err"
 		irc=$?
 		ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 		if [ $rc -ne 4 ] || [ "$(wc -l <"$d/r.err")" -ne 1 ] || ! grep -qF "${WHAT[$kind]}" "$d/r.err"; then
 			fail "$name" "khyve -r: status $rc: $(head -c 300 "$d/r.err")"
 		elif [ $irc -ne 1 ] || [ "$(wc -l <"$d/i.err")" -ne 1 ] || ! grep -qF "${WHAT[$kind]}" "$d/i.err"; then
 			fail "$name" "khyvectl --inspect: status $irc: $(head -c 300 "$d/i.err")"
-		elif [ $ms -gt 2000 ]; then
+		elif [ $ms -gt $(($(tmo 2) * 1000)) ]; then
 			fail "$name" "took $ms ms"
 		else
 			pass "$name"
@@ -239,19 +224,19 @@ for kind in maps16m maps4m deep big; do
 	for prog in khyve khyvectl; do
 		if [ $prog = khyve ]; then
 			set -- "$KHYVE" --rundir "$RUN" -r "$d/snap" -l com1,null x
-			want=4
+			wrc=4
 		else
 			set -- "$CTL" --inspect="$d/snap"
-			want=1
+			wrc=1
 		fi
 		if [ -x "$TIME" ]; then
-			timeout -k 1 20 "$TIME" -f %M -o "$d/rss" "$@" </dev/null >/dev/null 2>"$d/err"
+			timeout -k "$(tmo 1)" "$(tmo 20)" "$TIME" -f %M -o "$d/rss" "$@" </dev/null >/dev/null 2>"$d/err"
 		else
-			timeout -k 1 20 "$@" </dev/null >/dev/null 2>"$d/err"
+			timeout -k "$(tmo 1)" "$(tmo 20)" "$@" </dev/null >/dev/null 2>"$d/err"
 		fi
 		rc=$?
 		rss=$(tail -1 "$d/rss" 2>/dev/null)
-		if [ $rc -ne $want ] || [ "$(wc -l <"$d/err")" -ne 1 ] || ! grep -qF "${BOMB[$kind]}" "$d/err"; then
+		if [ $rc -ne $wrc ] || [ "$(wc -l <"$d/err")" -ne 1 ] || ! grep -qF "${BOMB[$kind]}" "$d/err"; then
 			fail "$name" "$prog: status $rc: $(head -c 300 "$d/err")"
 			ok=0
 			break
@@ -300,12 +285,11 @@ fi
 # KHYVE_FAULT_MSR_MAX make this host look like such a host.
 refused_save() {	# refused_save NAME "message" ENV=VALUE
 	local name=$1 want=$2 env=$3 vm
-	env "$env" timeout -k 5 120 "$KHYVE" --rundir "$RUN" -m 16M -l com1,null -k "$FIX/echo.elf" $name \
+	env "$env" timeout -k "$(tmo 5)" "$(tmo 120)" "$KHYVE" --rundir "$RUN" -m 16M -l com1,null -k "$FIX/echo.elf" $name \
 		</dev/null >/dev/null 2>"$TMP/$name.err" &
 	vm=$!
 	VMPIDS="$VMPIDS $vm"
-	for i in $(seq 250); do [ -S "$RUN/$name.sock" ] && break; sleep 0.02; done
-	if [ ! -S "$RUN/$name.sock" ]; then
+	if ! wait_socket "$RUN/$name.sock" $vm; then
 		fail "$name" "khyve did not start: $(cat "$TMP/$name.err")"
 	elif ctl --vm=$name --checkpoint="$TMP/$name.snap"; then
 		fail "$name" "the checkpoint succeeded"
@@ -337,7 +321,7 @@ fi
 # without KVM_CAP_XSAVE2, KVM_GET_XSAVE: the checkpoint restores
 name=save-xsave1
 if KHYVE_FAULT_NO_CAP=XSAVE2 start $name-src -c 1 -m $MEM -k "$GUEST" -A "$cmd" --debug-exit &&
-   wait_line $name-src '^round 2' && ctl --vm=$name-src --checkpoint="$TMP/$name"; then
+   wait_line "$TMP/$name-src.out" '^round 2' $PID && ctl --vm=$name-src --checkpoint="$TMP/$name"; then
 	wait $PID
 	restored $name "$TMP/$name" "$want"
 else
@@ -363,11 +347,10 @@ if [ "$(id -u)" -eq 0 ] && unshare -m sh -c 'mount --bind /dev/null /dev/kvm' 2>
 fi
 PCISNAP=
 if [ -x "$FIX/echo.elf" ]; then
-	timeout -k 5 60 "$KHYVE" --rundir "$RUN" -m 16M -l com1,null -k "$FIX/echo.elf" -s 3,virtio-rnd pcivm \
+	timeout -k "$(tmo 5)" "$(tmo 60)" "$KHYVE" --rundir "$RUN" -m 16M -l com1,null -k "$FIX/echo.elf" -s 3,virtio-rnd pcivm \
 		</dev/null >/dev/null 2>"$TMP/pcivm.err" &
 	vm=$!
-	for i in $(seq 250); do [ -S "$RUN/pcivm.sock" ] && break; sleep 0.02; done
-	ctl --vm=pcivm --checkpoint="$TMP/pcisnap" && PCISNAP=$TMP/pcisnap
+	wait_socket "$RUN/pcivm.sock" $vm && ctl --vm=pcivm --checkpoint="$TMP/pcisnap" && PCISNAP=$TMP/pcisnap
 	kill $vm 2>/dev/null
 	wait $vm 2>/dev/null
 fi
@@ -378,7 +361,7 @@ section_check() {	# section_check NAME SNAPSHOT KIND "message"
 	python3 tests/integration/statebomb.py "$src.state" "$d/snap.state" "$kind" || return
 	"$CTL" --inspect="$d/snap" </dev/null >/dev/null 2>"$d/i.err"
 	irc=$?
-	nokvm timeout -k 5 30 "$KHYVE" --rundir "$RUN" -r "$d/snap" -l "com1,file:$d/com1.out" x \
+	nokvm timeout -k "$(tmo 5)" "$(tmo 30)" "$KHYVE" --rundir "$RUN" -r "$d/snap" -l "com1,file:$d/com1.out" x \
 		</dev/null >/dev/null 2>"$d/r.err"
 	rc=$?
 	if [ $irc -ne 1 ] || ! grep -qF -- "$want" "$d/i.err"; then
@@ -410,7 +393,7 @@ d=$TMP/$name
 mkdir -p "$d"
 cp "$SRC" "$d/snap"
 python3 tests/integration/statebomb.py "$SRC.state" "$d/snap.state" cpuid-all
-timeout -k 5 30 "$KHYVE" --rundir "$RUN" -r "$d/snap" -l "com1,file:$d/com1.out" x </dev/null >/dev/null 2>"$d/r.err"
+timeout -k "$(tmo 5)" "$(tmo 30)" "$KHYVE" --rundir "$RUN" -r "$d/snap" -l "com1,file:$d/com1.out" x </dev/null >/dev/null 2>"$d/r.err"
 rc=$?
 if [ $rc -ne 4 ] || ! grep -qF "needs CPU features this host lacks: CPUID leaf 0x7.0 EBX" "$d/r.err"; then
 	fail $name "status $rc: $(head -c 300 "$d/r.err")"
