@@ -153,10 +153,15 @@ ready() {
 }
 
 # wait_socket SOCKET PID [SECONDS]: until khyve PID has made its control
-# socket (default bound 10 s, scaled); false if it did not, or exited first
+# socket RUNDIR/NAME.sock and answers --status on it (default bound 10 s,
+# scaled); false if it did not, or exited first.  (khyve binds the socket
+# before it listens: a client that connects as soon as the file appears
+# may find nobody listening yet.)
 wait_socket() {
-	local end=$((${EPOCHREALTIME//[!0-9]/} + $(_us "${3:-10}")))
-	until [ -S "$1" ]; do
+	local end=$((${EPOCHREALTIME//[!0-9]/} + $(_us "${3:-10}"))) name dir
+	name=$(basename "$1" .sock) dir=$(dirname "$1")
+	until [ -S "$1" ] && "$BUILD/khyvectl" --vm="$name" --rundir="$dir" --timeout="$(tmo 5)" --status \
+		</dev/null >/dev/null 2>&1; do
 		running "$2" || return 1
 		[ "${EPOCHREALTIME//[!0-9]/}" -lt "$end" ] || return 1
 		sleep 0.02

@@ -68,7 +68,7 @@ finish() {
 # full: 5, on 1 and 2 vCPUs), each checkpoint restored in a fresh process
 NCP=$(by_set 2 5)
 for ncpu in $(by_set 2 "1 2"); do
-	rounds=$(by_set 8 $((10 + 4 * ncpu)))
+	rounds=$(by_set 6 $((10 + 4 * ncpu)))
 	cmd="workload=mem,fpu,smp,time rounds=$rounds memmb=$(by_set 4 16) seed=$((SEED + ncpu))"
 	want=$(ref_digest $ncpu "$cmd")
 	name=cp-${ncpu}cpu
@@ -101,7 +101,7 @@ for ncpu in $(by_set 2 "1 2"); do
 done
 
 # suspend: exit status 5, then restore (at least 3 rounds left for the chain)
-rounds=$(by_set 8 12)
+rounds=$(by_set 6 12)
 cmd="workload=mem,fpu,smp,time rounds=$rounds memmb=$(by_set 4 16) seed=$SEED"
 want=$(ref_digest 2 "$cmd")
 if start susp -c 2 -m 128M -k "$GUEST" -A "$cmd" --debug-exit; then

@@ -61,7 +61,7 @@ while True:
 if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ] && command -v ip >/dev/null && ip netns add "$NS" 2>/dev/null; then
 	if ip netns exec "$NS" ip tuntap add dev htap0 mode tap && ip netns exec "$NS" ip link set htap0 up &&
 		ip netns exec "$NS" sysctl -qw net.ipv6.conf.htap0.disable_ipv6=1; then
-		ip netns exec "$NS" python3 -c "$ECHO_PY" htap0 "$TMP/echo.ready" 2>"$TMP/echo.err" &
+		ip netns exec "$NS" timeout "$(tmo 900)" python3 -c "$ECHO_PY" htap0 "$TMP/echo.ready" 2>"$TMP/echo.err" &
 		ECHOPID=$!
 		wait_until 5 ready "$TMP/echo.ready" $ECHOPID
 		NET="-s 6,virtio-net,tap=htap0"
@@ -197,10 +197,11 @@ attack_seen() {
 }
 
 # checkpoints while the devices are broken: every attack a loop in a chain,
-# the broken state held 150 ms before the reset; each checkpoint right
-# after the guest logged a random one of its attacks (6 per device)
+# the broken state held 150 ms (scaled: the time a checkpoint has to land
+# in it) before the reset; each checkpoint right after the guest logged a
+# random one of its attacks (6 per device)
 name=hostile-cp
-cmd="workload=hostile rounds=1 hostattack=chain-loop hosthold=150 hostlog=1 seed=$((SEED + 4))"
+cmd="workload=hostile rounds=1 hostattack=chain-loop hosthold=$(tmo 150) hostlog=1 seed=$((SEED + 4))"
 want=$(ref_digest 1 "$cmd")
 start $name -m 64M $(devices $name) -k "$GUEST" -A "$cmd"
 bad=
@@ -229,10 +230,10 @@ done
 
 # state only a hostile driver leaves must restore too (virtio-rnd alone):
 # a checkpoint right after the guest logged its first such attack, whose
-# state it holds 300 ms
+# state it holds 300 ms (scaled)
 for attack in status-reserved-bits status-features-unoffered; do
 	name=hostile-cp-$attack
-	cmd="workload=hostile rounds=1 hostattack=$attack hosthold=300 hostlog=1 seed=$((SEED + 5))"
+	cmd="workload=hostile rounds=1 hostattack=$attack hosthold=$(tmo 300) hostlog=1 seed=$((SEED + 5))"
 	want=$(ref_digest 1 "$cmd")
 	start $name -m 64M -s 3,virtio-rnd -k "$GUEST" -A "$cmd"
 	if ! wait_until 60 attack_seen "$TMP/$name.out" 1 $pid; then

@@ -316,10 +316,12 @@ def s_refused(path):
 
 
 def s_silent_server(path, seconds):
-    """Not a khyve: a socket that accepts, reads and never answers."""
+    """Not a khyve: a socket that accepts, reads and never answers.
+    PATH.ready appears once it listens."""
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(4)
+    open(path + ".ready", "w").close()
     srv.settimeout(seconds)
     held = []
     end = time.monotonic() + seconds

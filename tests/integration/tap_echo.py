@@ -23,11 +23,18 @@ round).  The guest's digest must not change.
 --drop N echoes no frame whose number (counting every 0x88b5 frame from
 the guest, resent ones too) is a multiple of N: the guest must send it
 again.  "D dropped" is printed too.
+
+It is meant to be stopped; if nobody does within 900 s times
+KHYVE_TIMEOUT_SCALE (the longest a test script may run), it prints its
+counts, says so and exits 1.
 """
 import hashlib
+import os
 import signal
 import socket
 import sys
+
+LIFETIME = 900 * int(os.environ.get("KHYVE_TIMEOUT_SCALE", "1"))
 
 ETH_P = 0x88B5
 PACKET_OUTGOING = 4
@@ -58,11 +65,14 @@ def main():
     received = 0        # frames from the guest
     dropped = 0
 
-    def stop(_sig, _frame):
+    def stop(sig, _frame):
         print(f"echoed {len(seen)} frames", file=sys.stderr)
         print(f"{count - len(seen)} echoed again, {failed} sends failed", file=sys.stderr)
         if drop:
             print(f"{dropped} dropped", file=sys.stderr)
+        if sig == signal.SIGALRM:
+            print(f"tap_echo.py: nobody stopped it within {LIFETIME} s", file=sys.stderr)
+            sys.exit(1)
         sys.exit(0)
 
     def send(frame):
@@ -76,6 +86,8 @@ def main():
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGALRM, stop)
+    signal.alarm(LIFETIME)
     if len(args) == 2:
         with open(args[1], "w") as f:
             f.write("ready\n")
