@@ -7,7 +7,9 @@
 #
 # Every cmocka case of every unit-test binary is a check; a binary that
 # crashes, stops early or times out is a FAIL too.  Each integration script
-# prints its own check lines.
+# prints its own check lines; tests/testvm.sh (the test machine itself)
+# runs from the host where the integration tests go there, and in the full
+# set.
 #
 # Environment:
 #   KHYVE_TIMEOUT_SCALE  multiplies every time limit (a positive integer,
@@ -213,10 +215,14 @@ esac
 # the test machine itself, from here: where it is used, and in the full set
 run_testvm_checks() {
 	echo "== testvm"
-	timeout -k 10 $((3600 * SCALE)) bash tests/testvm.sh >"$log" 2>&1
+	timeout -k $((10 * SCALE)) $((3600 * SCALE)) bash tests/testvm.sh >"$log" 2>&1
 	rc=$?
 	cat "$log"
-	[ $rc -ne 0 ] && echo "FAIL testvm.sh: script exited with status $rc" | tee -a "$log"
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		echo "FAIL testvm.sh: did not finish within $((3600 * SCALE)) s" | tee -a "$log"
+	elif [ $rc -ne 0 ]; then
+		echo "FAIL testvm.sh: script exited with status $rc" | tee -a "$log"
+	fi
 	count "$log"
 }
 
