@@ -7,7 +7,7 @@ if ! have_guest; then
 fi
 
 # every workload at once on 1, 2 and 4 vCPUs (core: a smaller run)
-ALL="workload=mem,fpu,smp,time rounds=$(by_set 2 3) memmb=$(by_set 8 16) seed=7"
+ALL="workload=mem,fpu,smp,time rounds=$(by_set 2 3) memmb=$(by_set 8 16) seed=7$FPUITERS"
 for n in 1 2 4; do
 	run_guest "all-${n}cpu-64M" $n 64M "$ALL"
 done

@@ -12,7 +12,7 @@ fi
 # 2 vCPUs cover every workload; 1 vCPU repeats it (full set)
 for n in $(by_set 2 "1 2"); do
 	name=qemu-${n}cpu
-	cmd="workload=mem,fpu,smp,time rounds=2 memmb=$(by_set 8 16) seed=5"
+	cmd="workload=mem,fpu,smp,time rounds=2 memmb=$(by_set 8 16) seed=5$FPUITERS"
 	want=$(ref_digest $n "$cmd")
 	bounded 300 qemu-system-x86_64 -enable-kvm -cpu host,-arch-capabilities -smp $n -m 256 \
 		-kernel "$GUEST" -append "$cmd" -device isa-debug-exit,iobase=0xf4,iosize=0x04 \

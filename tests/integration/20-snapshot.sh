@@ -69,7 +69,7 @@ finish() {
 NCP=$(by_set 2 5)
 for ncpu in $(by_set 2 "1 2"); do
 	rounds=$(by_set 6 $((10 + 4 * ncpu)))
-	cmd="workload=mem,fpu,smp,time rounds=$rounds memmb=$(by_set 4 16) seed=$((SEED + ncpu))"
+	cmd="workload=mem,fpu,smp,time rounds=$rounds memmb=$(by_set 4 16) seed=$((SEED + ncpu))$FPUITERS"
 	want=$(ref_digest $ncpu "$cmd")
 	name=cp-${ncpu}cpu
 	start $name -c $ncpu -m 128M -k "$GUEST" -A "$cmd" --debug-exit ||
@@ -102,7 +102,7 @@ done
 
 # suspend: exit status 5, then restore (at least 3 rounds left for the chain)
 rounds=$(by_set 6 12)
-cmd="workload=mem,fpu,smp,time rounds=$rounds memmb=$(by_set 4 16) seed=$SEED"
+cmd="workload=mem,fpu,smp,time rounds=$rounds memmb=$(by_set 4 16) seed=$SEED$FPUITERS"
 want=$(ref_digest 2 "$cmd")
 if start susp -c 2 -m 128M -k "$GUEST" -A "$cmd" --debug-exit; then
 	vm=$PID

@@ -62,7 +62,7 @@ if ! have_guest; then
 fi
 MEM=128M
 MEMB=$((128 << 20))
-cmd="workload=mem,fpu,time rounds=10 memmb=32 seed=7"
+cmd="workload=mem,fpu,time rounds=10 memmb=32 seed=7$FPUITERS"
 want=$(ref_digest 1 "$cmd")
 
 # --- (a) a restored VM whose memory file left the page cache -----------

@@ -61,7 +61,7 @@ ctl() {
 NCP=$(by_set 2 4)
 for ncpu in $(by_set 2 "1 2"); do
 	rounds=$(by_set 4 $((10 + 4 * ncpu)))
-	cmd="workload=rng,fpu,smp rounds=$rounds seed=$((SEED + 7 * ncpu))"
+	cmd="workload=rng,fpu,smp rounds=$rounds seed=$((SEED + 7 * ncpu))$FPUITERS"
 	want=$(ref_digest $ncpu "$cmd")
 	name=rngcp-${ncpu}cpu
 	"$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" -c $ncpu -m 64M -s 3,virtio-rnd \

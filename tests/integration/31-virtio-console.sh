@@ -141,7 +141,7 @@ print(n)
 NCP=$(by_set 2 4)
 for ncpu in $(by_set 2 "1 2"); do
 	rounds=$(by_set 4 $((10 + 4 * ncpu)))
-	cmd="workload=console,fpu,smp rounds=$rounds seed=$((SEED + 7 * ncpu))"
+	cmd="workload=console,fpu,smp rounds=$rounds seed=$((SEED + 7 * ncpu))$FPUITERS"
 	want=$(ref_digest $ncpu "$cmd")
 	bounded 120 "$REF" --console-stream "$cmd" >"$TMP/stream"
 	name=concp-${ncpu}cpu

@@ -179,7 +179,7 @@ esac
 echo_stop
 # noise: frames of another ethertype, with a bad magic, and duplicates
 echo_start ktap0 --noise || exit 0
-cmd="workload=net,fpu,smp rounds=$(by_set 4 30) netframes=48 seed=$((SEED + 5))"
+cmd="workload=net,fpu,smp rounds=$(by_set 4 30) netframes=48 seed=$((SEED + 5))$FPUITERS"
 vm net-noise "$(ref_digest 2 "$cmd")" -c 2 -m 64M -s 4,virtio-net,tap=ktap0 -k "$GUEST" -A "$cmd"
 echo_stop
 # lost frames: an echo that drops every fifth frame it gets; the guest resends
