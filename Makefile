@@ -136,6 +136,9 @@ help:
 
 .PHONY: all guest deps unit test test-full testvm asan test-asan demo bench clean help
 .DELETE_ON_ERROR:
+# keep the unit tests' objects: make's "rm ..." of intermediates would
+# otherwise print after the tests' closing "N passed, N failed" line
+.SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

@@ -273,9 +273,10 @@ if [ "$ASAN_CTL" -ef "$CTL" ]; then
 	:	# this is the sanitizer build
 elif [ -x "$ASAN_CTL" ] && [ "$ASAN_CTL" -nt src/snapshot/inspect.c ]; then
 	inspect_json inspect-json-asan "$ASAN_CTL"
-else
-	skip inspect-json-asan "no up-to-date sanitizer build (make asan)"
 fi
+# (without an up-to-date sanitizer build there is nothing to add here:
+# make test-asan runs inspect-json itself under ASan, and a SKIP is only
+# for a capability the host lacks)
 
 # --- what a save needs from KVM -------------------------------------------
 # A host whose KVM lacks something a save needs refuses the checkpoint by
