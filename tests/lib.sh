@@ -168,18 +168,49 @@ wait_socket() {
 	done
 }
 
+# nap SECONDS: sleep without a fork (read -t on a FIFO nobody writes), for
+# polls that must notice a guest's line within milliseconds even when the
+# host is loaded and every fork is slow
+mkfifo "$TMP/.nap" && exec {NAPFD}<>"$TMP/.nap"
+nap() { read -r -t "$1" -u "$NAPFD" _; }
+
 # wait_line FILE REGEX PID [SECONDS]: until FILE has a line matching REGEX
-# (grep -E; default bound 60 s, scaled); false if not, or PID exited first
-# without writing it
+# (an extended regular expression; default bound 60 s, scaled); false if
+# not, or PID exited first without writing it.  Reads FILE as it grows,
+# every 5 ms, without a fork.
 wait_line() {
-	local end=$((${EPOCHREALTIME//[!0-9]/} + $(_us "${4:-60}")))
-	until grep -qE -- "$2" "$1" 2>/dev/null; do
-		if ! running "$3"; then
-			grep -qE -- "$2" "$1" 2>/dev/null
+	local file=$1 re=$2 pid=$3 end fd line buf=
+	end=$((${EPOCHREALTIME//[!0-9]/} + $(_us "${4:-60}")))
+	until [ -e "$file" ] && exec {fd}<"$file"; do
+		running "$pid" && [ "${EPOCHREALTIME//[!0-9]/}" -lt "$end" ] || return 1
+		nap 0.005
+	done 2>/dev/null
+	while :; do
+		while IFS= read -r -u "$fd" line; do
+			line=$buf$line buf=
+			if [[ $line =~ $re ]]; then
+				exec {fd}<&-
+				return 0
+			fi
+		done
+		buf+=$line	# a line not finished yet
+		line=
+		if ! running "$pid"; then
+			# what it wrote last
+			while IFS= read -r -u "$fd" line || [ -n "$line" ]; do
+				line=$buf$line buf=
+				[[ $line =~ $re ]] && { exec {fd}<&-; return 0; }
+				line=
+			done
+			exec {fd}<&-
+			[[ $buf =~ $re ]]
 			return
 		fi
-		[ "${EPOCHREALTIME//[!0-9]/}" -lt "$end" ] || return 1
-		sleep 0.02
+		if [ "${EPOCHREALTIME//[!0-9]/}" -ge "$end" ]; then
+			exec {fd}<&-
+			return 1
+		fi
+		nap 0.005
 	done
 }
 
@@ -202,11 +233,14 @@ pick_rounds() {
 
 # at_round OUT ROUND PID: wait until the guest whose COM1 goes to OUT has
 # printed "round ROUND" (at most 60 s, scaled; ROUND 0: no wait; "any": any
-# round line), then a random 0-90 ms (scaled) more; false, with the reason
-# in $AT_ROUND_WHY, if khyve PID exited or the bound passed first
+# round line), then a random 0-9 ms (scaled) more; false, with the reason
+# in $AT_ROUND_WHY, if khyve PID exited or the bound passed first.  Nothing
+# forks between the line and the return: on an idle host a round can take
+# as little as 5 ms.
 at_round() {
-	local out=$1 round=$2 pid=$3 re
+	local out=$1 round=$2 pid=$3 re off
 	AT_ROUND_WHY=
+	off=$(tmo "0.00$((RANDOM % 10))")
 	re="^round $round"$'\r?$'
 	[ "$round" = any ] && re='^round [0-9]+'
 	if [ "$round" != 0 ] && ! wait_line "$out" "$re" "$pid" 60; then
@@ -217,11 +251,55 @@ at_round() {
 		fi
 		return 1
 	fi
-	sleep "$(tmo "0.0$((RANDOM % 10))")"
+	nap "$off"
 	if ! running "$pid"; then
 		AT_ROUND_WHY="khyve exited before the checkpoint: $(tail -1 "$out")"
 		return 1
 	fi
+}
+
+# snap_now PID SOCKET ACTION [FILE [disks]]: stop khyve PID (SIGSTOP), hand
+# it ACTION (checkpoint, suspend or pause) through its control SOCKET and
+# let it go on (tests/integration/control_client.py snap): the request is
+# waiting when khyve resumes, so the moment does not drift by a client's
+# start-up, which under load took longer than a short run has left.  False,
+# with the reason in $SNAP_WHY, if khyve had exited or the request failed.
+# With HOLD=1, a checkpoint that succeeded leaves khyve stopped again (the
+# guest ran on while it was saved): the next snap_at, or go, continues it.
+snap_now() {
+	local pid=$1 sock=$2 rc
+	shift 2
+	SNAP_WHY=
+	if ! running "$pid" || ! kill -STOP "$pid" 2>/dev/null; then
+		SNAP_WHY="khyve exited before the $1"
+		return 1
+	fi
+	bounded 60 python3 tests/integration/control_client.py "$sock" snap "$pid" \
+		"$([ "${HOLD:-}" = 1 ] && [ "$1" = checkpoint ] && echo hold || echo go)" "$@" >"$TMP/snap.msg" 2>&1
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		kill -CONT "$pid" 2>/dev/null	# whatever happened in the client
+		SNAP_WHY="$1: $(status_text $rc): $(head -3 "$TMP/snap.msg" | tr '\n' ' ')"
+		return 1
+	fi
+}
+
+# go PID: continue khyve PID (held by snap_at)
+go() { kill -CONT "$1" 2>/dev/null; }
+
+# snap_at OUT ROUND PID SOCKET ACTION [FILE [disks]]: snap_now at a random
+# moment of round ROUND (at_round), continuing khyve first if a previous
+# snap_at held it.  Checkpoints hold it (HOLD=1): the script must go PID
+# after its last one.
+snap_at() {
+	local out=$1 round=$2
+	shift 2
+	go "$1"
+	if ! at_round "$out" "$round" "$1"; then
+		SNAP_WHY=$AT_ROUND_WHY
+		return 1
+	fi
+	HOLD=1 snap_now "$@" || { SNAP_WHY="in round $round: $SNAP_WHY $(tail -1 "$out")"; return 1; }
 }
 
 # cp_verdict NAME K FAILED: the check NAME passes when all K checkpoints

@@ -68,7 +68,7 @@ finish() {
 # full: 5, on 1 and 2 vCPUs), each checkpoint restored in a fresh process
 NCP=$(by_set 2 5)
 for ncpu in $(by_set 2 "1 2"); do
-	rounds=$(by_set 6 $((10 + 4 * ncpu)))
+	rounds=$(by_set 8 $((10 + 4 * ncpu)))
 	cmd="workload=mem,fpu,smp,time rounds=$rounds memmb=$(by_set 4 16) seed=$((SEED + ncpu))$FPUITERS"
 	want=$(ref_digest $ncpu "$cmd")
 	name=cp-${ncpu}cpu
@@ -76,14 +76,12 @@ for ncpu in $(by_set 2 "1 2"); do
 		{ fail $name "did not start: $(head -c 300 "$TMP/$name.err")"; continue; }
 	vm=$PID
 	bad=
-	pick_rounds $NCP 0 $((rounds - 2))
+	pick_rounds $NCP 0 $((rounds / 2 - 1))	# the second half: time for the last save
 	for i in $(seq $NCP); do
-		if ! at_round "$TMP/$name.out" "${PICKED[i - 1]}" $vm; then
-			bad="$bad $i ($AT_ROUND_WHY);"
-		elif ! ctl --vm=$name --checkpoint="$TMP/$name.$i"; then
-			bad="$bad $i (in round ${PICKED[i - 1]}: $(cat "$TMP/ctl.err"));"
-		fi
+		snap_at "$TMP/$name.out" "${PICKED[i - 1]}" $vm "$RUN/$name.sock" checkpoint "$TMP/$name.$i" ||
+			bad="$bad $i ($SNAP_WHY);"
 	done
+	go $vm	# held after its last checkpoint
 	cp_verdict "$name-checkpoints" $NCP "$bad"
 	finish "$name" $vm "$want"
 	# each checkpoint, restored in a fresh process, finishes the same way
@@ -100,15 +98,14 @@ for ncpu in $(by_set 2 "1 2"); do
 	done
 done
 
-# suspend: exit status 5, then restore (at least 3 rounds left for the chain)
-rounds=$(by_set 6 12)
+# suspend: exit status 5, then restore (half the rounds left for the chain)
+rounds=$(by_set 8 12)
 cmd="workload=mem,fpu,smp,time rounds=$rounds memmb=$(by_set 4 16) seed=$SEED$FPUITERS"
 want=$(ref_digest 2 "$cmd")
 if start susp -c 2 -m 128M -k "$GUEST" -A "$cmd" --debug-exit; then
 	vm=$PID
-	pick_rounds 1 0 $((rounds - 4))
-	at_round "$TMP/susp.out" "${PICKED[0]}" $vm || echo "# suspend: $AT_ROUND_WHY"
-	ctl --vm=susp --suspend="$TMP/susp" || echo "# suspend: $(cat "$TMP/ctl.err")"
+	pick_rounds 1 0 $((rounds / 2 - 1))
+	snap_at "$TMP/susp.out" "${PICKED[0]}" $vm "$RUN/susp.sock" suspend "$TMP/susp" || echo "# suspend: $SNAP_WHY"
 	wait_bounded $vm 300
 	rc=$?
 	[ $rc -eq 5 ] && pass suspend-exit-5 || fail suspend-exit-5 "$(status_text $rc), want 5: $(cat "$TMP/susp.err")"
@@ -123,22 +120,23 @@ if start susp -c 2 -m 128M -k "$GUEST" -A "$cmd" --debug-exit; then
 	b=$PID
 	finish clone-a $a "$want"
 	finish clone-b $b "$want"
-	cmp -s "$TMP/clone-a.out" "$TMP/clone-b.out" && pass clones-same-output ||
-		fail clones-same-output "the clones printed different things"
+	if cmp -s "$TMP/clone-a.out" "$TMP/clone-b.out"; then
+		pass clones-same-output
+	else
+		fail clones-same-output "the clones printed different things: $(cmp "$TMP/clone-a.out" "$TMP/clone-b.out" 2>&1 | head -1); $(diff "$TMP/clone-a.out" "$TMP/clone-b.out" | head -6 | tr '\n' '|')"
+	fi
 
 	# a chain: restore, suspend the restored VM in its next round, restore that
 	restore chain1 "$TMP/susp"
 	c1=$PID
 	if ! wait_socket "$RUN/chain1.sock" $c1 10; then
 		fail chain2 "the restored VM made no control socket: $(head -c 300 "$TMP/chain1.err")"
-	elif ! at_round "$TMP/chain1.out" any $c1; then
-		fail chain2 "$AT_ROUND_WHY"
-	elif ctl --vm=chain1 --suspend="$TMP/chain2"; then
+	elif snap_at "$TMP/chain1.out" any $c1 "$RUN/chain1.sock" suspend "$TMP/chain2"; then
 		wait_bounded $c1 60
 		restore chain2 "$TMP/chain2"
 		finish chain2 $PID "$want"
 	else
-		fail chain2 "suspending a restored VM failed: $(cat "$TMP/ctl.err")"
+		fail chain2 "suspending a restored VM failed: $SNAP_WHY"
 	fi
 	kill $c1 2>/dev/null
 	wait_bounded $c1 30

@@ -136,15 +136,13 @@ for ncpu in $(by_set 2 "1 2"); do
 			-s 3,virtio-blk,$disk $K vm2
 	fi
 	bad=
-	pick_rounds $NCP 0 $((rounds - 2))
+	pick_rounds $NCP 0 $((rounds / 2))
 	for i in $(seq $NCP); do
-		if ! at_round "$TMP/$name.out" "${PICKED[i - 1]}" $pid; then
-			bad="$bad $i ($AT_ROUND_WHY);"
-		elif [ $((i % 2)) -eq 1 ]; then
-			ctl --vm=$name --checkpoint="$TMP/$name.$i" --disks ||
-				bad="$bad $i (in round ${PICKED[i - 1]}: $(cat "$TMP/ctl.err"));"
-		elif ! ctl --vm=$name --pause; then
-			bad="$bad $i (--pause in round ${PICKED[i - 1]}: $(cat "$TMP/ctl.err"));"
+		if [ $((i % 2)) -eq 1 ]; then
+			snap_at "$TMP/$name.out" "${PICKED[i - 1]}" $pid "$RUN/$name.sock" checkpoint "$TMP/$name.$i" disks ||
+				bad="$bad $i ($SNAP_WHY);"
+		elif ! snap_at "$TMP/$name.out" "${PICKED[i - 1]}" $pid "$RUN/$name.sock" pause; then
+			bad="$bad $i ($SNAP_WHY);"
 		else
 			if ! ctl --vm=$name --checkpoint="$TMP/$name.$i"; then
 				bad="$bad $i (paused, in round ${PICKED[i - 1]}: $(cat "$TMP/ctl.err"));"
@@ -154,6 +152,7 @@ for ncpu in $(by_set 2 "1 2"); do
 			ctl --vm=$name --resume || bad="$bad $i (--resume: $(cat "$TMP/ctl.err"));"
 		fi
 	done
+	go $pid	# held after its last checkpoint
 	wait_bounded $pid 300
 	judge "$name" "$want" $?
 	check_disk "$name" "$disk" "$cmd"
@@ -207,9 +206,8 @@ for ncpu in 1 2; do
 	pid=$!
 	VMPIDS="$VMPIDS $pid"
 	wait_socket "$RUN/$name.sock" $pid 10
-	pick_rounds 1 1 $((rounds - 2))
-	at_round "$TMP/$name.out" "${PICKED[0]}" $pid || echo "# suspend: $AT_ROUND_WHY"
-	ctl --vm=$name --suspend="$TMP/$name" || echo "# suspend: $(cat "$TMP/ctl.err")"
+	pick_rounds 1 1 $((rounds / 2))
+	snap_at "$TMP/$name.out" "${PICKED[0]}" $pid "$RUN/$name.sock" suspend "$TMP/$name" || echo "# suspend: $SNAP_WHY"
 	wait_bounded $pid 300
 	rc=$?
 	if [ $rc -ne 5 ]; then

@@ -291,12 +291,10 @@ for ncpu in $(by_set 2 "1 2"); do
 	bad=
 	pick_rounds $NCP 0 $((rounds / 2))
 	for i in $(seq $NCP); do
-		if ! at_round "$TMP/$name.out" "${PICKED[i - 1]}" $pid; then
-			bad="$bad $i ($AT_ROUND_WHY);"
-		elif ! ctl --vm=$name --checkpoint="$TMP/$name.$i"; then
-			bad="$bad $i (in round ${PICKED[i - 1]}: $(cat "$TMP/ctl.err"));"
-		fi
+		snap_at "$TMP/$name.out" "${PICKED[i - 1]}" $pid "$RUN/$name.sock" checkpoint "$TMP/$name.$i" ||
+			bad="$bad $i ($SNAP_WHY);"
 	done
+	go $pid	# held after its last checkpoint
 	wait_bounded $pid 300
 	check "$name" "$want" $?
 	cp_verdict "$name-checkpoints" $NCP "$bad"

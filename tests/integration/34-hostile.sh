@@ -209,8 +209,8 @@ pick_rounds 2 1 $((6 * NDEV))
 for i in 1 2; do
 	if ! wait_until 60 attack_seen "$TMP/$name.out" "${PICKED[i - 1]}" $pid; then
 		bad="$bad $i (the guest did not log attack ${PICKED[i - 1]}: $(tail -1 "$TMP/$name.out"));"
-	elif ! ctl --vm=$name --checkpoint="$TMP/$name.$i" --disks; then
-		bad="$bad $i (after attack ${PICKED[i - 1]}: $(cat "$TMP/ctl.err"));"
+	elif ! snap_now $pid "$RUN/$name.sock" checkpoint "$TMP/$name.$i" disks; then
+		bad="$bad $i (after attack ${PICKED[i - 1]}: $SNAP_WHY);"
 	fi
 done
 wait_bounded $pid 300
@@ -238,14 +238,14 @@ for attack in status-reserved-bits status-features-unoffered; do
 	start $name -m 64M -s 3,virtio-rnd -k "$GUEST" -A "$cmd"
 	if ! wait_until 60 attack_seen "$TMP/$name.out" 1 $pid; then
 		echo "# checkpoint: the guest logged no attack: $(tail -1 "$TMP/$name.out")"
-	elif ! ctl --vm=$name --checkpoint="$TMP/$name.snap"; then
-		echo "# checkpoint: $(cat "$TMP/ctl.err")"
+	elif ! snap_now $pid "$RUN/$name.sock" checkpoint "$TMP/$name.snap"; then
+		echo "# checkpoint: $SNAP_WHY"
 	fi
 	wait_bounded $pid 300
 	check $name "$want" $? 1
 	if [ -e "$TMP/$name.snap.state" ]; then
 		restore "$name-restore" "$TMP/$name.snap" "$want"
 	else
-		fail "$name-restore" "no snapshot: $(cat "$TMP/ctl.err")"
+		fail "$name-restore" "no snapshot: $SNAP_WHY"
 	fi
 done

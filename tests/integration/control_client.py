@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Raw control-socket checks for tests/integration/10-control.sh.
 
-Usage: control_client.py SOCKET SCENARIO [ARG]
+Usage: control_client.py SOCKET SCENARIO [ARG...]
 
 Each scenario talks to a running khyve through SOCKET, speaking the protocol
 of docs/control-protocol.md by hand (no khyvectl), and exits 0 when khyve
@@ -13,6 +13,7 @@ positive integer, default 1: tests/lib.sh).
 import array
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -340,6 +341,33 @@ def s_status(path):
     good_status(c)
 
 
+def s_snap(path, pid, hold, action, file=None, disks=None):
+    """For tests/lib.sh's snap_now: khyve PID was stopped (SIGSTOP) at the
+    moment wanted.  Connect (the kernel queues the connection), send ACTION
+    (checkpoint FILE [disks], suspend FILE [disks], pause), then SIGCONT
+    khyve, which finds the request waiting: the guest runs on for no more
+    than it takes khyve to read it.  With HOLD "hold", stop khyve again as
+    soon as the reply has come (the guest ran on while it was saved), so
+    that what the test does before its next moment costs the guest
+    nothing.  Prints the error and exits 1 if the request fails; khyve is
+    continued on every path but that success."""
+    pid = int(pid)
+    try:
+        c = Conn(path, timeout=60 * SCALE)
+        args = {}
+        if file is not None:
+            args["file"] = file
+        if disks == "disks":
+            args["disks"] = True
+        c.request({"id": 1, "cmd": action, "args": args} if args else {"id": 1, "cmd": action})
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    msg = c.reply()
+    check(msg.get("ok") is True, msg.get("error", "no error message: %r" % msg))
+    if hold == "hold":
+        os.kill(pid, signal.SIGSTOP)
+
+
 SCENARIOS = {
     "bad-json": s_bad_json,
     "not-object": s_not_object,
@@ -355,6 +383,7 @@ SCENARIOS = {
     "refused": s_refused,
     "status": s_status,
     "silent-server": s_silent_server,
+    "snap": s_snap,
 }
 
 
@@ -363,7 +392,7 @@ def main():
         print("usage: control_client.py SOCKET {%s} [ARG]" % ",".join(SCENARIOS))
         return 2
     fn = SCENARIOS[sys.argv[2]]
-    args = [int(a) for a in sys.argv[3:]]
+    args = sys.argv[3:] if fn is s_snap else [int(a) for a in sys.argv[3:]]
     try:
         fn(sys.argv[1], *args)
     except Fail as e:
