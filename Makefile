@@ -152,5 +152,11 @@ $(BUILD)/tests/fixtures/%.elf: tests/fixtures/%.S tests/fixtures/common.inc
 	$(Q)$(CC) -m32 -c -o $(@:.elf=.o) $<
 	$(Q)ld -m elf_i386 -N -Ttext=0x100000 --no-warn-rwx-segments -o $@ $(@:.elf=.o)
 
-fixtures: $(FIXTURE_BINS)
+# LD_PRELOAD shim that widens bind()-to-listen() for the control race check
+$(BUILD)/tests/fixtures/slow_listen.so: tests/fixtures/slow_listen.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
+
+fixtures: $(FIXTURE_BINS) $(BUILD)/tests/fixtures/slow_listen.so
 .PHONY: fixtures

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -924,13 +925,13 @@ static int control__check_existing(const struct sockaddr_un *sa, const char *nam
 
 int control__open(struct vm *vm, const char *rundir, struct control **out, char *err, size_t errlen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX }, tmp = { .sun_family = AF_UNIX };
 	const char *name = vm->cfg->name;
 	struct control *ctl = NULL;
 	struct stat st;
 	size_t dlen;
 	mode_t old;
-	int n, ret;
+	int n, ret, dfd;
 
 	*out = NULL;
 	if (!name || !name[0])
@@ -947,16 +948,37 @@ int control__open(struct vm *vm, const char *rundir, struct control **out, char 
 			    name, n, sizeof(sa.sun_path) - 1);
 	sa.sun_path[dlen] = '\0';
 	ret = rundir__check(sa.sun_path, err, errlen);
+	if (ret)
+		return ret;
+	/*
+	 * Khyves starting in one run directory take turns from the stale
+	 * check to the link: two finding the same stale socket would
+	 * otherwise both remove "it", the second removing the first's new one.
+	 */
+	dfd = open(sa.sun_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return util__fail(-errno, err, errlen, "cannot open run directory %s: %s", sa.sun_path,
+				  strerror(errno));
 	sa.sun_path[dlen] = '/';
-	if (ret)
-		return ret;
+	while (flock(dfd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			ret = util__fail(-errno, err, errlen, "cannot lock run directory %.*s: %s", (int)dlen,
+					 rundir, strerror(errno));
+			close(dfd);
+			return ret;
+		}
+	}
 	ret = control__check_existing(&sa, name, err, errlen);
-	if (ret)
+	if (ret) {
+		close(dfd);
 		return ret;
+	}
 
 	ctl = calloc(1, sizeof(*ctl));
-	if (!ctl)
-		return util__fail(-ENOMEM, err, errlen, "out of memory");
+	if (!ctl) {
+		ret = util__fail(-ENOMEM, err, errlen, "out of memory");
+		goto err_free;
+	}
 	ctl->vm = vm;
 	ctl->owner = getuid();
 	ctl->spare_fd = -1;
@@ -966,39 +988,64 @@ int control__open(struct vm *vm, const char *rundir, struct control **out, char 
 		ret = util__fail(-errno, err, errlen, "socket: %s", strerror(errno));
 		goto err_free;
 	}
-	/* born 0600: no moment at which others may connect */
-	old = umask(0177);
-	ret = bind(ctl->lfd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (ret < 0) {
-		ret = -errno;
-		if (ret == -EADDRINUSE)
-			util__fail(ret, err, errlen, "a VM named %s is already running (%s)", name, sa.sun_path);
-		else
-			util__fail(ret, err, errlen, "cannot create the control socket %s: %s", sa.sun_path,
-			     strerror(-ret));
+	/*
+	 * Bound and listening under a private name first, then linked to the
+	 * public one: a socket that is bound but not yet listening refuses
+	 * connections, and a second khyve of the same name starting in that
+	 * moment would take it for stale, remove it and run beside us.
+	 * link() fails if the name exists, so of two racing khyves one wins.
+	 */
+	n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%.*s/.%s.%ld", (int)dlen, rundir,
+		     name, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(tmp.sun_path)) {
+		ret = util__fail(-ENAMETOOLONG, err, errlen, "control socket path %.*s/.%s.%ld is too long "
+				 "(%d bytes; at most %zu): choose a shorter --rundir", (int)dlen, rundir,
+				 name, (long)getpid(), n, sizeof(tmp.sun_path) - 1);
 		goto err_close;
 	}
-	if (lstat(sa.sun_path, &st) < 0) {
-		ret = util__fail(-errno, err, errlen, "cannot stat %s: %s", sa.sun_path, strerror(errno));
+	unlink(tmp.sun_path);	/* ours by pid: only a killed khyve of this pid left it */
+	/* born 0600: no moment at which others may connect */
+	old = umask(0177);
+	ret = bind(ctl->lfd, (struct sockaddr *)&tmp, sizeof(tmp));
+	umask(old);
+	if (ret < 0) {
+		ret = util__fail(-errno, err, errlen, "cannot create the control socket %s: %s", tmp.sun_path,
+				 strerror(errno));
 		goto err_close;
+	}
+	if (lstat(tmp.sun_path, &st) < 0) {
+		ret = util__fail(-errno, err, errlen, "cannot stat %s: %s", tmp.sun_path, strerror(errno));
+		goto err_unlink;
 	}
 	ctl->dev = st.st_dev;
 	ctl->ino = st.st_ino;
 	if (listen(ctl->lfd, CONTROL_BACKLOG) < 0) {
-		ret = util__fail(-errno, err, errlen, "listen on %s: %s", sa.sun_path, strerror(errno));
-		unlink(sa.sun_path);
-		goto err_close;
+		ret = util__fail(-errno, err, errlen, "listen on %s: %s", tmp.sun_path, strerror(errno));
+		goto err_unlink;
 	}
+	if (link(tmp.sun_path, sa.sun_path) < 0) {
+		ret = -errno;
+		if (ret == -EEXIST)
+			util__fail(ret, err, errlen, "a VM named %s is already running (%s)", name, sa.sun_path);
+		else
+			util__fail(ret, err, errlen, "cannot create the control socket %s: %s", sa.sun_path,
+				   strerror(-ret));
+		goto err_unlink;
+	}
+	unlink(tmp.sun_path);
+	close(dfd);	/* the lock goes with it */
 	ctl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	pr_debug("control: listening on %s", sa.sun_path);
 	*out = ctl;
 	return 0;
 
+err_unlink:
+	unlink(tmp.sun_path);
 err_close:
 	close(ctl->lfd);
 err_free:
 	free(ctl);
+	close(dfd);
 	return ret;
 }
 

@@ -443,6 +443,56 @@ else
 	fail stale-socket-replaced "first VM did not start: $(cat "$TMP/$NAME-s.err")"
 fi
 
+# Two khyves of one name, the second started while the first is between
+# creating its control socket and listening on it (widened by an
+# LD_PRELOAD shim that delays listen()), over a stale socket: the second
+# must refuse, the first run and own the socket.  A socket bound but not
+# listening looks stale, so khyve listens under a private name and links
+# the public one only then, and takes the run directory's lock meanwhile.
+race_bad=
+slow_ms=$(( $(tmo 2) * 1000 ))
+preload="LD_PRELOAD=$FIX/slow_listen.so SLOW_LISTEN_MS=$slow_ms ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+for i in $(by_set "1" "1 2 3"); do
+	n=$NAME-r$i
+	if start_vm "$n" "$RUN"; then
+		kill -9 "$STARTED"
+		wait_bounded "$STARTED" 10 2>/dev/null
+	fi
+	rm -f "$TMP/listening"
+	env $preload SLOW_LISTEN_FLAG="$TMP/listening" "$KHYVE" -m 16M -l com1,null -k "$FIX/echo.elf" \
+		--rundir "$RUN" "$n" </dev/null >/dev/null 2>"$TMP/$n.e1" &
+	p1=$!
+	# the first is in listen(): bound, not yet listening
+	wait_until 10 eval "[ -e '$TMP/listening' ] || ! running $p1" ||
+		race_bad="round $i: the first never reached listen()"
+	"$KHYVE" -m 16M -l com1,null -k "$FIX/echo.elf" --rundir "$RUN" "$n" </dev/null >/dev/null 2>"$TMP/$n.e2" &
+	p2=$!
+	VMPIDS="$VMPIDS $p1 $p2"
+	wait_until 20 answers "$n" "$RUN" "$p1" || wait_until 10 answers "$n" "$RUN" "$p2"
+	wait_until 10 eval "! running $p2"	# a refused second ends at once
+	live=
+	for p in $p1 $p2; do running "$p" && live="$live $p"; done
+	ctl --vm="$n" --rundir="$RUN" --status
+	fields "$TMP/ctl.out"
+	if [ -n "$race_bad" ]; then
+		:
+	elif [ "$(echo $live)" != "$p1" ] || [ "${F[pid]}" != "$p1" ]; then
+		race_bad="round $i: first $p1, second $p2; running:$live; the socket answers for pid ${F[pid]:-none}; $(cat "$TMP/$n.e1" "$TMP/$n.e2" | tr '\n' ' ')"
+	elif ! grep -q "a VM named $n is already running" "$TMP/$n.e2"; then
+		race_bad="round $i: the second said: $(cat "$TMP/$n.e2" | tr '\n' ' ')"
+	fi
+	kill -TERM $live 2>/dev/null
+	for p in $p1 $p2; do wait_bounded "$p" 20 2>/dev/null; done
+	[ -n "$race_bad" ] && break
+done
+if [ -n "$race_bad" ]; then
+	fail same-name-race "$race_bad"
+elif ls -A "$RUN" | grep -q "^\.$NAME"; then
+	fail same-name-race "private socket names left in $RUN: $(ls -A "$RUN" | tr '\n' ' ')"
+else
+	pass same-name-race
+fi
+
 # ---- where the socket may not be created ---------------------------------
 ln -s "$RUN" "$TMP/link"
 expect_error rundir-symlink "run directory $TMP/link is a symbolic link" \
