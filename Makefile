@@ -26,9 +26,9 @@ PCI_SRCS := src/pci/pci.c src/virtio/pci.c src/virtio/io.c src/virtio/queue.c sr
 CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/core/device.c src/core/vm.c src/core/vcpu.c src/core/config.c \
 	src/core/term.c src/core/loop.c \
-	src/arch/x86/multiboot.c src/arch/x86/mptable.c src/arch/x86/acpi.c src/arch/x86/cpuid.c \
-	src/arch/x86/msr.c src/arch/x86/irqchip.c src/arch/x86/boot.c \
-	src/hw/uart16550.c src/hw/serial.c src/hw/i8042.c src/hw/debug_exit.c \
+	src/arch/x86/multiboot.c src/arch/x86/mptable.c src/arch/x86/acpi.c src/arch/x86/aml.c \
+	src/arch/x86/cpuid.c src/arch/x86/msr.c src/arch/x86/irqchip.c src/arch/x86/boot.c src/arch/x86/linux.c \
+	src/hw/uart16550.c src/hw/serial.c src/hw/i8042.c src/hw/debug_exit.c src/hw/acpi_pm.c \
 	$(PCI_SRCS)
 SNAPSHOT_SRCS := src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/sections.c \
 	src/snapshot/save.c src/snapshot/restore.c src/snapshot/inspect.c
@@ -44,7 +44,8 @@ UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 # modules each unit test links (besides its own file)
 UNIT_LIB_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/core/config.c src/arch/x86/multiboot.c src/arch/x86/mptable.c src/arch/x86/acpi.c \
-	src/arch/x86/cpuid.c src/hw/uart16550.c src/core/device.c \
+	src/arch/x86/aml.c src/arch/x86/linux.c src/arch/x86/cpuid.c src/hw/uart16550.c \
+	src/core/device.c \
 	src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/sections.c \
 	src/arch/x86/irqchip.c $(PCI_SRCS)
 UNIT_LIB_OBJS := $(UNIT_LIB_SRCS:%.c=$(BUILD)/%.o)

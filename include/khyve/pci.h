@@ -231,6 +231,8 @@ bool pci__msix_access(struct pci_dev *pd, unsigned int bar, uint64_t off, uint8_
 void pci__set_intx(struct pci_dev *pd, int level);
 unsigned int pci__intx_gsi(uint8_t slot, uint8_t func);
 /* The INTx lines of the configured functions, for the MP table; returns how many. */
+/* The 64-bit BAR window: [*base, *end), above RAM and below the CPU's physical address limit. */
+void pci__mmio64_window(const struct vm *vm, uint64_t *base, uint64_t *end);
 unsigned int pci__irq_routes(const struct vm_config *cfg, struct mptable_pci_irq *out);
 
 /* The common part of every function's section. */

@@ -68,7 +68,9 @@ struct vm {
 
 	struct device_instance *devices;	/* list, in init order */
 	void *console;			/* COM1 when its backend is stdio */
-	uint32_t boot_entry, boot_info;	/* from boot__load, for the BSP */
+	/* from boot__load, for the BSP: multiboot (entry, info) or Linux (entry, zero page) */
+	uint64_t boot_entry, boot_info;
+	bool boot_linux;
 };
 
 /* Open /dev/kvm and check the capabilities khyve needs.  0 or -errno. */
@@ -96,6 +98,8 @@ void vm__request_exit(struct vm *vm, int status);
 /* vcpu.c */
 int vcpu__create(struct vm *vm, unsigned int id);
 int vcpu__setup_multiboot(struct vcpu *vcpu, uint32_t entry, uint32_t info);
+/* Long mode at a Linux kernel's 64-bit entry, RSI = zero page (linux.h). */
+int vcpu__setup_linux64(struct vcpu *vcpu, uint64_t entry, uint64_t zero_page);
 int vcpu__start_all(struct vm *vm);
 /* Kick every vCPU out of KVM_RUN and wait until all are parked. */
 void vcpu__pause_all(struct vm *vm);

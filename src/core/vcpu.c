@@ -20,6 +20,7 @@
 
 #include "khyve/cpuid.h"
 #include "khyve/log.h"
+#include "khyve/linux.h"
 #include "khyve/msr.h"
 #include "khyve/vm.h"
 
@@ -88,6 +89,46 @@ int vcpu__setup_multiboot(struct vcpu *v, uint32_t entry, uint32_t info)
 	r.rip = entry;
 	r.rax = 0x2BADB002;
 	r.rbx = info;
+	r.rflags = 0x2;
+	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * The 64-bit boot protocol: long mode, paging on with the loader's identity
+ * map, __BOOT_CS a 64-bit code segment and the data segments __BOOT_DS, in
+ * the loader's GDT (the kernel reloads its own at once).
+ */
+int vcpu__setup_linux64(struct vcpu *v, uint64_t entry, uint64_t zero_page)
+{
+	struct kvm_sregs s;
+	struct kvm_regs r;
+	struct kvm_segment code = {
+		.base = 0, .limit = 0xffffffff, .selector = LINUX_BOOT_CS, .type = 0xb,
+		.present = 1, .dpl = 0, .db = 0, .s = 1, .l = 1, .g = 1,
+	};
+	struct kvm_segment data = code;
+
+	data.selector = LINUX_BOOT_DS;
+	data.type = 0x3;
+	data.l = 0;
+	data.db = 1;
+	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+		return -errno;
+	s.cs = code;
+	s.ds = s.es = s.fs = s.gs = s.ss = data;
+	s.gdt.base = LINUX_GDT_ADDR;
+	s.gdt.limit = 4 * 8 - 1;
+	s.cr3 = LINUX_PML4_ADDR;
+	s.cr4 = 0x20;			/* PAE */
+	s.cr0 = 0x80000033;		/* PG | NE | ET | MP | PE */
+	s.efer = 0x500;			/* LMA | LME */
+	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
+		return -errno;
+	memset(&r, 0, sizeof(r));
+	r.rip = entry;
+	r.rsi = zero_page;
 	r.rflags = 0x2;
 	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
 		return -errno;

@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -151,9 +152,20 @@ int vm__create_machine(struct vm *vm, int mem_fd, char *err, size_t errlen)
 	}
 	if (ret)
 		return util__fail(ret, err, errlen, "cannot write the MP table for %u vCPUs", vm->ncpus);
-	/* with PCI, ACPI tables describe ECAM (MCFG) and the APICs (MADT) too */
-	if (mem_fd < 0 && cfg->nslots) {
-		ret = acpi__write(&vm->mem, vm->ncpus, PCI_ECAM_BASE);
+	/* ACPI describes the machine too (acpi.h), with a VM generation ID */
+	if (mem_fd < 0) {
+		struct mptable_pci_irq irqs[CONFIG_MAX_SLOTS];
+		struct acpi_config ac = { .ncpus = vm->ncpus, .irqs = irqs };
+
+		if (getrandom(ac.genid, sizeof(ac.genid), 0) != sizeof(ac.genid))
+			return util__fail(-EIO, err, errlen, "getrandom: %s", strerror(errno));
+
+		if (cfg->nslots) {
+			ac.ecam_base = PCI_ECAM_BASE;
+			ac.nirqs = pci__irq_routes(cfg, irqs);
+			pci__mmio64_window(vm, &ac.mmio64_base, &ac.mmio64_end);
+		}
+		ret = acpi__write(&vm->mem, &ac);
 		if (ret)
 			return util__fail(ret, err, errlen, "cannot write the ACPI tables for %u vCPUs", vm->ncpus);
 	}

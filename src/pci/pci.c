@@ -88,6 +88,24 @@ void pci__instance_name(const struct slot_config *sc, char *buf, size_t len)
 		snprintf(buf, len, "%s.%u", sc->device, sc->slot);
 }
 
+void pci__mmio64_window(const struct vm *vm, uint64_t *base, uint64_t *end)
+{
+	*base = PCI_MMIO64_MIN;
+	for (unsigned int i = 0; i < vm->mem.nregions; i++) {
+		uint64_t e = vm->mem.regions[i].gpa + vm->mem.regions[i].size;
+
+		if (e > *base)
+			*base = e;
+	}
+	*end = 1ULL << 52;	/* the architectural limit, unless the CPU says less */
+	if (vm->cpuid) {
+		const struct kvm_cpuid_entry2 *e = cpuid__find(vm->cpuid, 0x80000008, 0);
+
+		if (e && (e->eax & 0xff) >= 32 && (e->eax & 0xff) < 52)
+			*end = 1ULL << (e->eax & 0xff);
+	}
+}
+
 unsigned int pci__irq_routes(const struct vm_config *cfg, struct mptable_pci_irq *out)
 {
 	unsigned int n = 0;
@@ -823,20 +841,7 @@ static int pci_bus__init(struct vm *vm, void **priv, char *err, size_t errlen)
 	pthread_mutex_init(&bus->route_lock, NULL);
 	bus->gsi_next = PCI_MSI_GSI_BASE;
 	bus->mmio_next = PCI_MMIO_BASE;
-	bus->mmio64_next = PCI_MMIO64_MIN;
-	for (unsigned int i = 0; i < vm->mem.nregions; i++) {
-		uint64_t end = vm->mem.regions[i].gpa + vm->mem.regions[i].size;
-
-		if (end > bus->mmio64_next)
-			bus->mmio64_next = end;
-	}
-	bus->mmio64_end = 1ULL << 52;	/* the architectural limit, unless the CPU says less */
-	if (vm->cpuid) {
-		const struct kvm_cpuid_entry2 *e = cpuid__find(vm->cpuid, 0x80000008, 0);
-
-		if (e && (e->eax & 0xff) >= 32 && (e->eax & 0xff) < 52)
-			bus->mmio64_end = 1ULL << (e->eax & 0xff);
-	}
+	pci__mmio64_window(vm, &bus->mmio64_next, &bus->mmio64_end);
 	ret = bus__register(&vm->bus, BUS_PIO, PCI_CONF_ADDR, 4, conf_addr_read, conf_addr_write, bus, "pci-addr");
 	if (!ret)
 		ret = bus__register(&vm->bus, BUS_PIO, PCI_CONF_DATA, 4, conf_data_read, conf_data_write, bus,

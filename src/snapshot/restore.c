@@ -11,10 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <unistd.h>
 
+#include "khyve/acpi.h"
 #include "khyve/cpuid.h"
 #include "khyve/device.h"
+#include "khyve/irqchip.h"
 #include "khyve/log.h"
 #include "khyve/snapsec.h"
 #include "khyve/snapshot.h"
@@ -24,6 +27,25 @@
 static bool streq(const char *a, const char *b)
 {
 	return !strcmp(a ? a : "", b ? b : "");
+}
+
+/* "2:virtio-blk 3:virtio-net", for a message */
+static void slots__describe(const struct vm_config *c, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (unsigned int i = 0; i < c->nslots && off < len; i++) {
+		int n = snprintf(buf + off, len - off, "%s%u%s%.0u:%s", i ? " " : "", c->slots[i].slot,
+				 c->slots[i].func ? "." : "", c->slots[i].func,
+				 c->slots[i].device ? c->slots[i].device : "?");
+
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	if (!c->nslots)
+		snprintf(buf, len, "none");
 }
 
 /*
@@ -62,8 +84,15 @@ static int merge_config(struct vm_config *cmd, struct vm_config *snap, char *err
 			same = cmd->slots[i].slot == snap->slots[i].slot &&
 			       cmd->slots[i].func == snap->slots[i].func &&
 			       streq(cmd->slots[i].device, snap->slots[i].device);
-		if (!same)
-			return util__fail(-EINVAL, err, errlen, "snapshot '%s': -s differs from the snapshot's PCI slots", r);
+		if (!same) {
+			char want[256], got[256];
+
+			slots__describe(snap, want, sizeof(want));
+			slots__describe(cmd, got, sizeof(got));
+			return util__fail(-EINVAL, err, errlen, "snapshot '%s': -s must give the snapshot's PCI slots "
+					  "and devices, in order (%s), only their options may change; it gives %s",
+					  r, want, got);
+		}
 		/* the options name backends, which may have moved: the command line's win */
 		for (unsigned int i = 0; i < cmd->nslots; i++) {
 			if (streq(cmd->slots[i].opts, snap->slots[i].opts))
@@ -142,7 +171,12 @@ static int check_features(struct vm *vm, const struct vcpu_state *v, const char 
 		/* leaf 1 EBX and leaf 0xD EBX/ECX are IDs and sizes, not features */
 		want[0] = leaves[i].fn == 0xd ? s->eax : (leaves[i].fn == 7 ? s->eax : 0);
 		want[1] = leaves[i].fn == 7 ? s->ebx : 0;
-		want[2] = leaves[i].fn == 0xd ? 0 : s->ecx & ~(1u << 27);	/* OSXSAVE mirrors CR4 */
+		want[2] = leaves[i].fn == 0xd ? 0 : s->ecx;
+		/* OSXSAVE and OSPKE mirror the guest's CR4, not what the CPU has */
+		if (leaves[i].fn == 1)
+			want[2] &= ~(1u << 27);
+		if (leaves[i].fn == 7 && leaves[i].idx == 0)
+			want[2] &= ~(1u << 4);
 		want[3] = leaves[i].fn == 0xd ? 0 : s->edx;
 		if (leaves[i].fn == 7 && leaves[i].idx == 0)
 			want[0] = 0;	/* max subleaf */
@@ -251,6 +285,26 @@ out:
 	return ret;
 }
 
+/*
+ * Every restore is a new generation of the VM (it may be one of several
+ * clones): a new VM generation ID, and its event, once the interrupt
+ * controllers hold their saved state (acpi.h).
+ */
+static int renew_genid(struct vm *vm, char *err, size_t errlen)
+{
+	uint8_t id[16];
+	int ret;
+
+	if (getrandom(id, sizeof(id), 0) != sizeof(id))
+		return util__fail(-EIO, err, errlen, "getrandom: %s", strerror(errno));
+	if (!acpi__genid_renew(&vm->mem, id))
+		return 0;
+	ret = irqchip__set_line(vm->vm_fd, ACPI_GED_GSI, 1) ?: irqchip__set_line(vm->vm_fd, ACPI_GED_GSI, 0);
+	if (ret)
+		return util__fail(ret, err, errlen, "cannot signal the new VM generation ID: %s", strerror(-ret));
+	return 0;
+}
+
 int snapshot__restore(struct vm *vm, struct snapshot_restore *r, char *err, size_t errlen)
 {
 	struct snap_state *st = &r->st;
@@ -317,6 +371,9 @@ int snapshot__restore(struct vm *vm, struct snapshot_restore *r, char *err, size
 		snprintf(err, errlen, "snapshot '%s': %s", path, why);
 		goto out;
 	}
+	ret = renew_genid(vm, err, errlen);
+	if (ret)
+		goto out;
 	device__resume_all(vm);
 	pr_debug("restored '%s': %u vCPUs, %llu MiB", file, vm->ncpus,
 		 (unsigned long long)(vm->mem.size >> 20));

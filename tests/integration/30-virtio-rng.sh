@@ -96,7 +96,7 @@ done
 # -s given with -r must be the snapshot's
 snap=$TMP/rngcp-2cpu.1
 if [ -e "$snap.state" ]; then
-	expect_error restore-other-slots "-s differs from the snapshot's PCI slots" -r "$snap" -s 4,virtio-rnd r1
+	expect_error restore-other-slots "only their options may change; it gives 4:virtio-rnd" -r "$snap" -s 4,virtio-rnd r1
 	bounded 120 "$KHYVE" --rundir "$RUN" -r "$snap" -s 3,virtio-rnd -l "com1,file:$TMP/same.out" same \
 		</dev/null >/dev/null 2>"$TMP/same.err"
 	rc=$?

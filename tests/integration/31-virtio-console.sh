@@ -198,7 +198,7 @@ done
 # -s given with -r: the snapshot's slots and devices; the backend may move
 snap=$TMP/concp-2cpu.1
 if [ -e "$snap.state" ]; then
-	expect_error restore-other-device "-s differs from the snapshot's PCI slots" -r "$snap" -s 4,virtio-rnd r1
+	expect_error restore-other-device "only their options may change; it gives 4:virtio-rnd" -r "$snap" -s 4,virtio-rnd r1
 	bounded 120 "$KHYVE" --rundir "$RUN" -r "$snap" -s 4,virtio-console,file:$TMP/other \
 		-l "com1,file:$TMP/other.out" other </dev/null >/dev/null 2>"$TMP/other.err"
 	rc=$?

@@ -6,6 +6,7 @@
  * They must agree with the MP table, which stays, and overlap nothing.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <cmocka.h>
 
 #include "khyve/acpi.h"
+#include "khyve/aml.h"
 #include "khyve/memmap.h"
 #include "khyve/mptable.h"
 #include "khyve/multiboot.h"
@@ -63,7 +65,7 @@ static uint32_t check_table(uint64_t addr, const char *sig, uint8_t rev)
 /* The tables the XSDT lists, by signature; the RSDT must list the same. */
 struct root {
 	uint64_t rsdp, xsdt, rsdt;
-	uint64_t madt, mcfg;
+	uint64_t madt, mcfg, fadt;
 	unsigned int ntables;
 };
 
@@ -103,6 +105,9 @@ static void parse_root(struct root *r)
 		} else if (!memcmp(h, "MCFG", 4)) {
 			assert_int_equal(r->mcfg, 0);
 			r->mcfg = a;
+		} else if (!memcmp(h, "FACP", 4)) {
+			assert_int_equal(r->fadt, 0);
+			r->fadt = a;
 		} else {
 			fail_msg("unexpected table '%.4s'", (const char *)h);
 		}
@@ -171,23 +176,40 @@ static void parse_madt(uint64_t addr, struct madt *m)
 	assert_ptr_equal(e, end);
 }
 
+
+static const struct mptable_pci_irq test_irqs[2] = { { 2, 1, 18 }, { 3, 1, 19 } };
+
+/* The tables as vm.c writes them: with PCI (ecam != 0), two INTx routes and a 64-bit window. */
+static int write_tables(struct guest_mem *mem, unsigned int ncpus, uint64_t ecam)
+{
+	struct acpi_config c = { .ncpus = ncpus, .ecam_base = ecam };
+
+	if (ecam) {
+		c.irqs = test_irqs;
+		c.nirqs = 2;
+		c.mmio64_base = 1ULL << 32;
+		c.mmio64_end = 1ULL << 40;
+	}
+	return acpi__write(mem, &c);
+}
+
 static void test_rsdp_and_roots(void **state)
 {
 	struct root r;
 
 	(void)state;
-	assert_int_equal(acpi__write(&table_mem, 2, PCI_ECAM_BASE), 0);
+	assert_int_equal(write_tables(&table_mem, 2, PCI_ECAM_BASE), 0);
 	parse_root(&r);
 	assert_int_equal(r.rsdp, ACPI_RSDP_ADDR);
-	assert_int_equal(r.ntables, 2);
-	assert_true(r.madt && r.mcfg);
+	assert_int_equal(r.ntables, 3);
+	assert_true(r.madt && r.mcfg && r.fadt);
 	/* the tables do not overlap one another */
-	uint64_t a[4] = { r.xsdt, r.rsdt, r.madt, r.mcfg };
-	for (unsigned int i = 0; i < 4; i++) {
+	uint64_t a[6] = { r.xsdt, r.rsdt, r.madt, r.mcfg, r.fadt, rd64(table_at(r.fadt + 140, 8)) };
+	for (unsigned int i = 0; i < 6; i++) {
 		uint32_t li = rd32(table_at(a[i] + 4, 4));
 
 		assert_true(a[i] >= r.rsdp + 36);
-		for (unsigned int j = 0; j < 4; j++) {
+		for (unsigned int j = 0; j < 6; j++) {
 			uint32_t lj = rd32(table_at(a[j] + 4, 4));
 
 			if (i != j)
@@ -202,7 +224,7 @@ static void test_mcfg(void **state)
 	const uint8_t *t;
 
 	(void)state;
-	assert_int_equal(acpi__write(&table_mem, 1, PCI_ECAM_BASE), 0);
+	assert_int_equal(write_tables(&table_mem, 1, PCI_ECAM_BASE), 0);
 	parse_root(&r);
 	assert_int_equal(check_table(r.mcfg, "MCFG", 1), 60);	/* one allocation */
 	t = table_at(r.mcfg, 60);
@@ -223,10 +245,11 @@ static void test_no_mcfg(void **state)
 	struct root r;
 
 	(void)state;
-	assert_int_equal(acpi__write(&table_mem, 1, 0), 0);
+	assert_int_equal(write_tables(&table_mem, 1, 0), 0);
 	parse_root(&r);
-	assert_int_equal(r.ntables, 1);
+	assert_int_equal(r.ntables, 2);	/* MADT and FADT */
 	assert_true(r.madt);
+	assert_true(r.fadt);
 	assert_int_equal(r.mcfg, 0);
 }
 
@@ -241,7 +264,7 @@ static void test_madt(void **state)
 		unsigned int n = counts[k];
 
 		print_message("    %u vCPUs\n", n);
-		assert_int_equal(acpi__write(&table_mem, n, PCI_ECAM_BASE), 0);
+		assert_int_equal(write_tables(&table_mem, n, PCI_ECAM_BASE), 0);
 		parse_root(&r);
 		parse_madt(r.madt, &m);
 		assert_int_equal(m.lapic_addr, LAPIC_ADDR);
@@ -275,25 +298,30 @@ static void test_bad_counts(void **state)
 	struct guest_mem none;
 
 	(void)state;
-	assert_int_equal(acpi__write(&table_mem, 0, PCI_ECAM_BASE), -ENOSPC);
-	assert_int_equal(acpi__write(&table_mem, 255, PCI_ECAM_BASE), -ENOSPC);
+	assert_int_equal(write_tables(&table_mem, 0, PCI_ECAM_BASE), -ENOSPC);
+	assert_int_equal(write_tables(&table_mem, 255, PCI_ECAM_BASE), -ENOSPC);
 	memmap__layout(&none, 16 * MiB);	/* laid out, not mapped */
-	assert_int_equal(acpi__write(&none, 1, PCI_ECAM_BASE), -ENOSPC);
+	assert_int_equal(write_tables(&none, 1, PCI_ECAM_BASE), -ENOSPC);
 }
 
-/* Only [ACPI_ADDR, ACPI_END) is written. */
+/*
+ * Only [ACPI_ADDR, ACPI_END) is written, and the reset vector's 16 bytes:
+ * "mov al, 1; mov dx, 0x602; out dx, al", the reset register's write.
+ */
 static void test_writes_nothing_else(void **state)
 {
+	static const uint8_t reset[] = { 0xb0, ACPI_RESET_VALUE, 0xba, 0x02, 0x06, 0xee };
 	const uint8_t *lo = table_at(0, ACPI_ADDR), *hi = table_at(ACPI_END, 2 * MiB - ACPI_END);
 
 	(void)state;
-	assert_int_equal(acpi__write(&table_mem, 254, PCI_ECAM_BASE), 0);
+	assert_int_equal(write_tables(&table_mem, 254, PCI_ECAM_BASE), 0);
 	for (uint64_t i = 0; i < ACPI_ADDR; i++)
 		if (lo[i] != 0xAA)
 			fail_msg("byte at 0x%llx written", (unsigned long long)i);
 	for (uint64_t i = 0; i < 2 * MiB - ACPI_END; i++)
-		if (hi[i] != 0xAA)
+		if (hi[i] != 0xAA && (ACPI_END + i < ACPI_RESET_VECTOR || ACPI_END + i >= ACPI_RESET_VECTOR + 16))
 			fail_msg("byte at 0x%llx written", (unsigned long long)(ACPI_END + i));
+	assert_memory_equal(table_at(ACPI_RESET_VECTOR, sizeof(reset)), reset, sizeof(reset));
 }
 
 /*
@@ -316,11 +344,11 @@ static void test_with_mptable(void **state)
 		unsigned int ioapic = 0, irq0_pin = 0xff;
 
 		if (order) {
-			assert_int_equal(acpi__write(&table_mem, 254, PCI_ECAM_BASE), 0);
+			assert_int_equal(write_tables(&table_mem, 254, PCI_ECAM_BASE), 0);
 			assert_int_equal(mptable__write_pci(&table_mem, 254, true, irqs, 2), 0);
 		} else {
 			assert_int_equal(mptable__write_pci(&table_mem, 254, true, irqs, 2), 0);
-			assert_int_equal(acpi__write(&table_mem, 254, PCI_ECAM_BASE), 0);
+			assert_int_equal(write_tables(&table_mem, 254, PCI_ECAM_BASE), 0);
 		}
 		parse_root(&r);
 		parse_madt(r.madt, &m);
@@ -349,6 +377,152 @@ static void test_with_mptable(void **state)
 	assert_true(ACPI_ADDR >= MEM_EBDA_START && ACPI_END <= MEM_BIOS_END);
 }
 
+/* Does needle occur in [p, p+len)? */
+static bool contains(const uint8_t *p, size_t len, const uint8_t *needle, size_t n)
+{
+	for (size_t i = 0; i + n <= len; i++)
+		if (!memcmp(p + i, needle, n))
+			return true;
+	return false;
+}
+
+/* FADT: hardware-reduced, sleep and reset on the acpi-pm ports, its DSDT whole. */
+static void test_fadt_dsdt(void **state)
+{
+	static const uint8_t s5[] = { 0x08, '\\', '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, 0x05, 0, 0, 0 };
+	static const uint8_t pnp0a08[] = { 0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0a, 0x08 };
+	static const uint8_t prt0[] = { 0x12, 0x0b, 0x04, 0x0c, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x0a, 18 };
+	static const uint8_t com1_irq[] = { 0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08, 0x22, 0x10, 0x00,
+					    0x79, 0x00 };
+	static const uint8_t ecam[] = { 0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0x00, 0xe0, 0x00, 0x00, 0x10, 0x00 };
+	struct root r;
+	const uint8_t *f, *d;
+	uint32_t dlen;
+
+	(void)state;
+	assert_int_equal(write_tables(&table_mem, 2, PCI_ECAM_BASE), 0);
+	parse_root(&r);
+	assert_int_equal(r.ntables, 3);
+	assert_int_equal(check_table(r.fadt, "FACP", 6), 276);
+	f = table_at(r.fadt, 276);
+	assert_int_equal(f[131], 5);				/* minor revision */
+	assert_true(rd32(f + 112) & (1u << 20));		/* HW_REDUCED_ACPI */
+	assert_true(rd32(f + 112) & (1u << 10));		/* RESET_REG_SUP */
+	assert_int_equal(rd16(f + 109), (1u << 2) | (1u << 5));	/* no VGA, no CMOS RTC, no 8042 */
+	assert_int_equal(f[116], 1);				/* reset: system I/O, */
+	assert_int_equal(f[117], 8);				/* 8 bits */
+	assert_int_equal(rd64(f + 120), ACPI_RESET_PORT);
+	assert_int_equal(f[128], ACPI_RESET_VALUE);
+	assert_int_equal(f[244], 1);				/* SLEEP_CONTROL_REG */
+	assert_int_equal(rd64(f + 248), ACPI_SLEEP_CTL_PORT);
+	assert_int_equal(f[256], 1);				/* SLEEP_STATUS_REG */
+	assert_int_equal(rd64(f + 260), ACPI_SLEEP_STS_PORT);
+	for (int i = 48; i < 109; i++)				/* no legacy blocks */
+		assert_int_equal(f[i], 0);
+	assert_int_equal(rd32(f + 40), rd64(f + 140));		/* DSDT, 32- and 64-bit */
+	dlen = check_table(rd64(f + 140), "DSDT", 2);
+	d = table_at(rd64(f + 140), dlen);
+	assert_true(contains(d, dlen, s5, sizeof(s5)));
+	assert_true(contains(d, dlen, pnp0a08, sizeof(pnp0a08)));
+	assert_true(contains(d, dlen, prt0, sizeof(prt0)));
+	assert_true(contains(d, dlen, com1_irq, sizeof(com1_irq)));
+	assert_true(contains(d, dlen, ecam, sizeof(ecam)));
+	/* without PCI: no host bridge, COM1 and \_S5 still */
+	assert_int_equal(write_tables(&table_mem, 1, 0), 0);
+	parse_root(&r);
+	f = table_at(r.fadt, 276);
+	dlen = check_table(rd64(f + 140), "DSDT", 2);
+	d = table_at(rd64(f + 140), dlen);
+	assert_false(contains(d, dlen, pnp0a08, sizeof(pnp0a08)));
+	assert_true(contains(d, dlen, s5, sizeof(s5)));
+	assert_true(contains(d, dlen, com1_irq, sizeof(com1_irq)));
+}
+
+/* The generation ID: written with its marker, renewed only where the marker is. */
+static void test_genid(void **state)
+{
+	static const uint8_t vgen_addr[] = { 0x08, 'A', 'D', 'D', 'R', 0x12, 0x08, 0x02, 0x0c, 0x00, 0xf0, 0x0e, 0x00, 0x00 };
+	static const uint8_t evt[] = { 0x14, 0x13, '_', 'E', 'V', 'T', 0x01, 0x86, '\\', 0x2e, '_', 'S', 'B', '_',
+				       'V', 'G', 'E', 'N', 0x0a, 0x80 };
+	struct acpi_config c = { .ncpus = 1 };
+	uint8_t id2[16] = { 9, 8, 7 };
+	const uint8_t *g, *f, *d;
+	struct root r;
+	uint32_t dlen;
+
+	(void)state;
+	for (int i = 0; i < 16; i++)
+		c.genid[i] = (uint8_t)(0x40 + i);
+	assert_int_equal(acpi__write(&table_mem, &c), 0);
+	g = table_at(ACPI_VMGENID_ADDR, 32);
+	assert_memory_equal(g, c.genid, 16);
+	parse_root(&r);
+	f = table_at(r.fadt, 276);
+	dlen = check_table(rd64(f + 140), "DSDT", 2);
+	d = table_at(rd64(f + 140), dlen);
+	assert_true(contains(d, dlen, vgen_addr, sizeof(vgen_addr)));
+	assert_true(contains(d, dlen, evt, sizeof(evt)));
+	assert_true(contains(d, dlen, (const uint8_t *)"VM_GEN_COUNTER", 15));
+	assert_true(contains(d, dlen, (const uint8_t *)"ACPI0013", 9));
+	/* the tables end before the ID's page */
+	assert_true(rd64(f + 140) + dlen <= ACPI_VMGENID_ADDR);
+	assert_true(acpi__genid_renew(&table_mem, id2));
+	assert_memory_equal(table_at(ACPI_VMGENID_ADDR, 16), id2, 16);
+	/* a memory image without the page (an older snapshot) is left alone */
+	memset((uint8_t *)table_at(ACPI_VMGENID_ADDR, 32), 0, 32);
+	assert_false(acpi__genid_renew(&table_mem, id2));
+	assert_int_equal(table_at(ACPI_VMGENID_ADDR, 1)[0], 0);
+}
+
+/* The AML writer's encodings that the DSDT test does not reach: long PkgLengths, names. */
+static void test_aml_encoding(void **state)
+{
+	static uint8_t buf[8192], zeros[5000];
+	static const uint8_t dual[] = { 0x10, 0x0b, '\\', 0x2e, '_', 'S', 'B', '_', 'P', 'C', 'I', '0' };
+	static const uint8_t res[] = { 0x11, 0x08, 0x0a, 0x05, 0x22, 0x10, 0x00, 0x79, 0x00 };
+	struct aml a;
+
+	(void)state;
+	aml__init(&a, buf, sizeof(buf));
+	aml__open_scope(&a, "ABCD");
+	aml__bytes(&a, zeros, 100);
+	aml__close(&a);
+	assert_int_equal(a.len, 107);
+	assert_int_equal(buf[1], 0x40 | (106 & 0xf));		/* two bytes: 106 = 0x6A */
+	assert_int_equal(buf[2], 106 >> 4);
+
+	aml__init(&a, buf, sizeof(buf));
+	aml__open_scope(&a, "ABCD");
+	aml__bytes(&a, zeros, 5000);
+	aml__close(&a);
+	assert_int_equal(buf[1], 0x80 | (5007 & 0xf));		/* three bytes: 5007 = 0x138F */
+	assert_int_equal(buf[2], (5007 >> 4) & 0xff);
+	assert_int_equal(buf[3], 5007 >> 12);
+
+	aml__init(&a, buf, sizeof(buf));
+	aml__open_scope(&a, "\\_SB_.PCI0");
+	aml__close(&a);
+	assert_int_equal(a.len, sizeof(dual));
+	assert_memory_equal(buf, dual, sizeof(dual));
+
+	aml__init(&a, buf, sizeof(buf));
+	aml__open_resources(&a);
+	aml__res_irq(&a, 4);
+	aml__close(&a);
+	assert_int_equal(a.len, sizeof(res));
+	assert_memory_equal(buf, res, sizeof(res));
+
+	/* overflow is refused, not written past the buffer */
+	aml__init(&a, buf, 10);
+	aml__open_scope(&a, "ABCD");
+	aml__bytes(&a, zeros, 100);
+	aml__close(&a);
+	assert_true(a.overflow);
+	aml__init(&a, buf, sizeof(buf));
+	aml__close(&a);
+	assert_true(a.overflow);				/* close without open */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -359,6 +533,9 @@ int main(void)
 		cmocka_unit_test_setup(test_bad_counts, table_mem_fill),
 		cmocka_unit_test_setup(test_writes_nothing_else, table_mem_fill),
 		cmocka_unit_test_setup(test_with_mptable, table_mem_fill),
+		cmocka_unit_test_setup(test_fadt_dsdt, table_mem_fill),
+		cmocka_unit_test(test_aml_encoding),
+		cmocka_unit_test_setup(test_genid, table_mem_fill),
 	};
 
 	return cmocka_run_group_tests(tests, table_mem_alloc, table_mem_free);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "khyve/boot.h"
+#include "khyve/linux.h"
 #include "khyve/multiboot.h"
 #include "khyve/util.h"
 
@@ -18,6 +19,41 @@ static int read_input(const char *what, const char *path, uint64_t max, void **b
 	else if (ret)
 		snprintf(err, errlen, "cannot read %s '%s': %s", what, path, strerror(-ret));
 	return ret;
+}
+
+/* -i is the initrd of a Linux kernel; its "ARGS" part has no meaning there. */
+static int load_linux(struct vm *vm, const void *image, size_t len, char *err, size_t errlen)
+{
+	struct vm_config *cfg = vm->cfg;
+	struct linux_boot lb;
+	void *initrd = NULL;
+	size_t initrd_len = 0;
+	char msg[256];
+	int ret;
+
+	if (cfg->nmodules > 1)
+		return util__fail(-EINVAL, err, errlen,
+				  "kernel '%s' is a Linux bzImage: it takes one -i (its initrd), not %u",
+				  cfg->kernel, cfg->nmodules);
+	if (cfg->nmodules && strcmp(cfg->modules[0].path, cfg->modules[0].string))
+		return util__fail(-EINVAL, err, errlen,
+				  "initrd '%s': a Linux initrd takes no arguments (they go in -A)",
+				  cfg->modules[0].string);
+	if (cfg->nmodules) {
+		ret = read_input("initrd", cfg->modules[0].path, cfg->mem_size, &initrd, &initrd_len,
+				 err, errlen);
+		if (ret)
+			return ret;
+	}
+	ret = linux__load(&vm->mem, image, len, cfg->cmdline ? cfg->cmdline : "", initrd, initrd_len,
+			  &lb, msg, sizeof(msg));
+	free(initrd);
+	if (ret)
+		return util__fail(ret, err, errlen, "kernel '%s': %s", cfg->kernel, msg);
+	vm->boot_entry = lb.entry;
+	vm->boot_info = lb.zero_page;
+	vm->boot_linux = true;
+	return 0;
 }
 
 /*
@@ -45,6 +81,10 @@ int boot__load(struct vm *vm, char *err, size_t errlen)
 	ret = read_input("kernel", cfg->kernel, cfg->mem_size, &image, &len, err, errlen);
 	if (ret)
 		goto out;
+	if (linux__is_bzimage(image, len)) {
+		ret = load_linux(vm, image, len, err, errlen);
+		goto out;
+	}
 	for (unsigned int i = 0; i < cfg->nmodules; i++) {
 		ret = read_input("module", cfg->modules[i].path, cfg->mem_size, &bufs[i], &mods[i].len,
 				 err, errlen);
@@ -80,7 +120,9 @@ out:
 
 int boot__setup_bsp(struct vm *vm, char *err, size_t errlen)
 {
-	int ret = vcpu__setup_multiboot(&vm->vcpus[0], vm->boot_entry, vm->boot_info);
+	int ret = vm->boot_linux ?
+		vcpu__setup_linux64(&vm->vcpus[0], vm->boot_entry, vm->boot_info) :
+		vcpu__setup_multiboot(&vm->vcpus[0], (uint32_t)vm->boot_entry, (uint32_t)vm->boot_info);
 
 	if (ret)
 		snprintf(err, errlen, "cannot set the boot processor's registers: %s", strerror(-ret));
