@@ -39,7 +39,7 @@ KHYVE_OBJS := $(KHYVE_SRCS:%.c=$(BUILD)/%.o)
 CTL_SRCS := src/ctl/khyvectl.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c
 CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 
-UNIT_TESTS := multiboot uart memmap cpuid config mptable acpi bus snapshot pci vconsole vnet vblk
+UNIT_TESTS := multiboot linux uart memmap cpuid config mptable acpi bus snapshot pci vconsole vnet vblk
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 # modules each unit test links (besides its own file)
 UNIT_LIB_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
@@ -94,12 +94,16 @@ $(BUILD)/tests/test_devices: $(BUILD)/tests/unit/test_devices.o $(UNIT_HELPER_OB
 
 unit: deps $(UNIT_BINS) $(BUILD)/tests/test_devices
 
-test: all unit fixtures
+test: all unit fixtures linux-image
 	$(Q)sh tests/run.sh $(BUILD)
 
 # every check, also the repetitions the core set leaves out
-test-full: all unit fixtures
+test-full: all unit fixtures linux-image
 	$(Q)KHYVE_TEST_SET=full sh tests/run.sh $(BUILD)
+
+# the stock Linux guest (Debian's kernel, busybox initramfs): rebuilt when its scripts change
+linux-image:
+	$(Q)sh scripts/linux-image $(BUILD)/linux
 
 # a shell (or CMD) in the test machine: make testvm [CMD="..."]
 testvm: all unit fixtures
@@ -111,8 +115,8 @@ asan:
 test-asan: asan
 	$(Q)KHYVE_SAN=1 sh tests/run.sh build-asan
 
-demo: all
-	$(Q)sh scripts/demo.sh $(BUILD)
+demo: all linux-image
+	$(Q)bash scripts/demo.sh $(BUILD)
 
 $(BUILD)/bench/blkhost: bench/blkhost.c
 	@mkdir -p $(dir $@)
@@ -128,14 +132,14 @@ clean:
 
 help:
 	@echo "make            build build/khyve and the test guest"
-	@echo "make demo       run the test guest on 2 vCPUs, output on the terminal"
+	@echo "make demo       stock Linux on 2 vCPUs: boot, suspend, restore in a new process"
 	@echo "make test       unit and integration tests (the core set in the test machine)"
 	@echo "make test-full  every check, also the repetitions the core set leaves out"
 	@echo "make testvm     a shell in the test machine (CMD=... runs a command instead)"
 	@echo "make asan       build with ASan+UBSan into build-asan/; make test-asan runs the tests"
 	@echo "make bench      benchmarks (see README)"
 
-.PHONY: all guest deps unit test test-full testvm asan test-asan demo bench clean help
+.PHONY: all guest deps unit test test-full testvm asan test-asan demo bench clean help linux-image
 .DELETE_ON_ERROR:
 # keep the unit tests' objects: make's "rm ..." of intermediates would
 # otherwise print after the tests' closing "N passed, N failed" line

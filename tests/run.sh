@@ -21,6 +21,8 @@
 #                        scripts/kvm-usable says this host's /dev/kvm cannot
 #                        create a VM.  Unit tests always run here.
 #   KHYVE_IN_TESTVM      1 inside the test machine (never nested)
+#   KHYVE_TEST_SCRIPTS   only these integration scripts (names without .sh,
+#                        space-separated; default all)
 BUILD=${1:-build}
 PART=${2:-all}
 export BUILD
@@ -150,6 +152,10 @@ run_units() {
 run_integration() {
 	for t in tests/integration/*.sh; do
 		script=$(basename "$t" .sh)
+		case " ${KHYVE_TEST_SCRIPTS:-$script} " in
+		*" $script "*) ;;
+		*) continue ;;
+		esac
 		echo "== $script"
 		start=$(date +%s)
 		timeout -k $((10 * SCALE)) $((900 * SCALE)) bash "$t" >"$log" 2>&1
@@ -179,34 +185,57 @@ in_testvm() {
 	esac
 }
 
-# The integration tests inside the test machine: its output streams here and
-# its check lines count; if the machine fails before the inner run printed
-# its totals, or the totals disagree with the lines seen, that is a FAIL.
+# run_integration_testvm: each integration script in a test machine of its
+# own (scripts/testvm, ~15 s to start), so that a machine that hangs costs
+# one script, not the rest.  QEMU's emulation of nested AMD-V has hung the
+# whole machine now and then (no console output, no heartbeat; seen in
+# 03-tty, 06-qemu-virtio, 31 and 32, never at the same place twice), and
+# once panicked the machine's own kernel ("corrupted stack end detected
+# inside scheduler" under KVM_RUN of a 4-vCPU Linux guest): a script whose
+# machine hung, panicked or did not start runs once more in a new one,
+# and that second run is the one counted (the first one's lines are shown
+# as comments).  A machine failing twice, or a script whose totals do not
+# match the lines that arrived, is a FAIL.
 run_integration_testvm() {
 	echo "== integration tests in the test machine (scripts/testvm; KHYVE_TESTVM=0 runs them here)"
 	echo "== the core set (KHYVE_TEST_SET=${KHYVE_TEST_SET:-core}; make test-full runs every check)"
-	rm -f "$log.rc"
-	{
-		KHYVE_TEST_SET=${KHYVE_TEST_SET:-core} scripts/testvm sh tests/run.sh "$BUILD" integration 2>&1
-		echo $? >"$log.rc"
-	} | tee "$log"
-	rc=$(cat "$log.rc" 2>/dev/null)
-	total=$(tr -d '\r' <"$log" | grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' | tail -1)
-	set -- $(tr -d '\r' <"$log" | awk '/^PASS /{p++} /^FAIL /{f++} /^SKIP /{s++} END{print p+0, f+0, s+0}')
-	seen="$1 passed, $2 failed"
-	[ "$3" -gt 0 ] && seen="$seen, $3 skipped"
-	why=$(tr -d '\r' <"$log" | grep '^testvm: ' | tail -3 | tr '\n' ' ' | sed 's/ *$//')
-	[ -n "$why" ] || why=$(tr -d '\r' <"$log" | grep -v '^$' | tail -3 | tr '\n' ' ' | sed 's/ *$//')
-	if [ -z "$total" ]; then
-		echo "FAIL testvm: the test machine ended (status ${rc:-unknown}) before the integration tests printed their totals: ${why:-no message}" |
-			tee -a "$log"
-	elif [ "$total" != "$seen" ]; then
-		echo "FAIL testvm: the integration tests reported '$total', the lines that arrived here say '$seen'" | tee -a "$log"
-	elif [ "${rc:-1}" -ne 0 ] && [ "$2" -eq 0 ]; then
-		echo "FAIL testvm: status ${rc:-unknown} although the integration tests reported no failure: ${why:-no message}" |
-			tee -a "$log"
-	fi
-	count "$log"
+	for t in tests/integration/*.sh; do
+		script=$(basename "$t" .sh)
+		for attempt in 1 2; do
+			[ $attempt = 2 ] && echo "# $script: its test machine hung; running it again in a new one"
+			rm -f "$log.rc"
+			{
+				KHYVE_TEST_SET=${KHYVE_TEST_SET:-core} KHYVE_TEST_SCRIPTS=$script \
+					scripts/testvm sh tests/run.sh "$BUILD" integration 2>&1
+				echo $? >"$log.rc"
+			} >"$log"
+			rc=$(cat "$log.rc" 2>/dev/null)
+			total=$(tr -d '\r' <"$log" | grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' | tail -1)
+			# the machine hung or never started: run the script again, once
+			if [ -z "$total" ] && [ $attempt = 1 ] &&
+				grep -qE "^testvm: the test machine( stopped answering| did not start|'s kernel panicked)" "$log"; then
+				sed 's/^/# first attempt: /' "$log"
+				continue
+			fi
+			grep -vE '^[0-9]+ passed, [0-9]+ failed' "$log"
+			break
+		done
+		set -- $(tr -d '\r' <"$log" | awk '/^PASS /{p++} /^FAIL /{f++} /^SKIP /{s++} END{print p+0, f+0, s+0}')
+		seen="$1 passed, $2 failed"
+		[ "$3" -gt 0 ] && seen="$seen, $3 skipped"
+		why=$(tr -d '\r' <"$log" | grep '^testvm: ' | tail -3 | tr '\n' ' ' | sed 's/ *$//')
+		[ -n "$why" ] || why=$(tr -d '\r' <"$log" | grep -v '^$' | tail -3 | tr '\n' ' ' | sed 's/ *$//')
+		if [ -z "$total" ]; then
+			echo "FAIL testvm-$script: the test machine ended (status ${rc:-unknown}) before $script printed its totals: ${why:-no message}" |
+				tee -a "$log"
+		elif [ "$total" != "$seen" ]; then
+			echo "FAIL testvm-$script: $script reported '$total', the lines that arrived here say '$seen'" | tee -a "$log"
+		elif [ "${rc:-1}" -ne 0 ] && [ "$2" -eq 0 ]; then
+			echo "FAIL testvm-$script: status ${rc:-unknown} although $script reported no failure: ${why:-no message}" |
+				tee -a "$log"
+		fi
+		count "$log"
+	done
 }
 
 case $PART in

@@ -1,0 +1,39 @@
+# Guest side of the snapshot checks of tests/integration/40-linux.sh, run
+# by scripts/linux-init as /mnt/run.sh: khyve.rounds= rounds, each writing
+# a 256 KiB file of known content to the ext4 disk, syncing it, and pinging
+# the host through virtio-net: "round N" on the console as it begins (the
+# host takes its checkpoints at random moments after that line, of random
+# rounds: in the middle of the I/O), "result N ping=ok|lost up=UPTIME
+# gen=ID" as it ends, with the uptime and the VM generation ID.  Then every
+# file is checked against its content, and the kernel log for warnings;
+# GUEST lines report both before the guest powers off.
+arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+content() { yes "khyve round $1" | head -c 262144; }
+N=$(arg khyve.rounds)
+ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up
+mkdir -p /mnt/data
+echo "GUEST start"
+i=0
+while [ "$i" -lt "$N" ]; do
+	echo "round $i"
+	content "$i" >/mnt/data/f$i
+	sync
+	ping -c 1 -W 10 10.0.2.1 >/dev/null 2>&1 && p=ok || p=lost
+	# the VM generation ID (its page is below 1 MiB, which /dev/mem allows)
+	echo "result $i ping=$p up=$(cut -d' ' -f1 /proc/uptime) gen=$(devmem 0xef000 64)"
+	i=$((i + 1))
+done
+bad=
+i=0
+while [ "$i" -lt "$N" ]; do
+	[ "$(content "$i" | md5sum)" = "$(md5sum </mnt/data/f$i)" ] || bad="$bad $i"
+	i=$((i + 1))
+done
+echo "GUEST bad_files=${bad:-none}"
+echo "GUEST online=$(cat /sys/devices/system/cpu/online)"
+echo "GUEST ged_irqs=$(awk '/ged|GED|Ged/ { n = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i; print n }' /proc/interrupts | head -1)"
+dmesg | grep -i -E 'WARNING:|soft lockup|rcu.*stall|hung task|clocksource.*unstable|BUG:|I/O error|EXT4-fs error' |
+	head -20 | sed 's/^/GUEST dmesg: /'
+echo "GUEST done"
+umount /mnt
+poweroff -f
