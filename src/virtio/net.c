@@ -829,14 +829,21 @@ static int net__restore(void *priv, const void *state, char *err, size_t errlen)
 	char saved[18], given[18];
 	int ret;
 
+	pthread_mutex_lock(&pd->lock);
+	memcpy(n->mac, s->mac, 6);
+	/*
+	 * A clone's own MAC: the device reports it from now on, and the next
+	 * snapshot records it.  The running guest keeps the address its
+	 * driver read at probe until it reads the device again (a rebind, a
+	 * reboot), which its generation ID changing tells it to do.
+	 */
 	if (n->o.mac_given && memcmp(n->o.mac, s->mac, 6)) {
 		fmt_mac(s->mac, saved);
 		fmt_mac(n->o.mac, given);
-		snprintf(err, errlen, "the guest uses MAC %s, -s gives mac=%s", saved, given);
-		return -EINVAL;
+		pr_info("%s: MAC %s replaces the snapshot's %s; the guest sees it when its driver next "
+			"reads the device", pd->name, given, saved);
+		memcpy(n->mac, n->o.mac, 6);
 	}
-	pthread_mutex_lock(&pd->lock);
-	memcpy(n->mac, s->mac, 6);
 	n->status = s->status;
 	if (strcmp(n->o.tap, s->tap))
 		pr_debug("%s: tap '%s' (the snapshot's was '%s')", pd->name, n->o.tap, s->tap);

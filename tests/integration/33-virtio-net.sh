@@ -321,9 +321,13 @@ if [ -e "$snap.state" ]; then
 	bounded 300 ip netns exec "$NS" "$KHYVE" --rundir "$RUN" -r "$snap" -s 4,virtio-net,tap=ktap1 \
 		-l "com1,file:$TMP/net-other-tap.out" net-other-tap </dev/null >/dev/null 2>"$TMP/net-other-tap.err"
 	check net-other-tap "$want" $?
+	# a clone's own MAC: accepted (the test guest keeps the one it read
+	# at start, so the digest is unchanged; 40-linux.sh checks that Linux
+	# sees it after a rebind)
+	bounded 300 ip netns exec "$NS" "$KHYVE" --rundir "$RUN" -r "$snap" -s 4,virtio-net,tap=ktap1,mac=02:00:00:00:00:01 \
+		-l "com1,file:$TMP/net-restore-other-mac.out" net-restore-other-mac </dev/null >/dev/null 2>"$TMP/net-restore-other-mac.err"
+	check net-restore-other-mac "$want" $?
 	echo_stop
-	ns_expect_error net-restore-other-mac "device virtio-net.4: the guest uses MAC 52:54:00:" \
-		-r "$snap" -s 4,virtio-net,tap=ktap0,mac=02:00:00:00:00:01 r1
 	expect_error net-restore-other-device "only their options may change; it gives 4:virtio-rnd" -r "$snap" -s 4,virtio-rnd r1
 else
 	fail net-other-tap "no checkpoint $snap to restore (checkpoint 2 failed)"

@@ -22,7 +22,7 @@
 #    the guest's uptime never going back nor jumping, every vCPU online,
 #    no warning in the kernel log;
 #  - two clones of one checkpoint at once, each with its own disk copy, tap
-#    (in a namespace of its own): both carry on to the end, with
+#    (in a namespace of its own) and MAC: both carry on to the end, with
 #    generation IDs that differ from each other and from the original's,
 #    and the generation event delivered.
 . tests/lib.sh
@@ -185,11 +185,12 @@ start_io() {
 # gen_of NAME: the generation IDs the guest printed, one per round
 gen_of() { tr -d '\r' <"$TMP/$1.con" | sed -n 's/^result .* gen=\(0x[0-9A-Fa-f]*\)$/\1/p'; }
 
-# judge_io CHECK NAME RC DISK: the run NAME (of start_io) must have carried
-# on to the end
+# judge_io CHECK NAME RC DISK [MAC]: the run NAME (of start_io) must have
+# carried on to the end, with MAC (default the original's) on eth0
 judge_io() {
-	local check=$1 name=$2 rc=$3 disk=$4 why= ups last fsck
+	local check=$1 name=$2 rc=$3 disk=$4 mac=${5:-52:54:00:12:34:56} why= ups last fsck
 	touch "$TMP/$name.con" "$TMP/$name.err"
+	[ "$(guest mac "$name")" = "$mac" ] || why="$why; eth0's MAC '$(guest mac "$name")', want $mac"
 	[ "$rc" -eq 0 ] || why="$why; $(status_text "$rc") (want 0)"
 	[ "$(guest bad_files "$name")" = none ] || why="$why; files with wrong content: '$(guest bad_files "$name")'"
 	[ "$(guest online "$name")" = 0-1 ] || why="$why; online '$(guest online "$name")'"
@@ -265,24 +266,24 @@ if [ -s "$TMP/s4" ]; then
 	fi
 fi
 
-# two clones of c1 at once: own disk copy, own tap (a second namespace);
-# the MAC stays the guest's (khyve refuses another: the guest caches it)
+# two clones of c1 at once: own disk copy, own tap (a second namespace),
+# own MAC (which the guest's driver reads when rebound on the new generation)
 if [ -s "$TMP/c1" ]; then
 	ip netns add "$NS-2" && ip netns exec "$NS-2" ip tuntap add dev ltap0 mode tap &&
 		ip netns exec "$NS-2" ip addr add 10.0.2.1/24 dev ltap0 && ip netns exec "$NS-2" ip link set ltap0 up ||
 		fail linux-clones "cannot make the second namespace's tap"
 	cp --sparse=always "$TMP/c1.virtio-blk.2.disk" "$TMP/cloneA.img"
 	cp --sparse=always "$TMP/c1.virtio-blk.2.disk" "$TMP/cloneB.img"
-	start_io cloneA "$NS" -r "$TMP/c1" -s 2,virtio-blk,"$TMP/cloneA.img" -s 3,virtio-net,tap=ltap0 -s 4,virtio-rnd
+	start_io cloneA "$NS" -r "$TMP/c1" -s 2,virtio-blk,"$TMP/cloneA.img" -s 3,virtio-net,tap=ltap0,mac=52:54:00:00:0a:01 -s 4,virtio-rnd
 	pa=$VMPID
-	start_io cloneB "$NS-2" -r "$TMP/c1" -s 2,virtio-blk,"$TMP/cloneB.img" -s 3,virtio-net,tap=ltap0 -s 4,virtio-rnd
+	start_io cloneB "$NS-2" -r "$TMP/c1" -s 2,virtio-blk,"$TMP/cloneB.img" -s 3,virtio-net,tap=ltap0,mac=52:54:00:00:0b:01 -s 4,virtio-rnd
 	pb=$VMPID
 	wait_bounded "$pa" 600
 	ra=$?
 	wait_bounded "$pb" 600
 	rb=$?
-	judge_io linux-clone-a cloneA $ra "$TMP/cloneA.img"
-	judge_io linux-clone-b cloneB $rb "$TMP/cloneB.img"
+	judge_io linux-clone-a cloneA $ra "$TMP/cloneA.img" 52:54:00:00:0a:01
+	judge_io linux-clone-b cloneB $rb "$TMP/cloneB.img" 52:54:00:00:0b:01
 	# each restore is a new generation: the clones' IDs differ, from each
 	# other and from the original's, and the guest got the event
 	g0=$(gen_of io | head -1) ga=$(gen_of cloneA | tail -1) gb=$(gen_of cloneB | tail -1)

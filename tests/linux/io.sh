@@ -4,7 +4,9 @@
 # the host through virtio-net: "round N" on the console as it begins (the
 # host takes its checkpoints at random moments after that line, of random
 # rounds: in the middle of the I/O), "result N ping=ok|lost up=UPTIME
-# gen=ID" as it ends, with the uptime and the VM generation ID.  Then every
+# gen=ID" as it ends, with the uptime and the VM generation ID.  When the
+# generation changed (a restore), the network driver is bound anew, as a
+# clone must, and "newgen N mac=MAC" says what it found.  Then every
 # file is checked against its content, and the kernel log for warnings;
 # GUEST lines report both before the guest powers off.
 arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
@@ -13,9 +15,23 @@ N=$(arg khyve.rounds)
 ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up
 mkdir -p /mnt/data
 echo "GUEST start"
+# a new generation (a restore): identities are the device's again, so the
+# network driver is bound anew and reads the MAC, which a clone may change
+rebind_net() {
+	local drv=/sys/bus/virtio/drivers/virtio_net d
+	for d in "$drv"/virtio*; do
+		echo "${d##*/}" >"$drv/unbind"
+		echo "${d##*/}" >"$drv/bind"
+	done
+	ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up
+	echo "newgen $i mac=$(cat /sys/class/net/eth0/address)"
+}
+gen0=$(devmem 0xef000 64)
 i=0
 while [ "$i" -lt "$N" ]; do
 	echo "round $i"
+	g=$(devmem 0xef000 64)
+	[ "$g" = "$gen0" ] || { gen0=$g; rebind_net; }
 	content "$i" >/mnt/data/f$i
 	sync
 	ping -c 1 -W 10 10.0.2.1 >/dev/null 2>&1 && p=ok || p=lost
@@ -31,6 +47,7 @@ while [ "$i" -lt "$N" ]; do
 done
 echo "GUEST bad_files=${bad:-none}"
 echo "GUEST online=$(cat /sys/devices/system/cpu/online)"
+echo "GUEST mac=$(cat /sys/class/net/eth0/address)"
 echo "GUEST ged_irqs=$(awk '/ged|GED|Ged/ { n = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i; print n }' /proc/interrupts | head -1)"
 dmesg | grep -i -E 'WARNING:|soft lockup|rcu.*stall|hung task|clocksource.*unstable|BUG:|I/O error|EXT4-fs error' |
 	head -20 | sed 's/^/GUEST dmesg: /'
