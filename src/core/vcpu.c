@@ -217,9 +217,18 @@ static void vcpu__park(struct vcpu *v)
 	 * KVM_RUN.  Enter once with immediate_exit so the instruction retires
 	 * (and nothing else runs) before anyone reads this vCPU's state.
 	 */
-	v->run->immediate_exit = 1;
-	if (ioctl(v->fd, KVM_RUN, 0) == 0)
-		pr_debug("vCPU %u: unexpected exit %u while parking", v->id, v->run->exit_reason);
+	for (unsigned int i = 0; i < 16; i++) {
+		v->run->immediate_exit = 1;
+		if (ioctl(v->fd, KVM_RUN, 0) < 0)
+			break;	/* EINTR: the instruction retired */
+		/*
+		 * Finishing a string or split MMIO access can take another
+		 * exit to us: serve it, or its data is lost (an OUT) or the
+		 * guest reads whatever the run page held (an IN).
+		 */
+		if (vcpu__handle_exit(v))
+			break;
+	}
 	v->run->immediate_exit = 0;
 
 	pthread_mutex_lock(&vm->pause_lock);

@@ -112,6 +112,14 @@ void virtq__notify(struct virtio_dev *vd, unsigned int q, uint16_t old_used)
 	avail = memmap__gpa_to_hva(&vd->pd->vm->mem, vq->driver, 6 + 2u * vq->size);
 	if (!avail)
 		return;
+	/*
+	 * Our used-index store must be visible before we read the driver's
+	 * used_event or flags: the driver writes those, fences, then reads
+	 * the used index.  x86 lets a load pass an earlier store, so without
+	 * a full fence both sides can read the other's old value, we skip
+	 * the interrupt and the driver sleeps on a request already done.
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (virtio__has(vd, VIRTIO_F_EVENT_IDX)) {
 		uint16_t event;
 

@@ -127,6 +127,15 @@ int virtq__pop(struct virtio_dev *vd, unsigned int q, struct virtq_elem *e)
 		/* avail_event: notify us again once the driver passes this */
 		if (used)
 			__atomic_store_n((uint16_t *)(used + 4 + 8u * size), vq->last_avail, __ATOMIC_RELEASE);
+		/*
+		 * ...and that store visible before our next read of the avail
+		 * index: the driver publishes an index, fences, then reads
+		 * avail_event to decide whether to notify.  A load passing the
+		 * store (x86 allows it) could see the old index while the
+		 * driver sees the old avail_event: no notification, and a
+		 * request left in the ring until the next one.
+		 */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	}
 	return 1;
 broken:
