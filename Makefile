@@ -101,6 +101,10 @@ test: all unit fixtures linux-image
 test-full: all unit fixtures linux-image
 	$(Q)KHYVE_TEST_SET=full sh tests/run.sh $(BUILD)
 
+# the stock Linux checks alone, also in the test machine (which make test leaves out)
+test-linux: all unit fixtures linux-image
+	$(Q)KHYVE_TEST_SET=full KHYVE_TEST_SCRIPTS=40-linux sh tests/run.sh $(BUILD) integration
+
 # the stock Linux guest (Debian's kernel, busybox initramfs): rebuilt when its scripts change
 linux-image:
 	$(Q)sh scripts/linux-image $(BUILD)/linux
@@ -122,6 +126,10 @@ $(BUILD)/bench/blkhost: bench/blkhost.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) -O2 -Wall -Wextra -o $@ $< -luring
 
+# stock Linux against QEMU (in the test machine where KVM cannot run Linux)
+bench-linux: all linux-image
+	$(Q)python3 bench/linux.py $(BUILD)
+
 bench: all $(BUILD)/bench/blkhost
 	$(Q)python3 bench/boot.py $(BUILD)
 	$(Q)python3 bench/snapshot.py $(BUILD)
@@ -135,11 +143,12 @@ help:
 	@echo "make demo       stock Linux on 2 vCPUs: boot, suspend, restore in a new process"
 	@echo "make test       unit and integration tests (the core set in the test machine)"
 	@echo "make test-full  every check, also the repetitions the core set leaves out"
+	@echo "make test-linux the stock Linux checks alone (also where make test leaves them out)"
 	@echo "make testvm     a shell in the test machine (CMD=... runs a command instead)"
 	@echo "make asan       build with ASan+UBSan into build-asan/; make test-asan runs the tests"
-	@echo "make bench      benchmarks (see README)"
+	@echo "make bench      benchmarks (see README); make bench-linux: stock Linux vs QEMU"
 
-.PHONY: all guest deps unit test test-full testvm asan test-asan demo bench clean help linux-image
+.PHONY: all guest deps unit test test-full test-linux testvm asan test-asan demo bench bench-linux clean help linux-image
 .DELETE_ON_ERROR:
 # keep the unit tests' objects: make's "rm ..." of intermediates would
 # otherwise print after the tests' closing "N passed, N failed" line

@@ -5,8 +5,10 @@
 #
 # Everywhere: a bad bzImage or initrd is refused before /dev/kvm, one line,
 # status 4.  Then, where KVM runs Linux (kvm_intel/kvm_amd, not KVM PVM,
-# scripts/kvm-usable --linux), here, else in the test machine (this script
-# again, through scripts/testvm):
+# scripts/kvm-usable --linux), here; else in the test machine (this script
+# again, through scripts/testvm), but only when KHYVE_TEST_SET=full is
+# given (make test-full, make test-linux), because Linux guests there crash
+# now and then whatever the VMM:
 #  - boot on 1, 2 and 4 vCPUs with virtio-blk, virtio-net (a tap in a
 #    network namespace of its own, pinged), virtio-rng, virtio-console and
 #    COM1 as console: every vCPU online, kvm-clock, the virtio drivers bound
@@ -59,9 +61,23 @@ if [ "${KHYVE_IN_TESTVM:-}" != 1 ]; then
 fi
 
 # ---- where Linux can run ----------------------------------------------------
+if [ "${KHYVE_IN_TESTVM:-}" = 1 ] && [ "${KHYVE_TEST_SET:-}" != full ]; then
+	skip linux-vm "in the test machine, whose emulated AMD-V crashes Linux guests now and then, the Linux VM checks run in make test-full and make test-linux"
+	exit 0
+fi
 if ! scripts/kvm-usable --linux -v 2>"$TMP/kvm.err"; then
 	if [ "${KHYVE_IN_TESTVM:-}" = 1 ]; then
 		fail linux-kvm "the test machine's KVM does not run Linux: $(cat "$TMP/kvm.err")"
+		exit 0
+	fi
+	# The test machine's emulated AMD-V is not reliable enough under a
+	# Linux guest for the suite every change must pass: in ~half of the
+	# runs a guest triple-faulted, hung, or the machine itself hung or
+	# panicked, and QEMU's own Linux guest hung there too (README, "Not
+	# done yet").  So there the Linux checks run when asked for: make
+	# test-full or make test-linux (KHYVE_TEST_SET=full given explicitly).
+	if [ "${KHYVE_TEST_SET:-}" != full ]; then
+		skip linux-vm "$(sed "s/^kvm-usable: //" "$TMP/kvm.err"), and the test machine's emulated AMD-V crashes Linux guests now and then: the Linux VM checks run in make test-full and make test-linux here"
 		exit 0
 	fi
 	echo "# $(sed "s/^kvm-usable: //" "$TMP/kvm.err"): the Linux checks run in the test machine"
