@@ -40,7 +40,7 @@ CON=$T/console
 follow() {
 	local file=$1 from=$2 pattern=$3 pid=$4 n
 	while :; do
-		n=$(wc -l <"$file" 2>/dev/null || echo 0)
+		n=$( { wc -l <"$file"; } 2>/dev/null || echo 0)
 		if [ "$n" -ge "$from" ]; then
 			sed -n "${from},${n}p" "$file" | tr -d '\r' | grep -E 'Linux version|Command line|smp: Brought|virtio_blk|Run /init|linux-init|^guest' |
 				sed 's/^/  | /'
