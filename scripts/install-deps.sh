@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="gcc make binutils libc6-dev pkg-config
-libcbor-dev libjansson-dev libxxhash-dev liburing-dev libcmocka-dev
+libcbor-dev libjansson-dev libxxhash-dev liburing-dev libseccomp-dev libcmocka-dev
 qemu-system-x86 busybox-static util-linux iproute2 procps man-db python3"
 
 missing=""

@@ -16,6 +16,7 @@
 #include "khyve/control.h"
 #include "khyve/log.h"
 #include "khyve/loop.h"
+#include "khyve/seccomp.h"
 #include "khyve/serial.h"
 #include "khyve/snapshot.h"
 #include "khyve/term.h"
@@ -34,6 +35,12 @@ static void ensure_std_fds(void)
 			}
 		}
 	}
+}
+
+/* A thread that cannot be confined ends the VM (it logged why). */
+static void stop_vm(void *vm)
+{
+	vm__request_exit(vm, VM_EXIT_ERROR);
 }
 
 int main(int argc, char **argv)
@@ -64,6 +71,11 @@ int main(int argc, char **argv)
 	}
 	if (ret)
 		goto out;
+	/* the SIGSYS handler, before any thread exists; each thread loads its own list */
+	if (seccomp__prepare(!cfg.no_seccomp, stop_vm, &vm, err, sizeof(err))) {
+		pr_err("%s", err);
+		goto out;
+	}
 
 	/* Everything that can be checked without KVM is checked first. */
 	if (!cfg.restore)
@@ -113,6 +125,11 @@ int main(int argc, char **argv)
 		pr_err("cannot start vCPU threads: %s", strerror(-ret));
 		vm__request_exit(&vm, VM_EXIT_ERROR);
 	}
+	/*
+	 * Last: every thread exists (a filter is inherited by threads created
+	 * after it) and everything that opens or creates is done.
+	 */
+	seccomp__thread(SECCOMP_MAIN);
 	vm.t_run_ns = vm__now_ns();
 	status = loop__run(&vm, sigfd, tty, ctl);
 	vcpu__stop_all(&vm);

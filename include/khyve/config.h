@@ -48,6 +48,7 @@ struct vm_config {
 	char *rundir;		/* control socket directory, NULL: default */
 	char *restore;		/* -r FILE: restore from this snapshot */
 	bool force_disk;	/* -r: accept disks that changed since the snapshot */
+	bool no_seccomp;	/* --no-seccomp: threads run without allow-lists */
 	/* which options were given explicitly (for -r: must match or override) */
 	unsigned int given;
 };

@@ -18,9 +18,10 @@ void config__usage(FILE *f)
 	fprintf(f,
 "Usage: khyve [-c NCPU] [-m SIZE] -k KERNEL [-A CMDLINE] [-i MODULE]...\n"
 "             [-l com1,stdio|com1,file:PATH|com1,null] [--debug-exit[=PORT]]\n"
-"             [-s SLOT[:FUNC],DEVICE[,OPTIONS]]... [--rundir DIR] [-v] VMNAME\n"
+"             [-s SLOT[:FUNC],DEVICE[,OPTIONS]]... [--rundir DIR] [--no-seccomp]\n"
+"             [-v] VMNAME\n"
 "       khyve -r FILE [-l com1,BACKEND] [-s SLOT,DEVICE,OPTIONS]... [--force-disk]\n"
-"             [--rundir DIR] [-v] [VMNAME]\n"
+"             [--rundir DIR] [--no-seccomp] [-v] [VMNAME]\n"
 "\n"
 "Run a Linux or multiboot kernel in a KVM virtual machine named VMNAME, or restore\n"
 "one from the snapshot FILE (FILE.state says everything else).\n"
@@ -54,6 +55,8 @@ void config__usage(FILE *f)
 "      --force-disk       with -r: use disks that changed since the snapshot\n"
 "      --rundir DIR       directory of the control socket VMNAME.sock\n"
 "                         (default /run/khyve)\n"
+"      --no-seccomp       do not confine khyve's threads with seccomp-bpf\n"
+"                         allow-lists (on by default, after set-up)\n"
 "  -v, --verbose          more messages (twice: debug)\n"
 "  -h, --help             this help\n"
 "\n"
@@ -201,7 +204,7 @@ bool config__valid_name(const char *s)
 
 int config__parse(struct vm_config *cfg, int argc, char **argv)
 {
-	enum { OPT_DEBUG_EXIT = 256, OPT_RUNDIR, OPT_FORCE_DISK };
+	enum { OPT_DEBUG_EXIT = 256, OPT_RUNDIR, OPT_FORCE_DISK, OPT_NO_SECCOMP };
 	static const struct option opts[] = {
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "memory", required_argument, NULL, 'm' },
@@ -214,6 +217,7 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 		{ "restore", required_argument, NULL, 'r' },
 		{ "rundir", required_argument, NULL, OPT_RUNDIR },
 		{ "force-disk", no_argument, NULL, OPT_FORCE_DISK },
+		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -299,6 +303,9 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 			break;
 		case OPT_FORCE_DISK:
 			cfg->force_disk = true;
+			break;
+		case OPT_NO_SECCOMP:
+			cfg->no_seccomp = true;
 			break;
 		case OPT_DEBUG_EXIT:
 			cfg->debug_exit = true;

@@ -22,6 +22,7 @@
 #include "khyve/log.h"
 #include "khyve/linux.h"
 #include "khyve/msr.h"
+#include "khyve/seccomp.h"
 #include "khyve/vm.h"
 
 #define KICK_SIGNAL SIGUSR1
@@ -255,6 +256,8 @@ static void *vcpu__thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	/* on failure the VM is told to exit, and the loop below ends at once */
+	seccomp__thread(SECCOMP_VCPU);
 
 	if (v->id == 0) {
 		uint64_t now = vm__now_ns();

@@ -59,6 +59,7 @@
 #include <xxhash.h>
 
 #include "khyve/log.h"
+#include "khyve/seccomp.h"
 #include "khyve/snapfmt.h"
 #include "khyve/util.h"
 #include "khyve/vblk.h"
@@ -481,6 +482,8 @@ static void *worker(void *arg)
 	struct blk_pool *p = &b->pool;
 	uint64_t one = 1;
 
+	if (seccomp__thread(SECCOMP_DEVICE))
+		return NULL;
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct blk_req *r;

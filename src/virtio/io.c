@@ -20,6 +20,7 @@
 #include <sys/ioctl.h>
 
 #include "khyve/log.h"
+#include "khyve/seccomp.h"
 #include "khyve/virtio.h"
 #include "khyve/vm.h"
 
@@ -78,6 +79,8 @@ static void *io_thread(void *arg)
 	struct pci_dev *pd = vd->pd;
 	struct epoll_event evs[8];
 
+	if (seccomp__thread(SECCOMP_DEVICE))
+		return NULL;	/* the VM is told to exit */
 	for (;;) {
 		int n = epoll_wait(io->epfd, evs, 8, -1);
 
