@@ -194,5 +194,11 @@ $(BUILD)/tests/fixtures/slow_listen.so: tests/fixtures/slow_listen.c
 	@echo "  CC      $@"
 	$(Q)$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
 
-fixtures: $(FIXTURE_BINS) $(BUILD)/tests/fixtures/slow_listen.so
+# LD_PRELOAD shim that makes a forbidden system call in a checkpoint (50-seccomp)
+$(BUILD)/tests/fixtures/forbid_call.so: tests/fixtures/forbid_call.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
+
+fixtures: $(FIXTURE_BINS) $(BUILD)/tests/fixtures/slow_listen.so $(BUILD)/tests/fixtures/forbid_call.so
 .PHONY: fixtures
