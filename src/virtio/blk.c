@@ -1235,17 +1235,20 @@ static int blk__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 		b->reqs[i].next = b->free;
 		b->free = &b->reqs[i];
 	}
-	ret = disk_open(o->path, o->ro, &b->fd, &b->size, b->path, err, errlen);
-	/*
-	 * A restore with the snapshot's own options may run elsewhere, where a
-	 * relative path names nothing: restore opens the recorded absolute one.
-	 */
-	if (ret == -ENOENT && pd->vm->cfg && pd->vm->cfg->restore && !blk__overridden(pd)) {
+	if (pd->vm->cfg && pd->vm->cfg->restore && !blk__overridden(pd)) {
+		/*
+		 * A restore with the snapshot's own options: which file to open
+		 * is known only from the state (the snapshot's disk copy, the
+		 * options' path, or the recorded absolute one), so restore opens
+		 * it.  Opening the options' path here would lock the original,
+		 * which the VM the snapshot came from may still be running on.
+		 */
 		snprintf(b->path, sizeof(b->path), "%s", o->path);
-		ret = 0;
+	} else {
+		ret = disk_open(o->path, o->ro, &b->fd, &b->size, b->path, err, errlen);
+		if (ret)
+			goto out;
 	}
-	if (ret)
-		goto out;
 	b->capacity = b->size / SECTOR;
 	if (o->serial[0])
 		snprintf(b->serial, sizeof(b->serial), "%s", o->serial);
@@ -1615,8 +1618,17 @@ static int blk__restore(void *priv, const void *state, char *err, size_t errlen)
 		same_file = false;
 		copy_of = cfg->restore;
 	} else if (b->fd < 0) {
-		/* the options' path named nothing here: the snapshot's absolute one */
-		ret = reopen(b, s->path, err, errlen);
+		/*
+		 * The options' path, as the command line would have opened it;
+		 * where that names nothing (a relative path, restored elsewhere),
+		 * the absolute one recorded at the save.
+		 */
+		char opt[PATH_MAX];
+
+		snprintf(opt, sizeof(opt), "%s", b->path);
+		ret = reopen(b, opt, err, errlen);
+		if (ret == -ENOENT && strcmp(opt, s->path))
+			ret = reopen(b, s->path, err, errlen);
 	}
 	if (!ret)
 		ret = check_disk(b, s, same_file, copy_of, err, errlen);
