@@ -88,6 +88,12 @@ struct pci_msix_entry {
 	uint32_t ctrl;		/* bit 0: masked */
 };
 
+/* Where khyve put one BAR (not what the guest wrote in its register). */
+struct pci_bar_place {
+	uint8_t index;		/* 0-5 */
+	uint64_t addr, size;
+};
+
 /* The state every function has, as a plain struct (part of its section). */
 struct pci_func_state {
 	uint8_t cfg[256];
@@ -95,6 +101,15 @@ struct pci_func_state {
 	struct pci_msix_entry msix[PCI_MSIX_MAX];
 	uint8_t msix_pba;	/* pending bits, vector i = bit i */
 	uint8_t intx_level;
+	/*
+	 * The placement the guest's drivers rely on, recorded so that a
+	 * restore can tell when it would put the function elsewhere: false
+	 * in a section older than the record (pci__func_unrecorded()).
+	 */
+	bool placement;
+	uint8_t nbars;
+	struct pci_bar_place bars[PCI_NBARS];
+	uint8_t intx_gsi;	/* the IOAPIC input INTx is wired to */
 };
 
 struct pci_dev;
@@ -238,8 +253,20 @@ unsigned int pci__irq_routes(const struct vm_config *cfg, struct mptable_pci_irq
 /* The common part of every function's section. */
 void pci__save(const struct pci_dev *pd, struct pci_func_state *s);
 void pci__encode(struct sbuf *b, const struct pci_func_state *s);
+/* placement: the section's version records `bars` and `intx_gsi` */
 void pci__decode(struct dec *d, const struct cbor_item_t *map, struct pci_func_state *s,
-		 uint16_t vendor, uint16_t device, unsigned int msix_nvec);
+		 uint16_t vendor, uint16_t device, unsigned int msix_nvec, bool placement);
+/*
+ * The upgrade of a section written before placement was recorded: every
+ * release that wrote one placed BARs and wired INTx as this one does
+ * (pci.c's header), so restore takes this build's placement for it.
+ */
+void pci__func_unrecorded(struct pci_func_state *s);
+/*
+ * Before a restore touches the device: 0 if this build placed the function
+ * where the snapshot says it was, else -EINVAL with a line in err.
+ */
+int pci__check_placement(const struct pci_dev *pd, const struct pci_func_state *s, char *err, size_t errlen);
 /* Caller holds pd->lock; MSI-X vectors get their KVM routes again. */
 void pci__restore(struct pci_dev *pd, const struct pci_func_state *s);
 

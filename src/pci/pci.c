@@ -636,6 +636,13 @@ static void ecam_write(void *opaque, uint64_t off, const uint8_t *data, unsigned
 void pci__save(const struct pci_dev *pd, struct pci_func_state *s)
 {
 	*s = pd->st;
+	s->placement = true;
+	s->nbars = 0;
+	for (unsigned int n = 0; n < PCI_NBARS; n++)
+		if (pd->bar[n].size)
+			s->bars[s->nbars++] = (struct pci_bar_place){ .index = (uint8_t)n, .addr = pd->bar[n].addr,
+								      .size = pd->bar[n].size };
+	s->intx_gsi = (uint8_t)pci__intx_gsi(pd->slot, pd->func);
 }
 
 void pci__encode(struct sbuf *b, const struct pci_func_state *s)
@@ -653,11 +660,90 @@ void pci__encode(struct sbuf *b, const struct pci_func_state *s)
 	}
 	enc__end(b);
 	enc__u8(b, "msix_pending", s->msix_pba);
+	enc__array_key(b, "bars");
+	for (unsigned int i = 0; i < s->nbars; i++) {
+		enc__map(b);
+		enc__u8(b, "index", s->bars[i].index);
+		enc__u64(b, "addr", s->bars[i].addr);
+		enc__u64(b, "size", s->bars[i].size);
+		enc__end(b);
+	}
+	enc__end(b);
+	enc__u8(b, "intx_gsi", s->intx_gsi);
 	enc__end(b);
 }
 
+static void decode_placement(struct dec *d, const cbor_item_t *m, struct pci_func_state *s)
+{
+	cbor_item_t **v;
+	size_t n = 0;
+	unsigned int seen = 0;
+
+	v = dec__array(d, m, "bars", &n);
+	if (!d->ret && n > PCI_NBARS)
+		dec__fail(d, "field 'pci.bars' has %zu BARs, a function has at most %d", n, PCI_NBARS);
+	for (size_t i = 0; v && !d->ret && i < n; i++) {
+		struct pci_bar_place *b = &s->bars[i];
+
+		b->index = dec__u8(d, v[i], "index");
+		b->addr = dec__u64(d, v[i], "addr");
+		b->size = dec__u64(d, v[i], "size");
+		if (d->ret)
+			break;
+		if (b->index >= PCI_NBARS || (seen & 1u << b->index))
+			dec__fail(d, "field 'pci.bars[%zu].index' is %u: not a BAR, or a BAR named twice", i, b->index);
+		else if (b->size < 16 || (b->size & (b->size - 1)) || (b->addr & (b->size - 1)) ||
+			 b->addr + b->size < b->addr)
+			dec__fail(d, "field 'pci.bars[%zu]' is 0x%llx+0x%llx: not a naturally aligned power-of-two range",
+				  i, (unsigned long long)b->addr, (unsigned long long)b->size);
+		seen |= 1u << b->index;
+	}
+	s->nbars = (uint8_t)n;
+	s->intx_gsi = dec__u8(d, m, "intx_gsi");
+	if (!d->ret && s->intx_gsi >= IRQCHIP_IOAPIC_PINS)
+		dec__fail(d, "field 'pci.intx_gsi' is %u, the IOAPIC has %d inputs", s->intx_gsi, IRQCHIP_IOAPIC_PINS);
+	s->placement = true;
+}
+
+void pci__func_unrecorded(struct pci_func_state *s)
+{
+	s->placement = false;
+	s->nbars = 0;
+	s->intx_gsi = 0;
+}
+
+int pci__check_placement(const struct pci_dev *pd, const struct pci_func_state *s, char *err, size_t errlen)
+{
+	unsigned int recorded = 0;
+	unsigned int gsi = pci__intx_gsi(pd->slot, pd->func);
+
+	if (!s->placement)
+		return 0;
+	for (unsigned int i = 0; i < s->nbars; i++) {
+		const struct pci_bar_place *b = &s->bars[i];
+		const struct pci_bar *here = &pd->bar[b->index];
+
+		recorded |= 1u << b->index;
+		if (here->size != b->size || here->addr != b->addr)
+			return util__fail(-EINVAL, err, errlen,
+					  "%s: the snapshot has BAR %u at 0x%llx (%llu bytes), this khyve puts it %s0x%llx (%llu bytes): restore it with the khyve that took it",
+					  pd->name, b->index, (unsigned long long)b->addr, (unsigned long long)b->size,
+					  here->size ? "at " : "nowhere, ", (unsigned long long)here->addr,
+					  (unsigned long long)here->size);
+	}
+	for (unsigned int n = 0; n < PCI_NBARS; n++)
+		if (pd->bar[n].size && !(recorded & 1u << n))
+			return util__fail(-EINVAL, err, errlen,
+					  "%s: this khyve gives the function a BAR %u the snapshot's does not have", pd->name, n);
+	if (s->intx_gsi != gsi)
+		return util__fail(-EINVAL, err, errlen,
+				  "%s: the snapshot wires INTx to IOAPIC input %u, this khyve to %u", pd->name, s->intx_gsi,
+				  gsi);
+	return 0;
+}
+
 void pci__decode(struct dec *d, const cbor_item_t *map, struct pci_func_state *s,
-		 uint16_t vendor, uint16_t device, unsigned int msix_nvec)
+		 uint16_t vendor, uint16_t device, unsigned int msix_nvec, bool placement)
 {
 	const cbor_item_t *m = dec__map(d, map, "pci");
 	cbor_item_t **v;
@@ -678,6 +764,10 @@ void pci__decode(struct dec *d, const cbor_item_t *map, struct pci_func_state *s
 	}
 	s->msix_nvec = (uint16_t)n;
 	s->msix_pba = dec__u8(d, m, "msix_pending");
+	if (placement)
+		decode_placement(d, m, s);
+	else
+		pci__func_unrecorded(s);
 	if (d->ret)
 		return;
 	if (s->intx_level > 1)

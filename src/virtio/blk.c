@@ -66,7 +66,7 @@
 #include "khyve/virtio.h"
 #include "khyve/vm.h"
 
-#define BLK_STATE_VERSION	1
+#define BLK_STATE_VERSION	2	/* 2: the function's placement */
 #define BLK_QUEUE_SIZE		256
 #define BLK_DEPTH		128		/* requests in flight */
 #define BLK_SEG_MAX		128		/* data buffers per request (seg_max) */
@@ -1478,16 +1478,23 @@ static bool copy_name_ok(const char *s)
 	return true;
 }
 
+/* Version 1 did not record where the function was (pci.h). */
+static void virtio_blk_v1_to_v2(struct blk_state *s)
+{
+	pci__func_unrecorded(&s->pci);
+}
+
 static void blk__decode(struct dec *d, const cbor_item_t *m, uint32_t version, void *state)
 {
 	struct blk_state *s = state;
 	const cbor_item_t *disk;
 
-	(void)version;	/* version 1 is the only one so far */
 	memset(s, 0, sizeof(*s));
 	s->read_only = dec__bool(d, m, "read_only");
 	pci__decode(d, m, &s->pci, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + blk_types[0].device_id,
-		    blk_types[0].nqueues + 1u);
+		    blk_types[0].nqueues + 1u, version >= 2);
+	if (version < 2)
+		virtio_blk_v1_to_v2(s);
 	virtio__decode(d, m, &s->virtio, &blk_types[s->read_only], d->mem_size);
 	dec__str(d, m, "path", s->path, sizeof(s->path));
 	s->capacity = dec__u64(d, m, "capacity");
@@ -1604,6 +1611,9 @@ static int blk__restore(void *priv, const void *state, char *err, size_t errlen)
 	int ret = 0;
 
 	pthread_mutex_lock(&pd->lock);
+	ret = pci__check_placement(pd, &s->pci, err, errlen);
+	if (ret)
+		goto out;
 	if (s->copy[0] && !overridden && cfg && cfg->restore) {
 		/* the snapshot carries its disk: run on that copy */
 		const char *slash = strrchr(cfg->restore, '/');
@@ -1639,6 +1649,7 @@ static int blk__restore(void *priv, const void *state, char *err, size_t errlen)
 		/* the guest has seen this ID already */
 		snprintf(b->serial, sizeof(b->serial), "%s", s->serial);
 	}
+out:
 	pthread_mutex_unlock(&pd->lock);
 	return ret;
 }

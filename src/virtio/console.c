@@ -38,7 +38,7 @@
 #include "khyve/virtio.h"
 #include "khyve/vm.h"
 
-#define CON_STATE_VERSION	2	/* 2: rx_held */
+#define CON_STATE_VERSION	3	/* 2: rx_held; 3: the function's placement */
 #define CON_RX_HOLD		4096	/* input read but not yet delivered */
 #define CON_QUEUE_SIZE		128
 #define CON_RX			0
@@ -404,20 +404,36 @@ static void con__encode(struct sbuf *b, const void *state)
 	enc__end(b);
 }
 
+/* Version 1 had no receive path: nothing was held. */
+static void virtio_console_v1_to_v2(struct con_state *s)
+{
+	s->rx_len = 0;
+}
+
+/* Version 2 did not record where the function was (pci.h). */
+static void virtio_console_v2_to_v3(struct con_state *s)
+{
+	pci__func_unrecorded(&s->pci);
+}
+
 static void con__decode(struct dec *d, const cbor_item_t *m, uint32_t version, void *state)
 {
 	struct con_state *s = state;
 
 	pci__decode(d, m, &s->pci, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + con_type.device_id,
-		    con_type.nqueues + 1u);
+		    con_type.nqueues + 1u, version >= 3);
 	virtio__decode(d, m, &s->virtio, &con_type, d->mem_size);
 	s->cols = dec__u16(d, m, "cols");
 	s->rows = dec__u16(d, m, "rows");
 	s->tx_bytes = dec__u64(d, m, "tx_bytes");
 	if (s->tx_bytes > (uint64_t)INT64_MAX)
 		dec__fail(d, "tx_bytes %llu out of range", (unsigned long long)s->tx_bytes);
-	/* version 1 had no receive path: nothing held */
-	s->rx_len = version >= 2 ? (uint32_t)dec__bytes_var(d, m, "rx_held", s->rx_held, sizeof(s->rx_held)) : 0;
+	if (version >= 2)
+		s->rx_len = (uint32_t)dec__bytes_var(d, m, "rx_held", s->rx_held, sizeof(s->rx_held));
+	else
+		virtio_console_v1_to_v2(s);
+	if (version < 3)
+		virtio_console_v2_to_v3(s);
 }
 
 static int con__restore(void *priv, const void *state, char *err, size_t errlen)
@@ -428,7 +444,9 @@ static int con__restore(void *priv, const void *state, char *err, size_t errlen)
 	int ret;
 
 	pthread_mutex_lock(&pd->lock);
-	ret = virtio__restore(&c->vd, &s->virtio, err, errlen);
+	ret = pci__check_placement(pd, &s->pci, err, errlen);
+	if (!ret)
+		ret = virtio__restore(&c->vd, &s->virtio, err, errlen);
 	if (!ret) {
 		pci__restore(pd, &s->pci);
 		c->cols = s->cols;

@@ -73,7 +73,7 @@
 #include "khyve/virtio.h"
 #include "khyve/vm.h"
 
-#define NET_STATE_VERSION	1
+#define NET_STATE_VERSION	2	/* 2: the function's placement */
 #define NET_QUEUE_SIZE		256
 #define NET_RX			0
 #define NET_TX			1
@@ -798,14 +798,21 @@ static void net__encode(struct sbuf *b, const void *state)
 	enc__end(b);
 }
 
+/* Version 1 did not record where the function was (pci.h). */
+static void virtio_net_v1_to_v2(struct net_state *s)
+{
+	pci__func_unrecorded(&s->pci);
+}
+
 static void net__decode(struct dec *d, const cbor_item_t *m, uint32_t version, void *state)
 {
 	struct net_state *s = state;
 	const char *why;
 
-	(void)version;	/* version 1 is the only one so far */
 	pci__decode(d, m, &s->pci, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + net_type.device_id,
-		    net_type.nqueues + 1u);
+		    net_type.nqueues + 1u, version >= 2);
+	if (version < 2)
+		virtio_net_v1_to_v2(s);
 	virtio__decode(d, m, &s->virtio, &net_type, d->mem_size);
 	dec__bytes(d, m, "mac", s->mac, 6);
 	s->status = dec__u16(d, m, "status");
@@ -830,6 +837,11 @@ static int net__restore(void *priv, const void *state, char *err, size_t errlen)
 	int ret;
 
 	pthread_mutex_lock(&pd->lock);
+	ret = pci__check_placement(pd, &s->pci, err, errlen);
+	if (ret) {
+		pthread_mutex_unlock(&pd->lock);
+		return ret;
+	}
 	memcpy(n->mac, s->mac, 6);
 	/*
 	 * A clone's own MAC: the device reports it from now on, and the next

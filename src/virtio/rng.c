@@ -14,7 +14,7 @@
 #include "khyve/virtio.h"
 #include "khyve/vm.h"
 
-#define RNG_STATE_VERSION	1
+#define RNG_STATE_VERSION	2	/* 2: the function's placement */
 #define RNG_QUEUE_SIZE		256
 #define RNG_REQ_MAX		(64u << 10)	/* bytes per request: bounds the vCPU's time here */
 
@@ -132,14 +132,21 @@ static void rng__encode(struct sbuf *b, const void *state)
 	enc__end(b);
 }
 
+/* Version 1 did not record where the function was (pci.h). */
+static void virtio_rnd_v1_to_v2(struct rng_state *s)
+{
+	pci__func_unrecorded(&s->pci);
+}
+
 static void rng__decode(struct dec *d, const cbor_item_t *m, uint32_t version, void *state)
 {
 	struct rng_state *s = state;
 
-	(void)version;	/* version 1 is the only one so far */
 	pci__decode(d, m, &s->pci, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + rng_type.device_id,
-		    rng_type.nqueues + 1u);
+		    rng_type.nqueues + 1u, version >= 2);
 	virtio__decode(d, m, &s->virtio, &rng_type, d->mem_size);
+	if (version < 2)
+		virtio_rnd_v1_to_v2(s);
 }
 
 static int rng__restore(void *priv, const void *state, char *err, size_t errlen)
@@ -149,7 +156,9 @@ static int rng__restore(void *priv, const void *state, char *err, size_t errlen)
 	int ret;
 
 	pthread_mutex_lock(&pd->lock);
-	ret = virtio__restore(pd->priv, &s->virtio, err, errlen);
+	ret = pci__check_placement(pd, &s->pci, err, errlen);
+	if (!ret)
+		ret = virtio__restore(pd->priv, &s->virtio, err, errlen);
 	if (!ret)
 		pci__restore(pd, &s->pci);
 	pthread_mutex_unlock(&pd->lock);

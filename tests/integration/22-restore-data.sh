@@ -6,6 +6,44 @@
 CTL=$BUILD/khyvectl
 RUN=$TMP/run
 
+TAP=khd$$
+trap 'ip link del "$TAP" 2>/dev/null; rm -rf "$TMP"' EXIT
+
+# slots_for SNAP NAME: the -s options a sample with PCI functions is restored
+# with, one per line (its .run file's `slots`, tests/data/mksample.sh): @TMP@
+# is a directory of its own, holding a copy of each of the sample's disks at
+# the path its virtio-blk option names (the restored guest writes to it);
+# @TAP@ a tap device.  In the array sargs; status 1 where this host cannot
+# (a SKIP), 2 where the sample is broken (a FAIL), the reason in $WHY.
+slots_for() {
+	local snap=$1 dir=$TMP/$2.d a d slot
+	WHY= sargs=()
+	mkdir -p "$dir"
+	for a in $(sed -n 's/^slots=//p' "$snap.run"); do
+		[ "$a" = -s ] && continue
+		a=${a//@TMP@/$dir}
+		case $a in
+		*@TAP@*)
+			if [ "$(id -u)" -ne 0 ]; then
+				WHY="its virtio-net needs a tap device, which needs root"
+				return 1
+			fi
+			ip link show "$TAP" >/dev/null 2>&1 || ip tuntap add dev "$TAP" mode tap ||
+				{ WHY="cannot make tap device $TAP"; return 1; }
+			a=${a//@TAP@/$TAP}
+			;;
+		*,virtio-blk,*)
+			slot=${a%%,*}
+			d=${a#*,virtio-blk,}
+			d=${d#path=}
+			cp --sparse=always "$snap.virtio-blk.${slot/:/.}.disk" "${d%%,*}" ||
+				{ WHY="no disk copy $snap.virtio-blk.${slot/:/.}.disk"; return 2; }
+			;;
+		esac
+		sargs+=(-s "$a")
+	done
+}
+
 # A sample records the CPU it was taken on; khyve refuses it, by name, on a
 # host of another vendor, one lacking a CPU feature the guest was shown, or
 # one with a smaller XSAVE area.  Only such a refusal (status 4, that one
@@ -17,10 +55,15 @@ for state in tests/data/v*/*.state; do
 	ncpu=$(sed -n 's/^ncpu=//p' "$snap.run")
 	cmd=$(sed -n 's/^cmdline=//p' "$snap.run")
 	want=$(ref_digest "$ncpu" "$cmd")
-	bounded 120 "$KHYVE" --rundir "$RUN" -r "$snap" -l "com1,file:$TMP/$name.out" "$name" \
+	slots_for "$snap" "$name"
+	case $? in
+	1) skip "$name" "$WHY"; continue ;;
+	2) fail "$name" "$WHY"; continue ;;
+	esac
+	bounded 120 "$KHYVE" --rundir "$RUN" -r "$snap" -l "com1,file:$TMP/$name.out" "${sargs[@]}" "$name" \
 		</dev/null >/dev/null 2>"$TMP/$name.err"
 	rc=$?
-	got=$(guest_digest "$TMP/$name.out")
+	got=$(guest_digest "$TMP/$name.out" 2>/dev/null)	# no file when refused
 	q=$(printf '%s' "$snap" | sed 's/[.[\*^$]/\\&/g')	# the path as a regular expression
 	if [ $rc -eq 4 ] && [ "$(wc -l <"$TMP/$name.err")" -eq 1 ] && grep -qE "^khyve: snapshot '$q'( was taken on a [^ ]+ CPU; this host's is [^ ]+| needs CPU features this host lacks: CPUID leaf 0x[0-9a-f]+\.[0-9]+ E[ABCD]X bits 0x[0-9a-f]+| section 'vcpu\.[0-9]+': XSAVE area of [0-9]+ bytes, this host's is [0-9]+)\$" "$TMP/$name.err"; then
 		skip "$name" "the sample's CPU is not this host's, khyve refused it: $(cat "$TMP/$name.err")"

@@ -689,6 +689,93 @@ static void test_snapshot(void **state)
 	sbuf__free(&b2);
 }
 
+/*
+ * Where khyve put the function (its BARs, its INTx input) is in the section
+ * from version 2 on: a restore that would put it elsewhere is refused by
+ * name; a version 1 section, which has no record, restores as before.
+ */
+static void test_placement(void **state)
+{
+	struct fakevm *f = *state, g;
+	struct device_instance *d, *e;
+	const struct device_ops *ops;
+	struct sbuf b = { 0 };
+	char err[256];
+	struct dec dec = { .section = "virtio-rnd.3", .err = err, .errlen = sizeof(err), .mem_size = 16 << 20 };
+	struct { struct pci_func_state pci; } *s1, *s2;
+	cbor_item_t *m;
+
+	d = device_named(&f->vm, "virtio-rnd.3");
+	ops = d->ops;
+	assert_true(ops->state_version >= 2);
+	s1 = calloc(1, ops->state_size);
+	s2 = calloc(1, ops->state_size);
+	ops->save(d->priv, s1);
+	assert_true(s1->pci.placement);
+	assert_true(s1->pci.nbars > 0);
+	assert_int_equal(s1->pci.intx_gsi, pci__intx_gsi(SLOT, 0));
+	setup_vm(&g, false);
+	e = device_named(&g.vm, "virtio-rnd.3");
+
+	for (unsigned int i = 0; i < 4; i++) {
+		ops->save(d->priv, s1);
+		switch (i) {
+		case 0: break;						/* as placed */
+		case 1: s1->pci.bars[0].addr += s1->pci.bars[0].size; break;	/* moved */
+		case 2: s1->pci.intx_gsi ^= 1; break;			/* rewired */
+		case 3: s1->pci.nbars--; break;				/* a BAR less */
+		}
+		b.len = 0;
+		dec.ret = 0;
+		encode_decode(ops, &dec, s1, &b, s2);
+		assert_true(s2->pci.placement);
+		err[0] = '\0';
+		if (i == 0) {
+			assert_int_equal(ops->restore(e->priv, s2, err, sizeof(err)), 0);
+			continue;
+		}
+		assert_int_equal(ops->restore(e->priv, s2, err, sizeof(err)), -EINVAL);
+		print_message("    refused: %s\n", err);
+		assert_non_null(strstr(err, "virtio-rnd.3: "));
+		assert_non_null(strstr(err, i == 2 ? "INTx" : "BAR"));
+		/* read as version 1, the same bytes have no record: restored */
+		b.len = 0;
+		ops->encode(&b, s1);
+		dec.ret = 0;
+		m = dec__load(&dec, b.p, b.len);
+		ops->decode(&dec, m, 1, s2);
+		cbor_decref(&m);
+		assert_int_equal(dec.ret, 0);
+		assert_false(s2->pci.placement);
+		assert_int_equal(ops->restore(e->priv, s2, err, sizeof(err)), 0);
+	}
+
+	/* records no placement could have */
+	for (unsigned int i = 0; i < 4; i++) {
+		ops->save(d->priv, s1);
+		switch (i) {
+		case 0: s1->pci.bars[0].index = 6; break;
+		case 1: s1->pci.bars[0].addr += 8; break;			/* unaligned */
+		case 2: s1->pci.bars[0].size = 3 << 12; break;		/* not a power of two */
+		case 3: s1->pci.intx_gsi = 24; break;
+		}
+		b.len = 0;
+		ops->encode(&b, s1);
+		dec.ret = 0;
+		err[0] = '\0';
+		m = dec__load(&dec, b.p, b.len);
+		ops->decode(&dec, m, ops->state_version, s2);
+		cbor_decref(&m);
+		if (!dec.ret)
+			fail_msg("impossible placement %u accepted", i);
+		print_message("    refused: %s\n", err);
+	}
+	fakevm_down(&g);
+	free(s1);
+	free(s2);
+	sbuf__free(&b);
+}
+
 static uint8_t *load(const char *path, size_t *len)
 {
 	FILE *fp = fopen(path, "rb");
@@ -1929,6 +2016,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msix_mask_and_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_placement, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sections_match_slots, setup, teardown),
 		cmocka_unit_test(test_slot_syntax),
 		cmocka_unit_test(test_config_section),
