@@ -12,7 +12,14 @@ WARNINGS := -Wall -Wextra -Werror -Wformat=2 -Winit-self -Wmissing-declarations 
 	-Wwrite-strings -Wshadow -Wno-format-nonliteral
 CFLAGS ?= -O2 -g
 # before KHYVE_CFLAGS/LDLIBS, which expand them immediately
-ifeq ($(SAN),1)
+ifeq ($(FUZZ),1)
+# (clang also counts libseccomp's SCMP_A0() as missing initialisers, and
+# warns of the GNU C that KVM's flexible-array headers need)
+SAN_CFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined -DKHYVE_SAN -Wno-missing-field-initializers \
+	-Wno-gnu-variable-sized-type-not-at-end
+SAN_LDFLAGS := -fsanitize=address,undefined
+else ifeq ($(SAN),1)
 SAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
 	-DKHYVE_SAN
 SAN_LDFLAGS := -fsanitize=address,undefined
@@ -86,7 +93,8 @@ SECCOMP_GEN_SRCS := src/core/seccomp_gen.c src/core/seccomp_lists.c
 $(BUILD)/gen/seccomp_gen: $(SECCOMP_GEN_SRCS) include/khyve/seccomp.h
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) -O2 -std=gnu11 $(WARNINGS) -Iinclude -D_GNU_SOURCE $(if $(SAN_CFLAGS),-DKHYVE_SAN) \
+	$(Q)$(CC) -O2 -std=gnu11 $(WARNINGS) $(if $(filter 1,$(FUZZ)),-Wno-missing-field-initializers) \
+		-Iinclude -D_GNU_SOURCE $(if $(SAN_CFLAGS),-DKHYVE_SAN) \
 		-o $@ $(SECCOMP_GEN_SRCS) -lseccomp
 
 $(BUILD)/gen/seccomp_bpf.h: $(BUILD)/gen/seccomp_gen
@@ -160,6 +168,20 @@ bench: all $(BUILD)/bench/blkhost
 clean:
 	rm -rf build build-asan
 
+# libFuzzer on the state-file reader (tests/fuzz/fuzz_state.c), with clang,
+# ASan and UBSan, from the stored samples; FUZZ_SECONDS bounds the run
+FUZZ_SECONDS ?= 60
+FUZZ_OBJS := $(filter-out $(BUILD)/src/main.o,$(KHYVE_OBJS)) $(BUILD)/tests/fuzz/fuzz_state.o
+$(BUILD)/tests/fuzz_state: $(FUZZ_OBJS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz:
+	$(Q)$(MAKE) --no-print-directory BUILD=build-fuzz FUZZ=1 CC=clang build-fuzz/tests/fuzz_state
+	$(Q)mkdir -p build-fuzz/corpus && cp tests/data/v*/*.state build-fuzz/corpus/
+	build-fuzz/tests/fuzz_state -max_total_time=$(FUZZ_SECONDS) -max_len=262144 -rss_limit_mb=1024 \
+		-timeout=5 build-fuzz/corpus
+
 help:
 	@echo "make            build build/khyve and the test guest"
 	@echo "make demo       stock Linux on 2 vCPUs: boot, suspend, restore in a new process"
@@ -168,9 +190,10 @@ help:
 	@echo "make test-linux the stock Linux checks alone (also where make test leaves them out)"
 	@echo "make testvm     a shell in the test machine (CMD=... runs a command instead)"
 	@echo "make asan       build with ASan+UBSan into build-asan/; make test-asan runs the tests"
+	@echo "make fuzz       libFuzzer on the state-file reader (clang; FUZZ_SECONDS=60)"
 	@echo "make bench      benchmarks (see README); make bench-linux: stock Linux vs QEMU"
 
-.PHONY: all guest deps unit test test-full test-linux testvm asan test-asan demo bench bench-linux clean help linux-image
+.PHONY: all guest deps unit test test-full test-linux testvm asan test-asan fuzz demo bench bench-linux clean help linux-image
 .DELETE_ON_ERROR:
 # keep the unit tests' objects: make's "rm ..." of intermediates would
 # otherwise print after the tests' closing "N passed, N failed" line
