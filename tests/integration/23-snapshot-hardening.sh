@@ -411,4 +411,39 @@ else
 	pass $name
 fi
 
+# SIGTERM and SIGHUP at any moment of a restore: before the signals are
+# taken over (khyve dies of the default action, status 143/129, having
+# built nothing that outlives it), while the snapshot is checked or the
+# VM built (the signal waits in the signalfd; the VM stops as soon as it
+# runs, status 0), or with the guest running (status 0).  Never a hang,
+# a crash or a control socket left behind.  (SIGINT is the same signalfd
+# path, but a background job of a script starts with it ignored.)
+snap=$TMP/pagecache.1
+if [ -e "$snap.state" ]; then
+	bad=
+	for delay in 0 0.002 0.01 0.03 0.1 0.3 1; do
+		for sig in TERM HUP; do
+			"$KHYVE" --rundir "$RUN" -r "$snap" -l "com1,file:$TMP/sig.out" sigvm </dev/null >/dev/null 2>"$TMP/sig.err" &
+			p=$!
+			sleep $delay
+			kill -$sig $p 2>/dev/null
+			wait_bounded $p 30
+			rc=$?
+			want=143
+			[ $sig = HUP ] && want=129
+			if [ $rc -ne 0 ] && [ $rc -ne $want ]; then
+				bad="$bad SIG$sig after ${delay}s: $(status_text $rc): $(head -c 200 "$TMP/sig.err");"
+			elif [ -e "$RUN/sigvm.sock" ]; then
+				bad="$bad SIG$sig after ${delay}s: the control socket was left behind;"
+				rm -f "$RUN/sigvm.sock"
+			elif sanitizer_report "$TMP/sig.err"; then
+				bad="$bad SIG$sig after ${delay}s: sanitizer report;"
+			fi
+		done
+	done
+	[ -z "$bad" ] && pass restore-signals || fail restore-signals "$bad"
+else
+	fail restore-signals "no snapshot $snap (the page-cache check did not make it)"
+fi
+
 exit 0
