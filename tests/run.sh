@@ -187,12 +187,14 @@ in_testvm() {
 
 # run_integration_testvm: each integration script in a test machine of its
 # own (scripts/testvm, ~15 s to start), so that a machine that hangs costs
-# one script, not the rest.  QEMU's emulation of nested AMD-V has hung the
-# whole machine now and then (no console output, no heartbeat; seen in
-# 03-tty, 06-qemu-virtio, 31 and 32, never at the same place twice), and
-# once panicked the machine's own kernel ("corrupted stack end detected
-# inside scheduler" under KVM_RUN of a 4-vCPU Linux guest): a script whose
-# machine hung, panicked or did not start runs once more in a new one,
+# one script, not the rest.  The machine used to hang now and then (no
+# console output, no heartbeat; seen in 03, 06, 31, 32 and 33): the kernel
+# patching its code for a KVM static key under QEMU's multi-threaded TCG,
+# which the VM testvm-init now holds for the machine's life prevents (see
+# there).  It also once panicked its own kernel ("corrupted stack end
+# detected inside scheduler" under KVM_RUN of a 4-vCPU Linux guest).  So a
+# script whose machine hung, panicked or did not start still runs once
+# more in a new one,
 # and that second run is the one counted (the first one's lines are shown
 # as comments).  A machine failing twice, or a script whose totals do not
 # match the lines that arrived, is a FAIL.
