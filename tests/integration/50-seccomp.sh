@@ -46,11 +46,16 @@ start() {
 }
 
 # threads PID SECCOMP [NNP]: $NTHREADS, the threads of PID; $BAD, those
-# whose Seccomp (and NoNewPrivs, if given) differ
+# whose Seccomp (and NoNewPrivs, if given) differ.  Threads the kernel
+# runs in the process on its own behalf (PF_USER_WORKER: KVM's
+# kvm-nx-lpage-recovery since Linux 6.13, io_uring's workers) are not
+# khyve's and are left out; they never return to user space.
 threads() {
-	local t st
+	local t st flags
 	NTHREADS=0 BAD=
 	for t in /proc/$1/task/*; do
+		flags=$(sed 's/.*) //' "$t/stat" 2>/dev/null | cut -d' ' -f7) || continue
+		[ -n "$flags" ] && [ $((flags & 0x4000)) -ne 0 ] && continue
 		st=$(cat "$t/status" 2>/dev/null) || continue
 		NTHREADS=$((NTHREADS + 1))
 		if ! grep -q "^Seccomp:[[:space:]]*$2\$" <<<"$st" ||
