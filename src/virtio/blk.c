@@ -29,7 +29,7 @@
  * I/O thread watches (virtio__watch); they are reaped there under the
  * device lock, and the driver is interrupted once per batch.  Where
  * io_uring cannot be had (an old kernel, seccomp, or KHYVE_BLK_NO_URING=1)
- * a pool of BLK_WORKERS threads does the same system calls synchronously
+ * a pool of DISK_WORKERS threads (src/disk/) does the same system calls synchronously
  * and completes through the same eventfd.  When every request slot is
  * busy the rest stays in the avail ring until a completion frees a slot.
  *
@@ -49,15 +49,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <liburing.h>
 #include <xxhash.h>
 
+#include "khyve/disk.h"
 #include "khyve/log.h"
 #include "khyve/seccomp.h"
 #include "khyve/snapfmt.h"
@@ -66,7 +64,8 @@
 #include "khyve/virtio.h"
 #include "khyve/vm.h"
 
-#define BLK_STATE_VERSION	2	/* 2: the function's placement */
+#include "blk.h"
+
 #define BLK_QUEUE_SIZE		256
 #define BLK_DEPTH		128		/* requests in flight */
 #define BLK_SEG_MAX		128		/* data buffers per request (seg_max) */
@@ -75,14 +74,9 @@
 #define BLK_DWZ_SEG_MAX		32		/* ranges per discard / write zeroes */
 #define BLK_DWZ_SECTORS		65536u		/* sectors per range (32 MiB) */
 #define BLK_DWZ_ALIGN		8u		/* discard_sector_alignment: 4 KiB */
-#define BLK_ID_BYTES		20
 #define BLK_CONFIG_SIZE		60		/* up to write_zeroes_may_unmap + padding */
-#define BLK_WORKERS		4
 #define BLK_ZBUF		(64u << 10)
 #define BLK_ZIOV		16		/* zeros written per system call: 1 MiB */
-#define BLK_SAMPLES		66		/* blocks hashed for the disk's identity */
-#define BLK_SAMPLE_SIZE		4096u
-#define SECTOR			512u
 
 /* feature bits */
 #define VIRTIO_BLK_F_SIZE_MAX	1
@@ -108,22 +102,7 @@
 #define BLK_HDR			16
 #define BLK_DWZ			16
 
-struct blk_ident {
-	uint64_t size, dev, ino, mtime_ns, hash;
-};
 
-struct blk_state {
-	struct pci_func_state pci;
-	struct virtio_state virtio;
-	char path[PATH_MAX];		/* absolute */
-	bool read_only;
-	uint64_t capacity;		/* sectors */
-	char serial[BLK_ID_BYTES + 1];
-	struct blk_ident disk;		/* at save time */
-	char copy[PATH_MAX];		/* a copy of the disk in the snapshot, or "" */
-};
-
-enum blk_op { OP_READ, OP_WRITE, OP_FSYNC, OP_FALLOC };
 /* how a discard / write zeroes range is being zeroed */
 enum { Z_PUNCH, Z_ZERO, Z_WRITE };
 
@@ -136,20 +115,19 @@ struct blk;
 
 struct blk_req {
 	struct blk *b;
-	struct blk_req *next;		/* free list, or a pool list */
+	struct blk_req *next;		/* free list */
 	uint16_t head;
 	uint8_t type;
 	uint8_t *status;		/* the chain's status byte (guest RAM) */
 	uint32_t written;		/* bytes put into the chain besides status */
 	/* the operation in flight */
-	enum blk_op op;
-	bool dsync;			/* OP_WRITE: write-through (no FLUSH negotiated) */
-	bool zeros;			/* OP_WRITE from the zero buffer */
-	int mode;			/* OP_FALLOC */
+	enum disk_op op;
+	bool dsync;			/* DISK_WRITE: write-through (no FLUSH negotiated) */
+	bool zeros;			/* DISK_WRITE from the zero buffer */
+	int mode;			/* DISK_FALLOC */
 	uint64_t off, left;		/* file offset and bytes still to do */
 	struct iovec *iov;		/* data or ziov */
 	unsigned int iov0, niov;	/* iov[iov0, niov) is what is left */
-	int res;			/* pool: the system call's result */
 	/* discard / write zeroes */
 	unsigned int nrange, range;
 	unsigned int how;		/* index in zero_order[unmap] for the current range */
@@ -159,39 +137,10 @@ struct blk_req {
 		struct blk_range ranges[BLK_DWZ_SEG_MAX];
 	};
 	struct iovec ziov[BLK_ZIOV];
+	struct disk_io io;		/* what the queue was given */
 };
 
-struct blk_pool {
-	pthread_mutex_t lock;
-	pthread_cond_t work, done_cond;
-	struct blk_req *jobs, **jobs_tail;
-	struct blk_req *done, **done_tail;
-	pthread_t thread[BLK_WORKERS];
-	unsigned int nthreads;
-	bool stop;
-	int efd;
-};
 
-struct blk {
-	struct virtio_dev vd;		/* first: the transport's pointer is ours */
-	int fd;
-	bool read_only;
-	char path[PATH_MAX];
-	uint64_t size, capacity;
-	char serial[BLK_ID_BYTES + 1];
-	bool no_punch, no_zero;		/* fallocate modes the image refused */
-
-	struct blk_req *reqs, *free;
-	unsigned int inflight;		/* requests started, not yet completed */
-	bool stalled;			/* stopped taking requests: no free slot */
-	bool dropping;			/* reset / exit: complete nothing into rings */
-
-	int efd;			/* completions */
-	bool uring;
-	struct io_uring ring;
-	struct blk_pool pool;
-	struct virtq_elem elem;		/* large: not on a vCPU's stack */
-};
 
 /* read-only by _every_ writer: a zero source for WRITE_ZEROES by writing */
 static uint8_t zero_buf[BLK_ZBUF];
@@ -224,400 +173,35 @@ static uint64_t get64(const uint8_t *p)
 	return le64toh(v);
 }
 
-/* ---------- options ---------- */
+/* ---------- the disk queue (src/disk/) ---------- */
 
-struct blk_opts {
-	char path[PATH_MAX];
-	bool ro;
-	char serial[BLK_ID_BYTES + 1];	/* "" : derived */
-};
-
-static int blk__parse(const char *opts, struct blk_opts *o, char *err, size_t errlen)
-{
-	const char *p = opts;
-	bool first = true, have_path = false;
-
-	memset(o, 0, sizeof(*o));
-	while (p && *p) {
-		const char *end = strchr(p, ',');
-		size_t n = end ? (size_t)(end - p) : strlen(p);
-		const char *val = NULL;
-		size_t vlen = 0;
-
-		if (!n)
-			return util__fail(-EINVAL, err, errlen, "virtio-blk: empty option in '%s'", opts);
-		if (n == 2 && !strncmp(p, "ro", 2)) {
-			o->ro = true;
-		} else if (n > 7 && !strncmp(p, "serial=", 7)) {
-			vlen = n - 7;
-			if (vlen > BLK_ID_BYTES)
-				return util__fail(-EINVAL, err, errlen, "virtio-blk: serial '%.*s' is longer than %u bytes",
-						  (int)vlen, p + 7, BLK_ID_BYTES);
-			for (size_t i = 0; i < vlen; i++)
-				if (p[7 + i] < 0x20 || p[7 + i] > 0x7e)
-					return util__fail(-EINVAL, err, errlen,
-							  "virtio-blk: serial may hold printable ASCII only");
-			memcpy(o->serial, p + 7, vlen);
-			o->serial[vlen] = '\0';
-		} else if ((n > 5 && !strncmp(p, "path=", 5)) || (first && !memchr(p, '=', n))) {
-			val = p[4] == '=' && !strncmp(p, "path=", 5) ? p + 5 : p;
-			vlen = n - (size_t)(val - p);
-			if (have_path)
-				return util__fail(-EINVAL, err, errlen, "virtio-blk: more than one disk image in '%s'", opts);
-			if (vlen >= sizeof(o->path))
-				return util__fail(-EINVAL, err, errlen, "virtio-blk: disk image path too long");
-			memcpy(o->path, val, vlen);
-			o->path[vlen] = '\0';
-			have_path = true;
-		} else {
-			return util__fail(-EINVAL, err, errlen, "virtio-blk: unknown option '%.*s'", (int)n, p);
-		}
-		first = false;
-		p = end ? end + 1 : NULL;
-		if (end && !*p)
-			return util__fail(-EINVAL, err, errlen, "virtio-blk: empty option in '%s'", opts);
-	}
-	if (!have_path)
-		return util__fail(-EINVAL, err, errlen,
-				  "virtio-blk needs a disk image: -s SLOT,virtio-blk,PATH[,ro][,serial=ID]");
-	return 0;
-}
-
-static int blk__check(const char *opts, char *err, size_t errlen)
-{
-	struct blk_opts *o = malloc(sizeof(*o));
-	int ret;
-
-	if (!o)
-		return util__fail(-ENOMEM, err, errlen, "virtio-blk: out of memory");
-	ret = blk__parse(opts, o, err, errlen);
-	free(o);
-	return ret;
-}
-
-/* ---------- the disk ---------- */
-
-/* Open, check and lock an image; on success *fdp, *sizep and abs (PATH_MAX). */
-static int disk_open(const char *path, bool ro, int *fdp, uint64_t *sizep, char *abs, char *err, size_t errlen)
-{
-	struct flock fl = { .l_type = ro ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET };
-	struct stat st;
-	uint64_t size;
-	int fd, ret;
-
-	/* O_NONBLOCK: a FIFO must not hang us; it has no effect on files and disks */
-	fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return util__fail(-errno, err, errlen, "virtio-blk: cannot open disk image '%s': %s", path,
-				  strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		ret = util__fail(-errno, err, errlen, "virtio-blk: disk image '%s': %s", path, strerror(errno));
-		goto fail;
-	}
-	if (S_ISREG(st.st_mode)) {
-		size = (uint64_t)st.st_size;
-	} else if (S_ISBLK(st.st_mode)) {
-		if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
-			ret = util__fail(-errno, err, errlen, "virtio-blk: disk image '%s': size: %s", path,
-					 strerror(errno));
-			goto fail;
-		}
-	} else {
-		ret = util__fail(-EINVAL, err, errlen, "virtio-blk: disk image '%s' is not a regular file or a block device",
-				 path);
-		goto fail;
-	}
-	if (fcntl(fd, F_SETFL, 0) < 0) {
-		ret = util__fail(-errno, err, errlen, "virtio-blk: disk image '%s': %s", path, strerror(errno));
-		goto fail;
-	}
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0 && (errno == EAGAIN || errno == EACCES)) {
-		ret = util__fail(-EBUSY, err, errlen, "virtio-blk: disk image '%s' is in use by another process (locked)",
-				 path);
-		goto fail;
-	}
-	if (!realpath(path, abs))
-		snprintf(abs, PATH_MAX, "%s", path);
-	*fdp = fd;
-	*sizep = size;
-	return 0;
-fail:
-	close(fd);
-	return ret;
-}
-
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t r = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		got += (size_t)r;
-	}
-	return 0;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-/*
- * What identifies a disk: size, device and inode, modification time, and
- * a hash of BLK_SAMPLES blocks spread evenly from the first to the last.
- */
-static void disk_ident(int fd, uint64_t size, struct blk_ident *id)
-{
-	uint8_t buf[BLK_SAMPLE_SIZE];
-	uint64_t nblk = (size + BLK_SAMPLE_SIZE - 1) / BLK_SAMPLE_SIZE, prev = UINT64_MAX;
-	struct stat st;
-
-	memset(id, 0, sizeof(*id));
-	id->size = size;
-	if (fstat(fd, &st) == 0) {
-		id->dev = st.st_dev;
-		id->ino = st.st_ino;
-		id->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL + (uint64_t)st.st_mtim.tv_nsec;
-	}
-	id->hash = XXH3_64bits(&size, sizeof(size));
-	for (uint64_t i = 0; nblk && i < BLK_SAMPLES; i++) {
-		uint64_t k = i * (nblk - 1) / (BLK_SAMPLES - 1);
-		uint64_t off = k * BLK_SAMPLE_SIZE;
-		size_t len = size - off < BLK_SAMPLE_SIZE ? (size_t)(size - off) : BLK_SAMPLE_SIZE;
-
-		if (k == prev)
-			continue;
-		prev = k;
-		if (pread_full(fd, buf, len, off))
-			memset(buf, 0xff, len);	/* unreadable: unlike any content */
-		id->hash = XXH3_64bits_withSeed(buf, len, id->hash ^ k);
-	}
-}
-
-/* ---------- the backends: io_uring, or a thread pool ---------- */
-
-static void *worker(void *arg);
-
-static int pool_start(struct blk *b)
-{
-	struct blk_pool *p = &b->pool;
-	pthread_attr_t attr;
-	int ret = 0;
-
-	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->work, NULL);
-	pthread_cond_init(&p->done_cond, NULL);
-	p->jobs_tail = &p->jobs;
-	p->done_tail = &p->done;
-	p->efd = b->efd;
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 256 << 10);
-	for (p->nthreads = 0; p->nthreads < BLK_WORKERS; p->nthreads++) {
-		ret = -pthread_create(&p->thread[p->nthreads], &attr, worker, b);
-		if (ret)
-			break;
-	}
-	pthread_attr_destroy(&attr);
-	return p->nthreads ? 0 : ret;
-}
-
-static void pool_stop(struct blk *b)
-{
-	struct blk_pool *p = &b->pool;
-
-	pthread_mutex_lock(&p->lock);
-	p->stop = true;
-	pthread_cond_broadcast(&p->work);
-	pthread_mutex_unlock(&p->lock);
-	for (unsigned int i = 0; i < p->nthreads; i++)
-		pthread_join(p->thread[i], NULL);
-	pthread_cond_destroy(&p->work);
-	pthread_cond_destroy(&p->done_cond);
-	pthread_mutex_destroy(&p->lock);
-}
-
-static int do_op(struct blk *b, struct blk_req *r)
-{
-	unsigned int n = r->niov - r->iov0;
-	ssize_t res;
-
-	switch (r->op) {
-	case OP_READ:
-		res = preadv(b->fd, r->iov + r->iov0, (int)n, (off_t)r->off);
-		break;
-	case OP_WRITE:
-		res = pwritev2(b->fd, r->iov + r->iov0, (int)n, (off_t)r->off, r->dsync ? RWF_DSYNC : 0);
-		break;
-	case OP_FSYNC:
-		res = fdatasync(b->fd);
-		break;
-	case OP_FALLOC:
-		res = fallocate(b->fd, r->mode, (off_t)r->off, (off_t)r->left);
-		break;
-	default:
-		return -EINVAL;
-	}
-	return res < 0 ? -errno : (int)res;
-}
-
-static void *worker(void *arg)
-{
-	struct blk *b = arg;
-	struct blk_pool *p = &b->pool;
-	uint64_t one = 1;
-
-	if (seccomp__thread(SECCOMP_DEVICE))
-		return NULL;
-	pthread_mutex_lock(&p->lock);
-	for (;;) {
-		struct blk_req *r;
-
-		while (!p->jobs && !p->stop)
-			pthread_cond_wait(&p->work, &p->lock);
-		if (!p->jobs)
-			break;
-		r = p->jobs;
-		p->jobs = r->next;
-		if (!p->jobs)
-			p->jobs_tail = &p->jobs;
-		pthread_mutex_unlock(&p->lock);
-		r->res = do_op(b, r);
-		pthread_mutex_lock(&p->lock);
-		r->next = NULL;
-		*p->done_tail = r;
-		p->done_tail = &r->next;
-		pthread_cond_broadcast(&p->done_cond);
-		if (write(p->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			pr_warn("virtio-blk: completion eventfd: %s", strerror(errno));
-	}
-	pthread_mutex_unlock(&p->lock);
-	return NULL;
-}
+static void complete_op(struct blk *b, struct blk_req *r, int res);
 
 /* Queue r's operation (sent to the kernel by be_commit). */
 static void be_submit(struct blk *b, struct blk_req *r)
 {
-	struct io_uring_sqe *sqe;
-	unsigned int n = r->niov - r->iov0;
-
-	if (!b->uring) {
-		struct blk_pool *p = &b->pool;
-
-		pthread_mutex_lock(&p->lock);
-		r->next = NULL;
-		*p->jobs_tail = r;
-		p->jobs_tail = &r->next;
-		pthread_cond_signal(&p->work);
-		pthread_mutex_unlock(&p->lock);
-		return;
-	}
-	sqe = io_uring_get_sqe(&b->ring);
-	while (!sqe) {
-		/* cannot stay full: there are as many entries as requests */
-		io_uring_submit(&b->ring);
-		sqe = io_uring_get_sqe(&b->ring);
-	}
-	switch (r->op) {
-	case OP_READ:
-		io_uring_prep_readv(sqe, b->fd, r->iov + r->iov0, n, r->off);
-		break;
-	case OP_WRITE:
-		io_uring_prep_writev(sqe, b->fd, r->iov + r->iov0, n, r->off);
-		if (r->dsync)
-			sqe->rw_flags = RWF_DSYNC;
-		break;
-	case OP_FSYNC:
-		io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
-		break;
-	case OP_FALLOC:
-		io_uring_prep_fallocate(sqe, b->fd, r->mode, (off_t)r->off, (off_t)r->left);
-		break;
-	}
-	io_uring_sqe_set_data(sqe, r);
+	r->io = (struct disk_io){
+		.fd = b->fd, .op = r->op, .dsync = r->dsync, .mode = r->mode, .off = r->off, .len = r->left,
+		.iov = r->iov + r->iov0, .niov = r->niov - r->iov0,
+	};
+	disk_queue__submit(b->q, &r->io);
 }
 
 /* Send what be_submit queued. */
 static void be_commit(struct blk *b)
 {
-	unsigned int tries = 0;
-
-	if (!b->uring)
-		return;
-	while (io_uring_sq_ready(&b->ring)) {
-		int ret = io_uring_submit(&b->ring);
-
-		if (ret >= 0 || ret == -EINTR)
-			continue;
-		if ((ret == -EAGAIN || ret == -EBUSY) && tries++ < 10000) {
-			usleep(100);
-			continue;
-		}
-		pr_warn("%s: io_uring_submit: %s", b->vd.pd->name, strerror(-ret));
-		return;
-	}
+	disk_queue__commit(b->q);
 }
 
-static void complete_op(struct blk *b, struct blk_req *r, int res);
+static void be_done(void *opaque, struct disk_io *io, int res)
+{
+	complete_op(opaque, (struct blk_req *)((char *)io - offsetof(struct blk_req, io)), res);
+}
 
 /* Reap completions; with wait, at least one (there must be one in flight). */
 static void be_reap(struct blk *b, bool wait)
 {
-	if (b->uring) {
-		struct io_uring_cqe *cqe;
-
-		if (wait) {
-			int ret;
-
-			be_commit(b);
-			do
-				ret = io_uring_wait_cqe(&b->ring, &cqe);
-			while (ret == -EINTR || ret == -EAGAIN);
-			if (ret < 0) {
-				pr_warn("%s: io_uring_wait_cqe: %s", b->vd.pd->name, strerror(-ret));
-				return;
-			}
-		}
-		while (io_uring_peek_cqe(&b->ring, &cqe) == 0) {
-			struct blk_req *r = io_uring_cqe_get_data(cqe);
-			int res = cqe->res;
-
-			io_uring_cqe_seen(&b->ring, cqe);
-			complete_op(b, r, res);
-		}
-	} else {
-		struct blk_pool *p = &b->pool;
-		struct blk_req *list;
-
-		pthread_mutex_lock(&p->lock);
-		while (wait && !p->done)
-			pthread_cond_wait(&p->done_cond, &p->lock);
-		list = p->done;
-		p->done = NULL;
-		p->done_tail = &p->done;
-		pthread_mutex_unlock(&p->lock);
-		while (list) {
-			struct blk_req *r = list;
-
-			list = r->next;
-			complete_op(b, r, r->res);
-		}
-	}
+	disk_queue__reap(b->q, wait, be_done, b);
 }
 
 /* ---------- requests ---------- */
@@ -732,7 +316,7 @@ static void dwz_step(struct blk *b, struct blk_req *r)
 	if (how == Z_WRITE) {
 		uint64_t left = r->left;
 
-		r->op = OP_WRITE;
+		r->op = DISK_WRITE;
 		r->zeros = true;
 		r->iov = r->ziov;
 		r->iov0 = 0;
@@ -743,7 +327,7 @@ static void dwz_step(struct blk *b, struct blk_req *r)
 			left -= l;
 		}
 	} else {
-		r->op = OP_FALLOC;
+		r->op = DISK_FALLOC;
 		r->zeros = false;
 		r->mode = FALLOC_FL_KEEP_SIZE | (how == Z_PUNCH ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
 	}
@@ -777,11 +361,11 @@ static void complete_op(struct blk *b, struct blk_req *r, int res)
 		return;
 	}
 	switch (r->op) {
-	case OP_READ:
-	case OP_WRITE:
+	case DISK_READ:
+	case DISK_WRITE:
 		if (res < 0 || (res == 0 && r->left)) {
 			if (res < 0)
-				pr_debug("%s: %s at %llu: %s", b->vd.pd->name, r->op == OP_READ ? "read" : "write",
+				pr_debug("%s: %s at %llu: %s", b->vd.pd->name, r->op == DISK_READ ? "read" : "write",
 					 (unsigned long long)r->off, strerror(-res));
 			finish(b, r, VIRTIO_BLK_S_IOERR);
 			return;
@@ -803,10 +387,10 @@ static void complete_op(struct blk *b, struct blk_req *r, int res)
 		}
 		finish(b, r, VIRTIO_BLK_S_OK);
 		return;
-	case OP_FSYNC:
+	case DISK_FSYNC:
 		finish(b, r, res < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
 		return;
-	case OP_FALLOC:
+	case DISK_FALLOC:
 		if (res == -EOPNOTSUPP || res == -ENOSYS || res == -EINVAL) {
 			/* this image cannot: never try that mode again, go on with the next */
 			if (zero_order[r->unmap][r->how] == Z_PUNCH)
@@ -884,7 +468,7 @@ static void start(struct blk *b, const struct virtq_elem *e)
 			done_now(b, e->head, status, VIRTIO_BLK_S_OK, 0);
 			return;
 		}
-		r->op = type == VIRTIO_BLK_T_IN ? OP_READ : OP_WRITE;
+		r->op = type == VIRTIO_BLK_T_IN ? DISK_READ : DISK_WRITE;
 		r->iov = r->data;
 		r->iov0 = 0;
 		r->niov = (unsigned int)n;
@@ -896,7 +480,7 @@ static void start(struct blk *b, const struct virtq_elem *e)
 			done_now(b, e->head, status, VIRTIO_BLK_S_IOERR, 0);
 			return;
 		}
-		r->op = OP_FSYNC;
+		r->op = DISK_FSYNC;
 		break;
 	case VIRTIO_BLK_T_GET_ID: {
 		uint8_t id[BLK_ID_BYTES] = { 0 };
@@ -1039,7 +623,7 @@ static bool serving(const struct virtio_dev *vd)
 }
 
 /* Wait until nothing is in flight; with serve_all, until the avail ring is empty too. */
-static void drain(struct blk *b, bool serve_all)
+void blk__drain(struct blk *b, bool serve_all)
 {
 	struct virtio_dev *vd = &b->vd;
 	uint16_t old = vd->st.q[0].used_idx;
@@ -1063,7 +647,7 @@ static void drain(struct blk *b, bool serve_all)
  */
 static void blk__quiesce(struct virtio_dev *vd)
 {
-	drain((struct blk *)vd, true);
+	blk__drain((struct blk *)vd, true);
 }
 
 static void blk__resume(struct virtio_dev *vd)
@@ -1077,7 +661,7 @@ static void blk__reset(struct virtio_dev *vd)
 	struct blk *b = (struct blk *)vd;
 
 	b->dropping = true;
-	drain(b, false);
+	blk__drain(b, false);
 	b->dropping = false;
 }
 
@@ -1111,7 +695,7 @@ static void blk__config_write(struct virtio_dev *vd, unsigned int off, const uin
 			     1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH)
 
 /* [0] read-write, [1] read-only: what is offered differs */
-static const struct virtio_type blk_types[2] = {
+const struct virtio_type blk_types[2] = {
 	{
 		.device_id = 2,
 		.class_code = 0x010000,		/* mass storage, SCSI (as QEMU's) */
@@ -1154,7 +738,7 @@ static const struct slot_config *blk__slot(const struct pci_dev *pd)
 	return NULL;
 }
 
-static bool blk__overridden(const struct pci_dev *pd)
+bool blk__overridden(const struct pci_dev *pd)
 {
 	const struct slot_config *sc = blk__slot(pd);
 
@@ -1169,39 +753,16 @@ static void derive_serial(const char *abs, char *out)
 		 (unsigned int)(h >> 16) & 0xffff, (unsigned int)h & 0xffff);
 }
 
-static void backend_stop(struct blk *b)
-{
-	if (b->uring)
-		io_uring_queue_exit(&b->ring);
-	else if (b->pool.nthreads)
-		pool_stop(b);
-	b->uring = false;
-	b->pool.nthreads = 0;
-}
-
 static int backend_start(struct blk *b)
 {
 	const char *no = getenv(VBLK_ENV_NO_URING);
-	int ret;
 
-	if (!no || !*no || !strcmp(no, "0")) {
-		ret = io_uring_queue_init(BLK_DEPTH, &b->ring, 0);
-		if (!ret) {
-			ret = io_uring_register_eventfd(&b->ring, b->efd);
-			if (!ret) {
-				b->uring = true;
-				return 0;
-			}
-			io_uring_queue_exit(&b->ring);
-		}
-		pr_debug("%s: no io_uring (%s): a thread pool serves the disk", b->vd.pd->name, strerror(-ret));
-	}
-	return pool_start(b);
+	return disk_queue__start(&b->q, !no || !*no || !strcmp(no, "0"), BLK_DEPTH, b->efd, b->vd.pd->name);
 }
 
 static void blk__free(struct blk *b)
 {
-	backend_stop(b);
+	disk_queue__stop(b->q);
 	if (b->efd >= 0)
 		close(b->efd);
 	if (b->fd >= 0)
@@ -1210,7 +771,7 @@ static void blk__free(struct blk *b)
 	free(b);
 }
 
-static int blk__init(struct pci_dev *pd, const char *opts, char *err, size_t errlen)
+int blk__init(struct pci_dev *pd, const char *opts, char *err, size_t errlen)
 {
 	struct blk_opts *o = malloc(sizeof(*o));
 	struct blk *b = NULL;
@@ -1245,7 +806,7 @@ static int blk__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 		 */
 		snprintf(b->path, sizeof(b->path), "%s", o->path);
 	} else {
-		ret = disk_open(o->path, o->ro, &b->fd, &b->size, b->path, err, errlen);
+		ret = disk__open("virtio-blk", o->path, o->ro, &b->fd, &b->size, b->path, err, errlen);
 		if (ret)
 			goto out;
 	}
@@ -1296,371 +857,10 @@ static void blk__exit(struct pci_dev *pd)
 	virtio__exit(&b->vd);	/* no I/O thread from here on */
 	pthread_mutex_lock(&pd->lock);
 	b->dropping = true;	/* guest memory may be going: wait, touch nothing */
-	drain(b, false);
+	blk__drain(b, false);
 	pthread_mutex_unlock(&pd->lock);
 	blk__free(b);
 	pd->priv = NULL;
-}
-
-/* ---------- disk copies (checkpoints with disks) ---------- */
-
-/* Copy [off, off + len) of in to the same place in out. */
-static int copy_range(int in, int out, uint64_t off, uint64_t len, uint8_t **buf)
-{
-	while (len) {
-		size_t chunk = len < (1u << 30) ? (size_t)len : (1u << 30);
-		ssize_t r;
-
-		if (!*buf) {
-			loff_t a = (loff_t)off, c = (loff_t)off;
-
-			r = copy_file_range(in, &a, out, &c, chunk, 0);
-			if (r < 0 && errno != EINTR && errno != EIO && errno != ENOSPC && errno != EDQUOT) {
-				/* not between these files: read and write */
-				*buf = malloc(1 << 20);
-				if (!*buf)
-					return -ENOMEM;
-				continue;
-			}
-		} else {
-			r = pread(in, *buf, chunk < (1u << 20) ? chunk : (1u << 20), (off_t)off);
-			if (r > 0) {
-				int w = pwrite_full(out, *buf, (size_t)r, off);
-
-				if (w)
-					return w;
-			}
-		}
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EIO;	/* the disk shrank under us */
-		off += (uint64_t)r;
-		len -= (uint64_t)r;
-	}
-	return 0;
-}
-
-int vblk__copy_disk(struct pci_dev *pd, const char *dest, char *err, size_t errlen)
-{
-	struct blk *b = pd->priv;
-	uint64_t off = 0, size;
-	uint8_t *buf = NULL;
-	int out, ret = 0;
-
-	if (!b || pd->type->init != blk__init)
-		return util__fail(-EINVAL, err, errlen, "%s is not a virtio-blk disk", pd->name);
-	pthread_mutex_lock(&pd->lock);
-	if (b->inflight)
-		drain(b, false);
-	size = b->size;
-	out = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (out < 0) {
-		ret = util__fail(-errno, err, errlen, "cannot create disk copy '%s': %s", dest, strerror(errno));
-		goto unlock;
-	}
-	if (ioctl(out, FICLONE, b->fd) == 0)
-		goto sync;
-	/* a sparse copy: only the data, the holes stay holes */
-	if (ftruncate(out, (off_t)size) < 0) {
-		ret = -errno;
-		goto fail;
-	}
-	while (off < size) {
-		off_t data = lseek(b->fd, (off_t)off, SEEK_DATA), hole;
-
-		if (data < 0 && errno == ENXIO)
-			break;			/* only a hole is left */
-		if (data < 0) {
-			data = (off_t)off;	/* no SEEK_DATA here: copy everything */
-			hole = (off_t)size;
-		} else {
-			hole = lseek(b->fd, data, SEEK_HOLE);
-			if (hole < 0 || (uint64_t)hole > size)
-				hole = (off_t)size;
-		}
-		if ((uint64_t)data >= size)
-			break;
-		ret = copy_range(b->fd, out, (uint64_t)data, (uint64_t)(hole - data), &buf);
-		if (ret)
-			goto fail;
-		off = (uint64_t)hole;
-	}
-sync:
-	if (fsync(out) < 0) {
-		ret = -errno;
-		goto fail;
-	}
-	close(out);
-	goto unlock;
-fail:
-	util__fail(ret, err, errlen, "copying disk '%s' to '%s': %s", b->path, dest, strerror(-ret));
-	close(out);
-	unlink(dest);
-unlock:
-	pthread_mutex_unlock(&pd->lock);
-	free(buf);
-	return ret;
-}
-
-void vblk__set_copy(void *state, const char *name)
-{
-	struct blk_state *s = state;
-
-	snprintf(s->copy, sizeof(s->copy), "%s", name ? name : "");
-}
-
-/* ---------- snapshot ---------- */
-
-static void blk__save(void *priv, void *state)
-{
-	struct pci_dev *pd = priv;
-	struct blk *b = pd->priv;
-	struct blk_state *s = state;
-
-	pthread_mutex_lock(&pd->lock);
-	if (b->inflight)
-		drain(b, false);	/* the pause does this; in case a caller did not pause */
-	pci__save(pd, &s->pci);
-	s->virtio = b->vd.st;
-	snprintf(s->path, sizeof(s->path), "%s", b->path);
-	s->read_only = b->read_only;
-	s->capacity = b->capacity;
-	snprintf(s->serial, sizeof(s->serial), "%s", b->serial);
-	if (b->fd >= 0)
-		disk_ident(b->fd, b->size, &s->disk);
-	else
-		memset(&s->disk, 0, sizeof(s->disk));
-	s->copy[0] = '\0';
-	pthread_mutex_unlock(&pd->lock);
-}
-
-static void blk__encode(struct sbuf *b, const void *state)
-{
-	const struct blk_state *s = state;
-
-	enc__map(b);
-	pci__encode(b, &s->pci);
-	virtio__encode(b, &s->virtio);
-	enc__str(b, "path", s->path);
-	enc__bool(b, "read_only", s->read_only);
-	enc__u64(b, "capacity", s->capacity);
-	enc__str(b, "serial", s->serial);
-	enc__map_key(b, "disk");
-	enc__u64(b, "size", s->disk.size);
-	enc__u64(b, "dev", s->disk.dev);
-	enc__u64(b, "ino", s->disk.ino);
-	enc__u64(b, "mtime_ns", s->disk.mtime_ns);
-	enc__u64(b, "sample_hash", s->disk.hash);
-	enc__end(b);
-	enc__str(b, "copy", s->copy);
-	enc__end(b);
-}
-
-/* A copy's name: relative, inside the snapshot's directory (no ".."). */
-static bool copy_name_ok(const char *s)
-{
-	const char *p = s;
-
-	if (s[0] == '/')
-		return false;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-
-		if ((n == 2 && !strncmp(p, "..", 2)) || !n)
-			return false;
-		p += n;
-		if (*p == '/')
-			p++;
-	}
-	return true;
-}
-
-/* Version 1 did not record where the function was (pci.h). */
-static void virtio_blk_v1_to_v2(struct blk_state *s)
-{
-	pci__func_unrecorded(&s->pci);
-}
-
-static void blk__decode(struct dec *d, const cbor_item_t *m, uint32_t version, void *state)
-{
-	struct blk_state *s = state;
-	const cbor_item_t *disk;
-
-	memset(s, 0, sizeof(*s));
-	s->read_only = dec__bool(d, m, "read_only");
-	pci__decode(d, m, &s->pci, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + blk_types[0].device_id,
-		    blk_types[0].nqueues + 1u, version >= 2);
-	if (version < 2)
-		virtio_blk_v1_to_v2(s);
-	virtio__decode(d, m, &s->virtio, &blk_types[s->read_only], d->mem_size);
-	dec__str(d, m, "path", s->path, sizeof(s->path));
-	s->capacity = dec__u64(d, m, "capacity");
-	dec__str(d, m, "serial", s->serial, sizeof(s->serial));
-	disk = dec__map(d, m, "disk");
-	s->disk.size = dec__u64(d, disk, "size");
-	s->disk.dev = dec__u64(d, disk, "dev");
-	s->disk.ino = dec__u64(d, disk, "ino");
-	s->disk.mtime_ns = dec__u64(d, disk, "mtime_ns");
-	s->disk.hash = dec__u64(d, disk, "sample_hash");
-	dec__str(d, m, "copy", s->copy, sizeof(s->copy));
-	if (d->ret)
-		return;
-	if (s->path[0] != '/')
-		dec__fail(d, "field 'path' is '%s', not an absolute path", s->path);
-	else if (s->capacity != s->disk.size / SECTOR)
-		dec__fail(d, "field 'capacity' is %llu sectors, but the disk's size of %llu bytes makes %llu",
-			  (unsigned long long)s->capacity, (unsigned long long)s->disk.size,
-			  (unsigned long long)(s->disk.size / SECTOR));
-	else if (s->disk.size > (uint64_t)INT64_MAX)
-		dec__fail(d, "field 'disk.size' is %llu, beyond any file", (unsigned long long)s->disk.size);
-	else if (s->copy[0] && !copy_name_ok(s->copy))
-		dec__fail(d, "field 'copy' is '%s': not a name inside the snapshot's directory", s->copy);
-}
-
-/*
- * A disk copy the snapshot carries was written before the state file: if it
- * was modified later (a VM restored from it ran), it is no longer the
- * snapshot's disk.
- */
-static bool copy_modified(const struct blk *b, const char *restore)
-{
-	char state[PATH_MAX + 8];
-	struct stat st, cp;
-
-	snprintf(state, sizeof(state), "%s.state", restore);
-	if (stat(state, &st) < 0 || fstat(b->fd, &cp) < 0)
-		return false;
-	return cp.st_mtim.tv_sec > st.st_mtim.tv_sec ||
-	       (cp.st_mtim.tv_sec == st.st_mtim.tv_sec && cp.st_mtim.tv_nsec > st.st_mtim.tv_nsec);
-}
-
-/*
- * The disk of a restore, compared with the one the snapshot recorded:
- * same_file, the very file (device, inode, modification time too); else a
- * copy (size and content), with copy_of the snapshot it belongs to.
- */
-static int check_disk(struct blk *b, const struct blk_state *s, bool same_file, const char *copy_of,
-		      char *err, size_t errlen)
-{
-	const struct vm_config *cfg = b->vd.pd->vm->cfg;
-	struct blk_ident now;
-	char what[160] = "";
-	size_t n = 0;
-
-	if (b->read_only != s->read_only)
-		return util__fail(-EINVAL, err, errlen, "disk %s is %s, but was %s in the snapshot", b->path,
-				  b->read_only ? "read-only" : "read-write", s->read_only ? "read-only" : "read-write");
-	if (b->capacity != s->capacity)
-		return util__fail(-EINVAL, err, errlen,
-				  "disk %s has %llu sectors, the snapshot's had %llu: a guest cannot see its disk change size (not even with --force-disk)",
-				  b->path, (unsigned long long)b->capacity, (unsigned long long)s->capacity);
-	disk_ident(b->fd, b->size, &now);
-#define WHAT(s_) (n += (size_t)snprintf(what + n, sizeof(what) - n, "%s%s", n ? ", " : "", (s_)))
-	if (now.size != s->disk.size)
-		WHAT("size");
-	if (same_file && (now.dev != s->disk.dev || now.ino != s->disk.ino))
-		WHAT("another file: device and inode");
-	if ((same_file && now.mtime_ns != s->disk.mtime_ns) || (copy_of && copy_modified(b, copy_of)))
-		WHAT("modification time");
-	if (now.hash != s->disk.hash)
-		WHAT("content");
-#undef WHAT
-	if (!n)
-		return 0;
-	if (!cfg || !cfg->force_disk)
-		return util__fail(-EINVAL, err, errlen,
-				  "disk %s changed since the snapshot (%s); use --force-disk to restore anyway", b->path, what);
-	pr_warn("%s: disk %s changed since the snapshot (%s); restoring anyway (--force-disk)", b->vd.pd->name,
-		b->path, what);
-	return 0;
-}
-
-/* Make path the device's disk, in place of what init opened. */
-static int reopen(struct blk *b, const char *path, char *err, size_t errlen)
-{
-	char abs[PATH_MAX];
-	uint64_t size;
-	int fd, ret;
-
-	if (b->fd >= 0) {
-		/* our own lock must not stand in the way of reopening the same file */
-		close(b->fd);
-		b->fd = -1;
-	}
-	ret = disk_open(path, b->read_only, &fd, &size, abs, err, errlen);
-	if (ret)
-		return ret;
-	b->fd = fd;
-	b->size = size;
-	b->capacity = size / SECTOR;
-	snprintf(b->path, sizeof(b->path), "%s", abs);
-	return 0;
-}
-
-static int blk__restore(void *priv, const void *state, char *err, size_t errlen)
-{
-	struct pci_dev *pd = priv;
-	struct blk *b = pd->priv;
-	const struct blk_state *s = state;
-	const struct vm_config *cfg = pd->vm->cfg;
-	bool overridden = blk__overridden(pd), same_file = !overridden;
-	const char *copy_of = NULL;
-	int ret = 0;
-
-	pthread_mutex_lock(&pd->lock);
-	ret = pci__check_placement(pd, &s->pci, err, errlen);
-	if (ret)
-		goto out;
-	if (s->copy[0] && !overridden && cfg && cfg->restore) {
-		/* the snapshot carries its disk: run on that copy */
-		const char *slash = strrchr(cfg->restore, '/');
-		char path[PATH_MAX];
-
-		if (slash)
-			ret = snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - cfg->restore), cfg->restore, s->copy);
-		else
-			ret = snprintf(path, sizeof(path), "%s", s->copy);
-		ret = ret >= (int)sizeof(path) ? util__fail(-ENAMETOOLONG, err, errlen, "disk copy path too long") :
-						 reopen(b, path, err, errlen);
-		same_file = false;
-		copy_of = cfg->restore;
-	} else if (b->fd < 0) {
-		/*
-		 * The options' path, as the command line would have opened it;
-		 * where that names nothing (a relative path, restored elsewhere),
-		 * the absolute one recorded at the save.
-		 */
-		char opt[PATH_MAX];
-
-		snprintf(opt, sizeof(opt), "%s", b->path);
-		ret = reopen(b, opt, err, errlen);
-		if (ret == -ENOENT && strcmp(opt, s->path))
-			ret = reopen(b, s->path, err, errlen);
-	}
-	if (!ret)
-		ret = check_disk(b, s, same_file, copy_of, err, errlen);
-	if (!ret)
-		ret = virtio__restore(&b->vd, &s->virtio, err, errlen);
-	if (!ret) {
-		pci__restore(pd, &s->pci);
-		/* the guest has seen this ID already */
-		snprintf(b->serial, sizeof(b->serial), "%s", s->serial);
-	}
-out:
-	pthread_mutex_unlock(&pd->lock);
-	return ret;
-}
-
-static int blk__copy_files(void *priv, void *state, const char *path, const char *name, char *err, size_t errlen)
-{
-	int ret = vblk__copy_disk(priv, path, err, errlen);
-
-	if (!ret)
-		vblk__set_copy(state, name);
-	return ret;
 }
 
 static const struct device_ops blk_ops = {
