@@ -1,7 +1,9 @@
 /*
- * Device descriptors.  Each device file registers one descriptor with
- * DEVICE_REGISTER(); vm.c walks them all at start-up, so there is no second
- * list to keep in step.
+ * Device descriptors.  Each device file registers one descriptor: a
+ * struct device_ops with DEVICE_REGISTER(), or a PCI device type with
+ * PCI_DEVTYPE_REGISTER() (pci.h), whose ops that one registration puts in
+ * the same list.  device.c walks them all at start-up, so there is no
+ * second list to keep in step.
  */
 #ifndef KHYVE_DEVICE_H
 #define KHYVE_DEVICE_H
@@ -78,9 +80,16 @@ struct device_instance {
 	struct device_instance *next;
 };
 
+/*
+ * Register a device type that is not a PCI device type (those register
+ * with PCI_DEVTYPE_REGISTER alone, which puts their ops here too).  The
+ * section holds pointers to device_ops pointers, so that a PCI type's
+ * descriptor is the one place its ops are named.
+ */
 #define DEVICE_REGISTER(ops_)						\
-	static const struct device_ops *const __device_##ops_		\
-	__attribute__((used, section("khyve_devices"))) = &(ops_)
+	static const struct device_ops *const __device_ptr_##ops_ = &(ops_);	\
+	static const struct device_ops *const *const __device_##ops_	\
+	__attribute__((used, section("khyve_devices"))) = &__device_ptr_##ops_
 
 int device__init_all(struct vm *vm, char *err, size_t errlen);
 /*

@@ -131,20 +131,28 @@ struct pci_msix_route {
 
 /*
  * A PCI device type: its device_ops carries the name and the snapshot hooks
- * (priv is the struct pci_dev, sections are "<name>.<slot>[.<func>]");
- * check validates -s options before anything is created; init builds the
- * function's config space, BARs and capabilities.
+ * (priv is the struct pci_dev, sections are "<name>.<slot>[.<func>]"), all
+ * of them unless stateless; check validates -s options before anything is
+ * created; init builds the function's config space, BARs and capabilities.
  */
 struct pci_devtype {
 	const struct device_ops *ops;
+	bool stateless;		/* nothing in it can change: no snapshot hooks, no section */
 	int (*check)(const char *opts, char *err, size_t errlen);
 	int (*init)(struct pci_dev *pd, const char *opts, char *err, size_t errlen);
 	void (*exit)(struct pci_dev *pd);
 };
 
+/*
+ * The one registration of a PCI device type: the type for -s and the bus,
+ * and its ops for the device registry (device.h: start-up, snapshots,
+ * --inspect).  Such a type's ops must not be DEVICE_REGISTERed as well.
+ */
 #define PCI_DEVTYPE_REGISTER(t_)					\
 	static const struct pci_devtype *const __pcidev_##t_		\
-	__attribute__((used, section("khyve_pcidevs"))) = &(t_)
+	__attribute__((used, section("khyve_pcidevs"))) = &(t_);	\
+	static const struct device_ops *const *const __pcidev_ops_##t_	\
+	__attribute__((used, section("khyve_devices"))) = &(t_).ops
 
 struct pci_bar {
 	uint64_t size;		/* power of two >= 4096, 0: unused or a 64-bit BAR's upper half */
@@ -212,6 +220,8 @@ struct pci_bus {
 void pci__instance_name(const struct slot_config *sc, char *buf, size_t len);
 /* A device type by name, or NULL. */
 const struct pci_devtype *pci__find_type(const char *name);
+/* The i-th registered PCI device type, or NULL past the last. */
+const struct pci_devtype *pci__type(unsigned int i);
 /* Validate DEVICE and OPTIONS of a -s argument; 0 or -EINVAL with err. */
 int pci__check_device(const char *name, const char *opts, char *err, size_t errlen);
 

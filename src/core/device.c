@@ -7,9 +7,13 @@
 #include "khyve/log.h"
 #include "khyve/vm.h"
 
-/* weak: a unit-test binary that links no device has no such section */
-extern const struct device_ops *const __start_khyve_devices[] __attribute__((weak));
-extern const struct device_ops *const __stop_khyve_devices[] __attribute__((weak));
+/*
+ * weak: a unit-test binary that links no device has no such section.  Each
+ * entry points to a device_ops pointer: DEVICE_REGISTER's own, or the ops
+ * member of a PCI type's descriptor (PCI_DEVTYPE_REGISTER).
+ */
+extern const struct device_ops *const *const __start_khyve_devices[] __attribute__((weak));
+extern const struct device_ops *const *const __stop_khyve_devices[] __attribute__((weak));
 
 int device__add(struct vm *vm, const struct device_ops *ops, void *priv, const char *name)
 {
@@ -29,7 +33,8 @@ int device__add(struct vm *vm, const struct device_ops *ops, void *priv, const c
 
 int device__init_all(struct vm *vm, char *err, size_t errlen)
 {
-	for (const struct device_ops *const *o = __start_khyve_devices; o < __stop_khyve_devices; o++) {
+	for (const struct device_ops *const *const *r = __start_khyve_devices; r < __stop_khyve_devices; r++) {
+		const struct device_ops *const *o = *r;
 		void *priv = NULL;
 		int ret;
 
@@ -78,12 +83,13 @@ static bool instance_suffix(const char *s)
 
 const struct device_ops *device__type(unsigned int i)
 {
-	return i < (size_t)(__stop_khyve_devices - __start_khyve_devices) ? __start_khyve_devices[i] : NULL;
+	return i < (size_t)(__stop_khyve_devices - __start_khyve_devices) ? *__start_khyve_devices[i] : NULL;
 }
 
 const struct device_ops *device__find(const char *name)
 {
-	for (const struct device_ops *const *o = __start_khyve_devices; o < __stop_khyve_devices; o++) {
+	for (const struct device_ops *const *const *r = __start_khyve_devices; r < __stop_khyve_devices; r++) {
+		const struct device_ops *const *o = *r;
 		size_t n = strlen((*o)->name);
 
 		if ((*o)->init && !strcmp((*o)->name, name))

@@ -59,6 +59,11 @@ const struct pci_devtype *pci__find_type(const char *name)
 	return NULL;
 }
 
+const struct pci_devtype *pci__type(unsigned int i)
+{
+	return i < (size_t)(__stop_khyve_pcidevs - __start_khyve_pcidevs) ? __start_khyve_pcidevs[i] : NULL;
+}
+
 int pci__check_device(const char *name, const char *opts, char *err, size_t errlen)
 {
 	const struct pci_devtype *t = pci__find_type(name);
@@ -1086,9 +1091,9 @@ static int hostbridge__check(const char *opts, char *err, size_t errlen)
 
 /* no snapshot hooks: nothing in it can change */
 static const struct device_ops hostbridge_ops = { .name = "hostbridge" };
-DEVICE_REGISTER(hostbridge_ops);
 static const struct pci_devtype hostbridge_type = {
 	.ops = &hostbridge_ops,
+	.stateless = true,
 	.check = hostbridge__check,
 	.init = hostbridge__init,
 };

@@ -873,7 +873,6 @@ static const struct device_ops blk_ops = {
 	.decode = blk__decode,
 	.restore = blk__restore,
 };
-DEVICE_REGISTER(blk_ops);
 
 static const struct pci_devtype blk_pci = {
 	.ops = &blk_ops,

@@ -473,7 +473,6 @@ static const struct device_ops con_ops = {
 	.decode = con__decode,
 	.restore = con__restore,
 };
-DEVICE_REGISTER(con_ops);
 
 static const struct pci_devtype con_pci = {
 	.ops = &con_ops,

@@ -875,7 +875,6 @@ static const struct device_ops net_ops = {
 	.decode = net__decode,
 	.restore = net__restore,
 };
-DEVICE_REGISTER(net_ops);
 
 static const struct pci_devtype net_pci = {
 	.ops = &net_ops,

@@ -174,7 +174,6 @@ static const struct device_ops rng_ops = {
 	.decode = rng__decode,
 	.restore = rng__restore,
 };
-DEVICE_REGISTER(rng_ops);
 
 static const struct pci_devtype rng_pci = {
 	.ops = &rng_ops,

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "khyve/device.h"
+#include "khyve/pci.h"
 #include "khyve/serial.h"
 #include "khyve/snapfmt.h"
 #include "khyve/vm.h"
@@ -219,11 +220,58 @@ static void test_decode_refuses_impossible_state(void **state)
 	}
 }
 
+/*
+ * One registration per device type: every PCI device type's ops are in the
+ * device registry (snapshots find sections there) exactly once, and carry
+ * every snapshot hook unless the type says it is stateless.  A type whose
+ * ops lack a hook, or that is registered twice, fails here.
+ */
+static void test_pci_types_carry_snapshot_ops(void **state)
+{
+	unsigned int ntypes = 0;
+
+	(void)state;
+	for (unsigned int i = 0; pci__type(i); i++) {
+		const struct pci_devtype *t = pci__type(i);
+		const struct device_ops *ops = t->ops;
+		char section[DEVICE_NAME_MAX + 8];
+		unsigned int found = 0;
+
+		assert_non_null(ops);
+		assert_non_null(ops->name);
+		assert_null(ops->init);		/* the bus creates its instances */
+		for (unsigned int k = 0; device__type(k); k++)
+			found += device__type(k) == ops;
+		if (found != 1)
+			fail_msg("PCI type %s: its ops are in the device registry %u times, not once", ops->name, found);
+		snprintf(section, sizeof(section), "%s.3", ops->name);
+		assert_ptr_equal(device__find(section), ops);
+		if (t->stateless) {
+			if (ops->save || ops->encode || ops->decode || ops->restore || ops->state_size)
+				fail_msg("PCI type %s is stateless but has snapshot hooks", ops->name);
+			continue;
+		}
+		if (!ops->save || !ops->encode || !ops->decode || !ops->restore || !ops->state_size ||
+		    !ops->state_version)
+			fail_msg("PCI type %s lacks snapshot ops (save %d encode %d decode %d restore %d size %zu version %u)",
+				 ops->name, !!ops->save, !!ops->encode, !!ops->decode, !!ops->restore, ops->state_size,
+				 (unsigned int)ops->state_version);
+		ntypes++;
+	}
+	assert_true(ntypes >= 4);	/* virtio-rnd, -console, -blk, -net at least */
+	/* and no device type twice under one name */
+	for (unsigned int i = 0; device__type(i); i++)
+		for (unsigned int k = i + 1; device__type(k); k++)
+			if (!strcmp(device__type(i)->name, device__type(k)->name))
+				fail_msg("device type %s is registered twice", device__type(i)->name);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_every_device),
 		cmocka_unit_test(test_decode_refuses_impossible_state),
+		cmocka_unit_test(test_pci_types_carry_snapshot_ops),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
