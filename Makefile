@@ -57,7 +57,12 @@ UNIT_LIB_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c
 	src/core/device.c src/core/seccomp.c src/core/term.c \
 	src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/sections.c \
 	src/arch/x86/irqchip.c $(PCI_SRCS)
-UNIT_LIB_OBJS := $(UNIT_LIB_SRCS:%.c=$(BUILD)/%.o)
+# Test seams: hooks that only the unit tests call are compiled only into a
+# second copy of their file, built with KHYVE_TEST_SEAMS, that only the unit
+# tests link; khyve, khyvectl and test_devices link the production objects.
+SEAM_SRCS := src/virtio/net.c
+UNIT_LIB_OBJS := $(filter-out $(SEAM_SRCS:%.c=$(BUILD)/%.o),$(UNIT_LIB_SRCS:%.c=$(BUILD)/%.o)) \
+	$(SEAM_SRCS:%.c=$(BUILD)/seams/%.o)
 # what the unit tests share (the fake VM, its guest driver): every test binary links it
 UNIT_HELPER_OBJS := $(BUILD)/tests/unit/fakevm.o
 
@@ -112,6 +117,11 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -c -o $@ $<
+
+$(BUILD)/seams/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (test seams)"
+	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -DKHYVE_TEST_SEAMS -c -o $@ $<
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(UNIT_HELPER_OBJS) $(UNIT_LIB_OBJS)
 	@echo "  LD      $@"

@@ -55,7 +55,6 @@ void sbuf__put_le64(struct sbuf *b, uint64_t v);
 void enc__map(struct sbuf *b);
 void enc__map_key(struct sbuf *b, const char *key);	/* a nested map as value */
 void enc__array_key(struct sbuf *b, const char *key);	/* an array as value */
-void enc__array(struct sbuf *b);			/* an array as array element */
 void enc__end(struct sbuf *b);
 void enc__u8(struct sbuf *b, const char *key, uint8_t v);
 void enc__u16(struct sbuf *b, const char *key, uint16_t v);
@@ -110,7 +109,6 @@ cbor_item_t **dec__array(struct dec *d, const cbor_item_t *map, const char *key,
 uint64_t dec__elem_u64(struct dec *d, const cbor_item_t *item, const char *what);
 /* The path of field key of map, for messages: "regions[0].size". */
 const char *dec__path(const struct dec *d, const cbor_item_t *map, const char *key, char *buf, size_t n);
-bool dec__has(const cbor_item_t *map, const char *key);
 
 /* --- state file framing --- */
 

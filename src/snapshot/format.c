@@ -110,11 +110,6 @@ void enc__array_key(struct sbuf *b, const char *key)
 	ENC(b, cbor_encode_indef_array_start(h_, sizeof(h_)));
 }
 
-void enc__array(struct sbuf *b)
-{
-	ENC(b, cbor_encode_indef_array_start(h_, sizeof(h_)));
-}
-
 void enc__end(struct sbuf *b)
 {
 	ENC(b, cbor_encode_break(h_, sizeof(h_)));
@@ -392,11 +387,6 @@ static const cbor_item_t *lookup(const cbor_item_t *map, const char *key)
 		if (key_is(pairs[i].key, key))
 			return pairs[i].value;
 	return NULL;
-}
-
-bool dec__has(const cbor_item_t *map, const char *key)
-{
-	return lookup(map, key) != NULL;
 }
 
 /* Remember where a map or array came from (dec__path). */

@@ -275,10 +275,12 @@ static void default_mac(const char *vm_name, uint8_t slot, uint8_t func, uint8_t
 
 /* ---------- the backend ---------- */
 
+#ifdef KHYVE_TEST_SEAMS
+/* Seams for tests/unit/test_vnet.c, built only into the unit tests' copy of this file. */
 static int test_fd = -1;
 
 /*
- * Unit tests only: the next virtio-net created uses fd, a SOCK_SEQPACKET
+ * The next virtio-net created uses fd, a SOCK_SEQPACKET
  * socket carrying one frame (12-byte header first) per message, instead of
  * opening the tap its options name.  The device owns fd from then on.
  */
@@ -288,7 +290,7 @@ void vnet__test_backend(int fd)
 	test_fd = fd;
 }
 
-/* Unit tests only: the counters, in the order of the ST_ enum. */
+/* The counters, in the order of the ST_ enum. */
 void vnet__test_stats(struct pci_dev *pd, uint64_t out[ST_N]);
 void vnet__test_stats(struct pci_dev *pd, uint64_t out[ST_N])
 {
@@ -297,6 +299,20 @@ void vnet__test_stats(struct pci_dev *pd, uint64_t out[ST_N])
 	pthread_mutex_lock(&pd->lock);
 	memcpy(out, n->stats, sizeof(n->stats));
 	pthread_mutex_unlock(&pd->lock);
+}
+#endif
+
+/* The test seam's socket, or -1 (always, outside the unit tests). */
+static int take_test_fd(void)
+{
+#ifdef KHYVE_TEST_SEAMS
+	int fd = test_fd;
+
+	test_fd = -1;
+	return fd;
+#else
+	return -1;
+#endif
 }
 
 static int open_tap(const char *name, char *err, size_t errlen)
@@ -712,10 +728,10 @@ static int net__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 		ret = -ENOMEM;
 		goto fail;
 	}
-	if (test_fd >= 0) {
-		n->fd = test_fd;
+	ret = take_test_fd();
+	if (ret >= 0) {
+		n->fd = ret;
 		n->sock = true;
-		test_fd = -1;
 		fcntl(n->fd, F_SETFL, fcntl(n->fd, F_GETFL) | O_NONBLOCK);
 	} else {
 		ret = open_tap(n->o.tap, err, errlen);

@@ -2596,6 +2596,14 @@ static void test_state_file_limits(void **state)
 	rmdir(dir);
 }
 
+/* An indefinite-length array as an array element (CBOR 0x9f): khyve writes none. */
+static void enc_array(struct sbuf *b)
+{
+	static const uint8_t start = 0x9f;
+
+	sbuf__put(b, &start, 1);
+}
+
 /*
  * Messages name a field by its path: the array entry and the map it is
  * in, so that "field 'function' is missing" says which cpuid entry.
@@ -2607,7 +2615,7 @@ static void test_field_paths(void **state)
 	(void)state;
 	/* the second region has no size */
 	payload_of("memory", &pl);
-	enc__array(&arr);
+	enc_array(&arr);
 	enc__map(&arr);
 	enc__u64(&arr, "gpa", 0);
 	enc__u64(&arr, "size", BASE_MEM);
@@ -2624,7 +2632,7 @@ static void test_field_paths(void **state)
 	/* the third cpuid entry has no function; the first a u16 eax */
 	payload_of("vcpu.0", &pl);
 	arr.len = 0;
-	enc__array(&arr);
+	enc_array(&arr);
 	for (unsigned int i = 0; i < 3; i++) {
 		enc__map(&arr);
 		if (i != 2)
@@ -2660,7 +2668,7 @@ static void test_field_paths(void **state)
 	/* an array of integers: interrupt_bitmap[2] */
 	payload_of("vcpu.0", &pl);
 	arr.len = 0;
-	enc__array(&arr);
+	enc_array(&arr);
 	for (unsigned int i = 0; i < 4; i++) {
 		uint8_t h[9];
 
