@@ -41,11 +41,11 @@ CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	$(PCI_SRCS)
 SNAPSHOT_SRCS := src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/sections.c \
 	src/snapshot/save.c src/snapshot/restore.c src/snapshot/inspect.c
-KHYVE_SRCS := src/main.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c
+KHYVE_SRCS := src/main.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c src/control/socket.c
 KHYVE_OBJS := $(KHYVE_SRCS:%.c=$(BUILD)/%.o)
 # khyvectl links everything but main.c: --inspect must know every device
 # section exactly as khyve -r does
-CTL_SRCS := src/ctl/khyvectl.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c
+CTL_SRCS := src/ctl/khyvectl.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c src/control/socket.c
 CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 
 UNIT_TESTS := multiboot linux uart memmap cpuid config mptable acpi bus snapshot pci vconsole vnet vblk seccomp
