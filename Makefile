@@ -29,7 +29,7 @@ LDLIBS := -pthread -ljansson -lcbor -lxxhash -luring $(SAN_LDFLAGS)
 
 # PCI bus and device types: -s is checked against their registry, so the
 # unit tests link them too
-PCI_SRCS := src/pci/pci.c src/virtio/pci.c src/virtio/io.c src/virtio/queue.c src/virtio/rng.c \
+PCI_SRCS := src/pci/pci.c src/pci/irq.c src/virtio/pci.c src/virtio/io.c src/virtio/queue.c src/virtio/rng.c \
 	src/virtio/console.c src/virtio/net.c src/virtio/blk.c src/virtio/blk_snap.c src/virtio/blk_opts.c \
 	src/disk/raw.c src/disk/queue.c src/disk/uring.c src/disk/pool.c
 CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
