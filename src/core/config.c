@@ -202,155 +202,146 @@ bool config__valid_name(const char *s)
 	return true;
 }
 
-int config__parse(struct vm_config *cfg, int argc, char **argv)
+static int parse_memory(struct vm_config *cfg, const char *arg)
 {
-	enum { OPT_DEBUG_EXIT = 256, OPT_RUNDIR, OPT_FORCE_DISK, OPT_NO_SECCOMP };
-	static const struct option opts[] = {
-		{ "cpus", required_argument, NULL, 'c' },
-		{ "memory", required_argument, NULL, 'm' },
-		{ "kernel", required_argument, NULL, 'k' },
-		{ "cmdline", required_argument, NULL, 'A' },
-		{ "module", required_argument, NULL, 'i' },
-		{ "lpc", required_argument, NULL, 'l' },
-		{ "slot", required_argument, NULL, 's' },
-		{ "debug-exit", optional_argument, NULL, OPT_DEBUG_EXIT },
-		{ "restore", required_argument, NULL, 'r' },
-		{ "rundir", required_argument, NULL, OPT_RUNDIR },
-		{ "force-disk", no_argument, NULL, OPT_FORCE_DISK },
-		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	uint64_t v;
-	int c, r;
 
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->ncpus = 1;
-	cfg->mem_size = 256 * MiB;
-	cfg->com1 = CONSOLE_STDIO;
-	cfg->debug_exit_port = DEBUG_EXIT_DEFAULT_PORT;
-
-	opterr = 0;
-	optind = 0;	/* glibc: a full reset, also of a half-read "-xyz" group */
-	while ((c = getopt_long(argc, argv, ":c:m:k:A:i:l:s:r:vh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			if (util__parse_u64(optarg, &v) || v == 0 || v > 4096) {
-				pr_err("invalid vCPU count '%s': expected a number from 1", optarg);
-				return -EINVAL;
-			}
-			cfg->ncpus = (unsigned int)v;
-			cfg->given |= GIVEN_CPUS;
-			break;
-		case 'm':
-			r = util__parse_size(optarg, &v);
-			if (r) {
-				pr_err("invalid memory size '%s': expected a number with an optional "
-				       "K, M, G or T suffix", optarg);
-				return -EINVAL;
-			}
-			if (v < MEM_MIN_SIZE) {
-				pr_err("memory size '%s' is too small: at least 2M", optarg);
-				return -EINVAL;
-			}
-			if (v & 4095) {
-				pr_err("memory size '%s' is not a multiple of 4K", optarg);
-				return -EINVAL;
-			}
-			cfg->mem_size = v;
-			cfg->given |= GIVEN_MEMORY;
-			break;
-		case 'k':
-			if (set_str(&cfg->kernel, optarg))
-				return -ENOMEM;
-			cfg->given |= GIVEN_KERNEL;
-			break;
-		case 'A':
-			if (set_str(&cfg->cmdline, optarg))
-				return -ENOMEM;
-			cfg->given |= GIVEN_CMDLINE;
-			break;
-		case 'i': {
-			struct module_config *m;
-			size_t plen = strcspn(optarg, " \t");
-
-			if (cfg->nmodules == CONFIG_MAX_MODULES) {
-				pr_err("too many modules: at most %d", CONFIG_MAX_MODULES);
-				return -EINVAL;
-			}
-			if (!plen) {
-				pr_err("invalid module '%s': expected \"PATH [ARGS]\"", optarg);
-				return -EINVAL;
-			}
-			m = &cfg->modules[cfg->nmodules++];
-			if (set_str(&m->string, optarg) || set_str(&m->path, optarg))
-				return -ENOMEM;
-			m->path[plen] = '\0';
-			cfg->given |= GIVEN_MODULE;
-			break;
-		}
-		case 'l':
-			if (parse_com1(cfg, optarg))
-				return -EINVAL;
-			cfg->given |= GIVEN_COM1;
-			break;
-		case 's':
-			r = parse_slot(cfg, optarg);
-			if (r)
-				return r;
-			cfg->given |= GIVEN_SLOTS;
-			break;
-		case OPT_FORCE_DISK:
-			cfg->force_disk = true;
-			break;
-		case OPT_NO_SECCOMP:
-			cfg->no_seccomp = true;
-			break;
-		case OPT_DEBUG_EXIT:
-			cfg->debug_exit = true;
-			cfg->given |= GIVEN_DEBUG_EXIT;
-			if (optarg) {
-				if (util__parse_u64(optarg, &v) || v > 0xfffc) {
-					pr_err("invalid --debug-exit port '%s': expected 0 to 0xfffc", optarg);
-					return -EINVAL;
-				}
-				cfg->debug_exit_port = (uint16_t)v;
-			}
-			break;
-		case 'r':
-			if (!*optarg) {
-				pr_err("-r needs a snapshot FILE");
-				return -EINVAL;
-			}
-			if (set_str(&cfg->restore, optarg))
-				return -ENOMEM;
-			break;
-		case OPT_RUNDIR:
-			if (!*optarg) {
-				pr_err("--rundir needs a directory");
-				return -EINVAL;
-			}
-			if (set_str(&cfg->rundir, optarg))
-				return -ENOMEM;
-			break;
-		case 'v':
-			log_level++;
-			break;
-		case 'h':
-			config__usage(stdout);
-			return 1;
-		case ':':
-			pr_err("option '%s' needs an argument", argv[optind - 1]);
-			return -EINVAL;
-		default:
-			if (optopt)
-				pr_err("unknown option '-%c'", optopt);
-			else
-				pr_err("unknown option '%s'", argv[optind - 1]);
-			return -EINVAL;
-		}
+	if (util__parse_size(arg, &v)) {
+		pr_err("invalid memory size '%s': expected a number with an optional "
+		       "K, M, G or T suffix", arg);
+		return -EINVAL;
 	}
+	if (v < MEM_MIN_SIZE) {
+		pr_err("memory size '%s' is too small: at least 2M", arg);
+		return -EINVAL;
+	}
+	if (v & 4095) {
+		pr_err("memory size '%s' is not a multiple of 4K", arg);
+		return -EINVAL;
+	}
+	cfg->mem_size = v;
+	return 0;
+}
+
+static int parse_module(struct vm_config *cfg, const char *arg)
+{
+	struct module_config *m;
+	size_t plen = strcspn(arg, " \t");
+
+	if (cfg->nmodules == CONFIG_MAX_MODULES) {
+		pr_err("too many modules: at most %d", CONFIG_MAX_MODULES);
+		return -EINVAL;
+	}
+	if (!plen) {
+		pr_err("invalid module '%s': expected \"PATH [ARGS]\"", arg);
+		return -EINVAL;
+	}
+	m = &cfg->modules[cfg->nmodules++];
+	if (set_str(&m->string, arg) || set_str(&m->path, arg))
+		return -ENOMEM;
+	m->path[plen] = '\0';
+	return 0;
+}
+
+static int parse_debug_exit(struct vm_config *cfg, const char *arg)
+{
+	uint64_t v;
+
+	cfg->debug_exit = true;
+	if (arg) {
+		if (util__parse_u64(arg, &v) || v > 0xfffc) {
+			pr_err("invalid --debug-exit port '%s': expected 0 to 0xfffc", arg);
+			return -EINVAL;
+		}
+		cfg->debug_exit_port = (uint16_t)v;
+	}
+	return 0;
+}
+
+/* A string option that must not be empty (-r FILE, --rundir DIR). */
+static int parse_nonempty(char **dst, const char *arg, const char *empty)
+{
+	if (!*arg) {
+		pr_err("%s", empty);
+		return -EINVAL;
+	}
+	return set_str(dst, arg) ? -ENOMEM : 0;
+}
+
+enum { OPT_DEBUG_EXIT = 256, OPT_RUNDIR, OPT_FORCE_DISK, OPT_NO_SECCOMP };
+
+/* One option getopt_long() returned: 0, 1 for --help, or -errno (after a message). */
+static int parse_option(struct vm_config *cfg, int c, char **argv)
+{
+	uint64_t v;
+	int r;
+
+	switch (c) {
+	case 'c':
+		if (util__parse_u64(optarg, &v) || v == 0 || v > 4096) {
+			pr_err("invalid vCPU count '%s': expected a number from 1", optarg);
+			return -EINVAL;
+		}
+		cfg->ncpus = (unsigned int)v;
+		cfg->given |= GIVEN_CPUS;
+		return 0;
+	case 'm':
+		r = parse_memory(cfg, optarg);
+		cfg->given |= r ? 0 : GIVEN_MEMORY;
+		return r;
+	case 'k':
+		cfg->given |= GIVEN_KERNEL;
+		return set_str(&cfg->kernel, optarg) ? -ENOMEM : 0;
+	case 'A':
+		cfg->given |= GIVEN_CMDLINE;
+		return set_str(&cfg->cmdline, optarg) ? -ENOMEM : 0;
+	case 'i':
+		r = parse_module(cfg, optarg);
+		cfg->given |= r ? 0 : GIVEN_MODULE;
+		return r;
+	case 'l':
+		if (parse_com1(cfg, optarg))
+			return -EINVAL;
+		cfg->given |= GIVEN_COM1;
+		return 0;
+	case 's':
+		r = parse_slot(cfg, optarg);
+		cfg->given |= r ? 0 : GIVEN_SLOTS;
+		return r;
+	case OPT_FORCE_DISK:
+		cfg->force_disk = true;
+		return 0;
+	case OPT_NO_SECCOMP:
+		cfg->no_seccomp = true;
+		return 0;
+	case OPT_DEBUG_EXIT:
+		cfg->given |= GIVEN_DEBUG_EXIT;
+		return parse_debug_exit(cfg, optarg);
+	case 'r':
+		return parse_nonempty(&cfg->restore, optarg, "-r needs a snapshot FILE");
+	case OPT_RUNDIR:
+		return parse_nonempty(&cfg->rundir, optarg, "--rundir needs a directory");
+	case 'v':
+		log_level++;
+		return 0;
+	case 'h':
+		config__usage(stdout);
+		return 1;
+	case ':':
+		pr_err("option '%s' needs an argument", argv[optind - 1]);
+		return -EINVAL;
+	default:
+		if (optopt)
+			pr_err("unknown option '-%c'", optopt);
+		else
+			pr_err("unknown option '%s'", argv[optind - 1]);
+		return -EINVAL;
+	}
+}
+
+/* After the options: the slots as a whole, VMNAME, and what a fresh boot needs. */
+static int parse_rest(struct vm_config *cfg, int argc, char **argv)
+{
 	if (cfg->nslots) {
 		char why[256];
 
@@ -381,6 +372,44 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+int config__parse(struct vm_config *cfg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "cpus", required_argument, NULL, 'c' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "cmdline", required_argument, NULL, 'A' },
+		{ "module", required_argument, NULL, 'i' },
+		{ "lpc", required_argument, NULL, 'l' },
+		{ "slot", required_argument, NULL, 's' },
+		{ "debug-exit", optional_argument, NULL, OPT_DEBUG_EXIT },
+		{ "restore", required_argument, NULL, 'r' },
+		{ "rundir", required_argument, NULL, OPT_RUNDIR },
+		{ "force-disk", no_argument, NULL, OPT_FORCE_DISK },
+		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->ncpus = 1;
+	cfg->mem_size = 256 * MiB;
+	cfg->com1 = CONSOLE_STDIO;
+	cfg->debug_exit_port = DEBUG_EXIT_DEFAULT_PORT;
+
+	opterr = 0;
+	optind = 0;	/* glibc: a full reset, also of a half-read "-xyz" group */
+	while ((c = getopt_long(argc, argv, ":c:m:k:A:i:l:s:r:vh", opts, NULL)) != -1) {
+		int r = parse_option(cfg, c, argv);
+
+		if (r)
+			return r;
+	}
+	return parse_rest(cfg, argc, argv);
 }
 
 void config__free(struct vm_config *cfg)
