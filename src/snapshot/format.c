@@ -720,6 +720,87 @@ int snapfmt__check_header(const uint8_t *p, size_t len, uint32_t *format_version
 	return 0;
 }
 
+/*
+ * The section frame at off (after n sections): its fields in *s and its
+ * name's length in *nlp.  The payload is checked for its length only.
+ */
+static int read_frame(const uint8_t *p, size_t len, uint64_t off, unsigned int n, struct snap_section *s,
+		      uint16_t *nlp, char *err, size_t errlen)
+{
+	uint64_t left = len - off;
+	uint16_t nl;
+
+	if (left == 0)
+		return util__fail(-EINVAL, err, errlen,
+				  "file is truncated: no 'end' section after %u sections (at byte %llu)",
+				  n, (unsigned long long)off);
+	if (left < 6 || memcmp(p + off, SNAP_SECTION_MAGIC, 4))
+		return util__fail(-EINVAL, err, errlen, "no section frame at byte %llu%s",
+				  (unsigned long long)off, left < 6 ? " (file is truncated)" : "");
+	nl = (uint16_t)(p[off + 4] | p[off + 5] << 8);
+	if (left < (uint64_t)SNAP_SECTION_HDR + nl)
+		return util__fail(-EINVAL, err, errlen, "file is truncated inside the section frame at byte %llu",
+				  (unsigned long long)off);
+	if (!valid_section_name(p + off + 6, nl))
+		return util__fail(-EINVAL, err, errlen, "section at byte %llu has an invalid name",
+				  (unsigned long long)off);
+	memset(s, 0, sizeof(*s));
+	memcpy(s->name, p + off + 6, nl);
+	s->offset = off;
+	s->version = get_le32(p + off + 6 + nl);
+	s->flags = get_le32(p + off + 10 + nl);
+	s->len = get_le64(p + off + 14 + nl);
+	s->hash = get_le64(p + off + 22 + nl);
+	s->payload = p + off + SNAP_SECTION_HDR + nl;
+	if (s->len > SNAP_SECTION_MAX)
+		return util__fail(-EINVAL, err, errlen, "section '%s': payload of %llu bytes, at most %u MiB",
+				  s->name, (unsigned long long)s->len, SNAP_SECTION_MAX >> 20);
+	if (s->len > left - SNAP_SECTION_HDR - nl)
+		return util__fail(-EINVAL, err, errlen,
+				  "section '%s': length %llu runs past the end of the file (%llu bytes left): file is truncated",
+				  s->name, (unsigned long long)s->len,
+				  (unsigned long long)(left - SNAP_SECTION_HDR - nl));
+	if (s->flags & ~SNAP_FLAG_REQUIRED)
+		return util__fail(-EINVAL, err, errlen, "section '%s' has unknown flags 0x%x", s->name, s->flags);
+	*nlp = nl;
+	return 0;
+}
+
+/*
+ * The 'end' section s, framed at off after n sections: it counts them,
+ * holds the checksum of everything before it, and nothing follows it.
+ */
+static int check_end(const uint8_t *p, size_t len, uint64_t off, uint16_t nl, unsigned int n,
+		     const struct snap_section *s, bool keep_going, char *err, size_t errlen)
+{
+	struct dec d = { .section = "end", .err = err, .errlen = errlen };
+	cbor_item_t *m;
+	uint32_t count;
+	uint64_t fh;
+
+	if (s->version != 1 || s->flags != SNAP_FLAG_REQUIRED)
+		return util__fail(-EINVAL, err, errlen, "section 'end' has version %u flags 0x%x, expected 1 and 0x1",
+				  s->version, s->flags);
+	if (!s->hash_ok)
+		return util__fail(-EINVAL, err, errlen, "section 'end': checksum mismatch (corrupt)");
+	m = dec__load(&d, s->payload, s->len);
+	count = dec__u32(&d, m, "sections");
+	fh = dec__u64(&d, m, "file_hash");
+	if (m)
+		cbor_decref(&m);
+	if (d.ret)
+		return d.ret;
+	if (count != n)
+		return util__fail(-EINVAL, err, errlen, "section 'end' counts %u sections, file has %u", count, n);
+	if (fh != snapfmt__hash(p, off) && !keep_going)
+		return util__fail(-EINVAL, err, errlen, "file checksum mismatch (corrupt header or frames)");
+	off += SNAP_SECTION_HDR + nl + s->len;
+	if (off != len)
+		return util__fail(-EINVAL, err, errlen, "%llu bytes of garbage after the 'end' section",
+				  (unsigned long long)(len - off));
+	return 0;
+}
+
 int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8_t uuid[16],
 		   struct snap_section **secs, unsigned int *nsecs, bool keep_going,
 		   char *err, size_t errlen)
@@ -727,7 +808,6 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 	struct snap_section *v = NULL, *s;
 	unsigned int n = 0, cap = 0;
 	uint64_t off = SNAP_HEADER_SIZE;
-	bool ended = false;
 	int ret;
 
 	*secs = NULL;
@@ -737,32 +817,13 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 		return ret;
 	memcpy(uuid, p + 16, 16);
 
-	while (!ended) {
-		uint64_t left = len - off;
-		uint16_t nl;
+	for (;;) {
+		struct snap_section f;
+		uint16_t nl = 0;
 
-		if (left == 0) {
-			ret = util__fail(-EINVAL, err, errlen,
-				   "file is truncated: no 'end' section after %u sections (at byte %llu)",
-				   n, (unsigned long long)off);
+		ret = read_frame(p, len, off, n, &f, &nl, err, errlen);
+		if (ret)
 			goto fail;
-		}
-		if (left < 6 || memcmp(p + off, SNAP_SECTION_MAGIC, 4)) {
-			ret = util__fail(-EINVAL, err, errlen, "no section frame at byte %llu%s",
-				   (unsigned long long)off, left < 6 ? " (file is truncated)" : "");
-			goto fail;
-		}
-		nl = (uint16_t)(p[off + 4] | p[off + 5] << 8);
-		if (left < (uint64_t)SNAP_SECTION_HDR + nl) {
-			ret = util__fail(-EINVAL, err, errlen, "file is truncated inside the section frame at byte %llu",
-				   (unsigned long long)off);
-			goto fail;
-		}
-		if (!valid_section_name(p + off + 6, nl)) {
-			ret = util__fail(-EINVAL, err, errlen, "section at byte %llu has an invalid name",
-				   (unsigned long long)off);
-			goto fail;
-		}
 		if (n == cap) {
 			struct snap_section *nv;
 
@@ -775,30 +836,7 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 			v = nv;
 		}
 		s = &v[n];
-		memset(s, 0, sizeof(*s));
-		memcpy(s->name, p + off + 6, nl);
-		s->offset = off;
-		s->version = get_le32(p + off + 6 + nl);
-		s->flags = get_le32(p + off + 10 + nl);
-		s->len = get_le64(p + off + 14 + nl);
-		s->hash = get_le64(p + off + 22 + nl);
-		s->payload = p + off + SNAP_SECTION_HDR + nl;
-		if (s->len > SNAP_SECTION_MAX) {
-			ret = util__fail(-EINVAL, err, errlen, "section '%s': payload of %llu bytes, at most %u MiB",
-					 s->name, (unsigned long long)s->len, SNAP_SECTION_MAX >> 20);
-			goto fail;
-		}
-		if (s->len > left - SNAP_SECTION_HDR - nl) {
-			ret = util__fail(-EINVAL, err, errlen,
-				   "section '%s': length %llu runs past the end of the file (%llu bytes left): file is truncated",
-				   s->name, (unsigned long long)s->len,
-				   (unsigned long long)(left - SNAP_SECTION_HDR - nl));
-			goto fail;
-		}
-		if (s->flags & ~SNAP_FLAG_REQUIRED) {
-			ret = util__fail(-EINVAL, err, errlen, "section '%s' has unknown flags 0x%x", s->name, s->flags);
-			goto fail;
-		}
+		*s = f;
 		if (n == SNAP_MAX_SECTIONS) {
 			ret = util__fail(-EINVAL, err, errlen, "more than %d sections", SNAP_MAX_SECTIONS);
 			goto fail;
@@ -815,45 +853,9 @@ int snapfmt__parse(const uint8_t *p, size_t len, uint32_t *format_version, uint8
 			}
 		}
 		if (!strcmp(s->name, "end")) {
-			struct dec d = { .section = "end", .err = err, .errlen = errlen };
-			cbor_item_t *m;
-			uint32_t count;
-			uint64_t fh;
-
-			ended = true;
-			if (s->version != 1 || s->flags != SNAP_FLAG_REQUIRED) {
-				ret = util__fail(-EINVAL, err, errlen, "section 'end' has version %u flags 0x%x, expected 1 and 0x1",
-					   s->version, s->flags);
+			ret = check_end(p, len, off, nl, n, s, keep_going, err, errlen);
+			if (ret)
 				goto fail;
-			}
-			if (!s->hash_ok) {
-				ret = util__fail(-EINVAL, err, errlen, "section 'end': checksum mismatch (corrupt)");
-				goto fail;
-			}
-			m = dec__load(&d, s->payload, s->len);
-			count = dec__u32(&d, m, "sections");
-			fh = dec__u64(&d, m, "file_hash");
-			if (m)
-				cbor_decref(&m);
-			if (d.ret) {
-				ret = d.ret;
-				goto fail;
-			}
-			if (count != n) {
-				ret = util__fail(-EINVAL, err, errlen, "section 'end' counts %u sections, file has %u",
-					   count, n);
-				goto fail;
-			}
-			if (fh != snapfmt__hash(p, off) && !keep_going) {
-				ret = util__fail(-EINVAL, err, errlen, "file checksum mismatch (corrupt header or frames)");
-				goto fail;
-			}
-			off += SNAP_SECTION_HDR + nl + s->len;
-			if (off != len) {
-				ret = util__fail(-EINVAL, err, errlen, "%llu bytes of garbage after the 'end' section",
-					   (unsigned long long)(len - off));
-				goto fail;
-			}
 			break;
 		}
 		off += SNAP_SECTION_HDR + nl + s->len;
