@@ -432,24 +432,15 @@ static int check_device_sections(const struct snap_state *s, char *err, size_t e
 	return 0;
 }
 
-int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char *err, size_t errlen)
+/* Pass 1: the sections everything else is checked against (meta, config, memory). */
+static int read_base(struct snap_state *s, struct snap_section *secs, unsigned int nsecs, size_t *items_left,
+		     char *err, size_t errlen)
 {
-	struct snap_section *secs = NULL;
-	bool have[K_NFIXED] = { 0 };
-	bool *have_vcpu = NULL;
-	unsigned int nsecs = 0;
-	size_t items_left = SNAP_STATE_ITEMS;
-	uint32_t fmt;
+	bool have[K_MEMORY + 1] = { 0 };
 	int ret;
 
-	memset(s, 0, sizeof(*s));
-	ret = snapfmt__parse(p, len, &fmt, s->uuid, &secs, &nsecs, false, err, errlen);
-	if (ret)
-		return ret;
-
-	/* pass 1: the sections everything else is checked against */
 	for (unsigned int i = 0; i < nsecs; i++) {
-		struct dec d = { .section = secs[i].name, .err = err, .errlen = errlen, .items_left = &items_left };
+		struct dec d = { .section = secs[i].name, .err = err, .errlen = errlen, .items_left = items_left };
 		cbor_item_t *m;
 		int k;
 
@@ -459,7 +450,7 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 			continue;
 		ret = newer(&secs[i], fixed[k].version, err, errlen);
 		if (ret)
-			goto out;
+			return ret;
 		m = dec__load(&d, secs[i].payload, secs[i].len);
 		if (k == K_META)
 			snapsec__decode_meta(&d, m, &s->meta);
@@ -469,38 +460,54 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 			snapsec__decode_memory(&d, m, &s->memory);
 		if (m)
 			cbor_decref(&m);
-		if (d.ret) {
-			ret = d.ret;
-			goto out;
-		}
+		if (d.ret)
+			return d.ret;
 		have[k] = true;
 	}
-	for (int k = 0; k <= K_MEMORY; k++) {
-		if (!have[k]) {
-			ret = util__fail(-EINVAL, err, errlen, "required section '%s' is missing", fixed[k].name);
-			goto out;
-		}
-	}
-	if (s->memory.mem_size != s->cfg.mem_size) {
-		ret = util__fail(-EINVAL, err, errlen,
-			    "section 'memory' field 'size' (%llu) disagrees with section 'config' field "
-			    "'memory' (%llu)", (unsigned long long)s->memory.mem_size,
-			    (unsigned long long)s->cfg.mem_size);
-		goto out;
-	}
-	s->ncpus = s->cfg.ncpus;
-	s->vcpus = calloc(s->ncpus, sizeof(*s->vcpus));
-	have_vcpu = calloc(s->ncpus, sizeof(bool));
-	if (!s->vcpus || !have_vcpu) {
-		ret = util__fail(-ENOMEM, err, errlen, "out of memory");
-		goto out;
-	}
+	for (int k = 0; k <= K_MEMORY; k++)
+		if (!have[k])
+			return util__fail(-EINVAL, err, errlen, "required section '%s' is missing", fixed[k].name);
+	if (s->memory.mem_size != s->cfg.mem_size)
+		return util__fail(-EINVAL, err, errlen,
+				  "section 'memory' field 'size' (%llu) disagrees with section 'config' field "
+				  "'memory' (%llu)", (unsigned long long)s->memory.mem_size,
+				  (unsigned long long)s->cfg.mem_size);
+	return 0;
+}
 
-	/* pass 2: machine and device state */
+/* A device section's payload m, decoded by its type (ops) into a new entry of s->devs. */
+static void decode_device(struct snap_state *s, struct dec *d, const cbor_item_t *m, const struct snap_section *sec,
+			  const struct device_ops *ops)
+{
+	void *st;
+
+	if (s->ndevs == SNAP_MAX_DEVICES) {
+		dec__fail(d, "too many device sections");
+		return;
+	}
+	st = calloc(1, ops->state_size);
+	if (!st) {
+		dec__fail(d, "out of memory");
+		return;
+	}
+	s->devs[s->ndevs].ops = ops;
+	snprintf(s->devs[s->ndevs].name, sizeof(s->devs[s->ndevs].name), "%s", sec->name);
+	s->devs[s->ndevs].state = st;
+	s->ndevs++;
+	ops->decode(d, m, sec->version, st);
+}
+
+/* Pass 2: machine and device state, with have_vcpu (s->ncpus entries) recording the vCPUs seen. */
+static int read_machine(struct snap_state *s, struct snap_section *secs, unsigned int nsecs, bool *have_vcpu,
+			size_t *items_left, char *err, size_t errlen)
+{
+	bool have[K_NFIXED] = { 0 };
+	int ret;
+
 	for (unsigned int i = 0; i < nsecs; i++) {
 		struct snap_section *sec = &secs[i];
 		struct dec d = { .section = sec->name, .err = err, .errlen = errlen,
-				 .mem_size = s->cfg.mem_size, .items_left = &items_left };
+				 .mem_size = s->cfg.mem_size, .items_left = items_left };
 		const struct device_ops *ops = NULL;
 		cbor_item_t *m;
 		int k, cpu = vcpu_index(sec->name);
@@ -514,21 +521,18 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 			if (!ops || !ops->decode) {
 				if (!(sec->flags & SNAP_FLAG_REQUIRED))
 					continue;	/* optional and unknown: skip */
-				ret = util__fail(-EINVAL, err, errlen,
-					    "unknown required section '%s': this khyve cannot restore it",
-					    sec->name);
-				goto out;
+				return util__fail(-EINVAL, err, errlen,
+						  "unknown required section '%s': this khyve cannot restore it",
+						  sec->name);
 			}
 		}
-		if (cpu >= 0 && (unsigned int)cpu >= s->ncpus) {
-			ret = util__fail(-EINVAL, err, errlen, "section '%s' names a vCPU beyond the %u configured",
-				    sec->name, s->ncpus);
-			goto out;
-		}
+		if (cpu >= 0 && (unsigned int)cpu >= s->ncpus)
+			return util__fail(-EINVAL, err, errlen, "section '%s' names a vCPU beyond the %u configured",
+					  sec->name, s->ncpus);
 		ret = newer(sec, cpu >= 0 ? VCPU_STATE_VERSION : ops ? ops->state_version : fixed[k].version,
 			    err, errlen);
 		if (ret)
-			goto out;
+			return ret;
 		m = dec__load(&d, sec->payload, sec->len);
 		if (cpu >= 0) {
 			vmstate__decode_vcpu(&d, m, &s->vcpus[cpu]);
@@ -539,43 +543,51 @@ int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char
 			vmstate__decode_pit(&d, m, &s->vmk);
 		} else if (k == K_CLOCK) {
 			vmstate__decode_clock(&d, m, &s->vmk);
-		} else if (s->ndevs == SNAP_MAX_DEVICES) {
-			dec__fail(&d, "too many device sections");
 		} else {
-			void *st = calloc(1, ops->state_size);
-
-			if (!st) {
-				dec__fail(&d, "out of memory");
-			} else {
-				s->devs[s->ndevs].ops = ops;
-				snprintf(s->devs[s->ndevs].name, sizeof(s->devs[s->ndevs].name), "%s", sec->name);
-				s->devs[s->ndevs].state = st;
-				s->ndevs++;
-				ops->decode(&d, m, sec->version, st);
-			}
+			decode_device(s, &d, m, sec, ops);
 		}
 		if (m)
 			cbor_decref(&m);
-		if (d.ret) {
-			ret = d.ret;
-			goto out;
-		}
+		if (d.ret)
+			return d.ret;
 		if (k < K_NFIXED)
 			have[k] = true;
 	}
-	for (int k = K_IRQCHIP; k < K_NFIXED; k++) {
-		if (!have[k]) {
-			ret = util__fail(-EINVAL, err, errlen, "required section '%s' is missing", fixed[k].name);
-			goto out;
-		}
+	for (int k = K_IRQCHIP; k < K_NFIXED; k++)
+		if (!have[k])
+			return util__fail(-EINVAL, err, errlen, "required section '%s' is missing", fixed[k].name);
+	for (unsigned int i = 0; i < s->ncpus; i++)
+		if (!have_vcpu[i])
+			return util__fail(-EINVAL, err, errlen, "required section 'vcpu.%u' is missing", i);
+	return 0;
+}
+
+int snapsec__read_state(const uint8_t *p, size_t len, struct snap_state *s, char *err, size_t errlen)
+{
+	struct snap_section *secs = NULL;
+	bool *have_vcpu = NULL;
+	unsigned int nsecs = 0;
+	size_t items_left = SNAP_STATE_ITEMS;
+	uint32_t fmt;
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	ret = snapfmt__parse(p, len, &fmt, s->uuid, &secs, &nsecs, false, err, errlen);
+	if (ret)
+		return ret;
+	ret = read_base(s, secs, nsecs, &items_left, err, errlen);
+	if (ret)
+		goto out;
+	s->ncpus = s->cfg.ncpus;
+	s->vcpus = calloc(s->ncpus, sizeof(*s->vcpus));
+	have_vcpu = calloc(s->ncpus, sizeof(bool));
+	if (!s->vcpus || !have_vcpu) {
+		ret = util__fail(-ENOMEM, err, errlen, "out of memory");
+		goto out;
 	}
-	for (unsigned int i = 0; i < s->ncpus; i++) {
-		if (!have_vcpu[i]) {
-			ret = util__fail(-EINVAL, err, errlen, "required section 'vcpu.%u' is missing", i);
-			goto out;
-		}
-	}
-	ret = check_device_sections(s, err, errlen);
+	ret = read_machine(s, secs, nsecs, have_vcpu, &items_left, err, errlen);
+	if (!ret)
+		ret = check_device_sections(s, err, errlen);
 out:
 	free(have_vcpu);
 	free(secs);
