@@ -1,6 +1,7 @@
 /*
- * virtio-blk (src/virtio/blk.c): what other modules need of it.  The
- * device itself is registered like every PCI device type ("virtio-blk").
+ * virtio-blk (src/virtio/blk.c, blk_snap.c): what other modules need of
+ * it.  The device itself is registered like every PCI device type
+ * ("virtio-blk").
  */
 #ifndef KHYVE_VBLK_H
 #define KHYVE_VBLK_H
