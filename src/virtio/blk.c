@@ -29,9 +29,11 @@
  * I/O thread watches (virtio__watch); they are reaped there under the
  * device lock, and the driver is interrupted once per batch.  Where
  * io_uring cannot be had (an old kernel, seccomp, or KHYVE_BLK_NO_URING=1)
- * a pool of DISK_WORKERS threads (src/disk/) does the same system calls synchronously
- * and completes through the same eventfd.  When every request slot is
- * busy the rest stays in the avail ring until a completion frees a slot.
+ * a pool of DISK_WORKERS threads does the same system calls synchronously
+ * and completes through the same eventfd (both are src/disk/, behind
+ * khyve/disk.h; this file knows requests and rings, not system calls).
+ * When every request slot is busy the rest stays in the avail ring until
+ * a completion frees a slot.
  *
  * Pause (quiesce): every request in flight is finished and in the used
  * ring, and so is every request the driver had made available, so the
