@@ -34,7 +34,7 @@ PCI_SRCS := src/pci/pci.c src/pci/irq.c src/virtio/pci.c src/virtio/io.c src/vir
 	src/disk/raw.c src/disk/queue.c src/disk/uring.c src/disk/pool.c
 CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/core/device.c src/core/vm.c src/core/vcpu.c src/core/config.c \
-	src/core/term.c src/core/loop.c src/core/seccomp.c \
+	src/core/term.c src/core/loop.c src/core/seccomp.c src/core/outq.c \
 	src/arch/x86/multiboot.c src/arch/x86/mptable.c src/arch/x86/acpi.c src/arch/x86/aml.c \
 	src/arch/x86/cpuid.c src/arch/x86/msr.c src/arch/x86/irqchip.c src/arch/x86/boot.c src/arch/x86/linux.c \
 	src/hw/uart16550.c src/hw/serial.c src/hw/i8042.c src/hw/debug_exit.c src/hw/acpi_pm.c \
@@ -48,13 +48,13 @@ KHYVE_OBJS := $(KHYVE_SRCS:%.c=$(BUILD)/%.o)
 CTL_SRCS := src/ctl/khyvectl.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c src/control/socket.c
 CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 
-UNIT_TESTS := multiboot linux uart memmap cpuid config mptable acpi bus snapshot pci vconsole vnet vblk seccomp
+UNIT_TESTS := multiboot linux uart memmap cpuid config mptable acpi bus snapshot pci vconsole vnet vblk seccomp outq
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 # modules each unit test links (besides its own file)
 UNIT_LIB_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/core/config.c src/arch/x86/multiboot.c src/arch/x86/mptable.c src/arch/x86/acpi.c \
 	src/arch/x86/aml.c src/arch/x86/linux.c src/arch/x86/cpuid.c src/hw/uart16550.c \
-	src/core/device.c src/core/seccomp.c src/core/term.c \
+	src/core/device.c src/core/seccomp.c src/core/term.c src/core/outq.c \
 	src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/sections.c \
 	src/arch/x86/irqchip.c $(PCI_SRCS)
 # Test seams: hooks that only the unit tests call are compiled only into a
