@@ -20,7 +20,7 @@
 enum seccomp_kind {
 	SECCOMP_MAIN,		/* event loop, control socket, saves, the memory writer */
 	SECCOMP_VCPU,		/* vcpu__thread: KVM_RUN and the device code of exits */
-	SECCOMP_DEVICE,		/* a virtio I/O thread or a virtio-blk pool worker */
+	SECCOMP_DEVICE,		/* a virtio I/O thread, a virtio-blk pool worker, an output writer */
 	SECCOMP_NKINDS
 };
 

@@ -20,6 +20,7 @@
 #include "khyve/control.h"
 #include "khyve/device.h"
 #include "khyve/log.h"
+#include "khyve/outq.h"
 #include "khyve/snapshot.h"
 #include "khyve/util.h"
 #include "khyve/vm.h"
@@ -71,13 +72,14 @@ static int cmd_status(struct control *ctl, struct client *c, const struct reques
 			return util__fail(-ENOMEM, err, errlen, "out of memory");
 		}
 	}
-	*result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o}",
+	*result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}",
 			    "name", vm->cfg->name,
 			    "state", vm->user_paused ? "paused" : "running",
 			    "vcpus", (json_int_t)vm->ncpus,
 			    "memory", (json_int_t)vm->cfg->mem_size,
 			    "uptime_ms", (json_int_t)(now > vm->t_run_ns ? (now - vm->t_run_ns) / 1000000 : 0),
 			    "pid", (json_int_t)getpid(),
+			    "output_dropped", (json_int_t)outq__dropped_total(),
 			    "devices", devs);
 	if (!*result)
 		return util__fail(-ENOMEM, err, errlen, "out of memory");

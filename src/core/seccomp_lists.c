@@ -43,7 +43,7 @@ struct group {
  */
 static const int base_calls[] = {
 	SCMP_SYS(futex),		/* mutexes and condition variables */
-	SCMP_SYS(write),		/* log lines to stderr, eventfd signals, COM1 output */
+	SCMP_SYS(write),		/* log lines to stderr, eventfd signals, output to files and queues' fds */
 	SCMP_SYS(exit),			/* a thread's end */
 	SCMP_SYS(exit_group),		/* the process's end (and the SIGSYS handler's) */
 	SCMP_SYS(rt_sigreturn),		/* return from a signal handler (the vCPU kick) */
@@ -53,13 +53,20 @@ static const int base_calls[] = {
 	SCMP_SYS(brk),			/* malloc on the main arena */
 	SCMP_SYS(clock_gettime),	/* the vDSO's fallback */
 	SCMP_SYS(gettimeofday),
-	SCMP_SYS(clock_nanosleep),	/* usleep: a stdout that is full, a writer being waited for */
+	SCMP_SYS(clock_nanosleep),	/* usleep: a memory writer being waited for */
 	SCMP_SYS(nanosleep),
 	SCMP_SYS(sched_yield),		/* glibc's and the sanitizers' spin loops */
 	SCMP_SYS(getpid),		/* log and control replies; the SIGSYS handler */
 	SCMP_SYS(gettid),
 	SCMP_SYS(restart_syscall),	/* a sleep interrupted by the vCPU kick */
 };
+
+/*
+ * An output writer thread (src/core/outq.c: COM1 or a virtio-console on
+ * a pipe, terminal or socket) loads the device I/O list: it polls its fd
+ * and eventfd, writes or sends, and reads the eventfd, all of which the
+ * device code has; a kind of its own would differ only by epoll_wait.
+ */
 
 /*
  * Device code: what serving a virtqueue, resetting or quiescing a device
@@ -78,10 +85,11 @@ static const int device_calls[] = {
 	SCMP_SYS(fdatasync),		/* virtio-blk flush */
 	SCMP_SYS(fallocate),		/* virtio-blk discard and write-zeroes */
 	SCMP_SYS(io_uring_enter),	/* virtio-blk submit and reap */
-	SCMP_SYS(sendto),		/* virtio-console to a socket (send) */
+	SCMP_SYS(sendto),		/* virtio-console to a socket (send, by its output writer) */
 	SCMP_SYS(getrandom),		/* virtio-rnd; a snapshot's UUID */
 	SCMP_SYS(epoll_ctl),		/* a backend fd watched or not (receive armed) */
-	SCMP_SYS(poll),			/* virtio-net: is a woken, unarmed tap in error? */
+	SCMP_SYS(poll),			/* virtio-net: is a woken, unarmed tap in error?
+					   an output writer waiting for its fd (outq.c) */
 };
 static const unsigned long device_ioctls[] = {
 	KVM_IRQ_LINE,			/* COM1, INTx */

@@ -1,6 +1,12 @@
 /*
  * COM1: a 16550A at 0x3f8, IRQ 4, connected to the backend chosen with
  * -l com1,stdio|file:PATH|null.
+ *
+ * Output to a regular file is written at once, on the vCPU thread.  Any
+ * other output (a terminal, a pipe, a socket, a FIFO) goes through a
+ * bounded queue (outq.h, COM1_OUTQ bytes) and its writer thread, so a
+ * reader that stops reading never holds a vCPU: when the queue is full,
+ * output is dropped and counted (status: output_dropped).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -8,11 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "khyve/device.h"
 #include "khyve/irqchip.h"
 #include "khyve/log.h"
+#include "khyve/outq.h"
 #include "khyve/serial.h"
 #include "khyve/snapfmt.h"
 #include "khyve/uart16550.h"
@@ -21,6 +29,7 @@
 
 #define COM1_PORT 0x3f8
 #define COM1_IRQ  4
+#define COM1_OUTQ (64u << 10)
 
 struct serial {
 	pthread_mutex_t lock;
@@ -29,6 +38,7 @@ struct serial {
 	int out_fd;		/* -1: output discarded */
 	bool out_owned;
 	bool out_broken;	/* reported once, then dropped */
+	struct outq *outq;	/* output that is not a regular file */
 };
 
 static void serial__tx(void *opaque, uint8_t byte)
@@ -36,6 +46,10 @@ static void serial__tx(void *opaque, uint8_t byte)
 	struct serial *s = opaque;
 	int r;
 
+	if (s->outq) {
+		outq__write(s->outq, &byte, 1);
+		return;
+	}
 	if (s->out_fd < 0 || s->out_broken)
 		return;
 	r = util__write_all(s->out_fd, &byte, 1);
@@ -122,6 +136,7 @@ int serial__check_output(const struct vm_config *cfg, char *err, size_t errlen)
 static int serial__init(struct vm *vm, void **priv, char *err, size_t errlen)
 {
 	struct serial *s = calloc(1, sizeof(*s));
+	struct stat st;
 	int ret;
 
 	if (!s)
@@ -144,6 +159,13 @@ static int serial__init(struct vm *vm, void **priv, char *err, size_t errlen)
 	case CONSOLE_NULL:
 		break;
 	}
+	if (s->out_fd >= 0 && (fstat(s->out_fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		s->outq = outq__create(s->out_fd, COM1_OUTQ, "com1-out");
+		if (!s->outq) {
+			ret = util__fail(-errno, err, errlen, "COM1 output queue: %s", strerror(errno));
+			goto fail;
+		}
+	}
 	pthread_mutex_init(&s->lock, NULL);
 	uart__init(&s->uart, serial__tx, serial__irq, s);
 	ret = bus__register(&vm->bus, BUS_PIO, COM1_PORT, 8, serial__io_read, serial__io_write, s, "com1");
@@ -152,6 +174,7 @@ static int serial__init(struct vm *vm, void **priv, char *err, size_t errlen)
 	*priv = s;
 	return 0;
 fail:
+	outq__destroy(s->outq);
 	if (s->out_owned)
 		close(s->out_fd);
 	if (vm->console == s)
@@ -165,6 +188,7 @@ static void serial__exit(struct vm *vm, void *priv)
 	struct serial *s = priv;
 
 	(void)vm;
+	outq__destroy(s->outq);	/* flushed, within OUTQ_FLUSH_MAX_MS */
 	if (s->out_owned)
 		close(s->out_fd);
 	pthread_mutex_destroy(&s->lock);

@@ -8,8 +8,16 @@
  *   -s N,virtio-console,socket:PATH  ... to a listening UNIX stream socket at
  *                                    PATH, connected at start-up (error if none)
  *
- * Transmit buffers are written to the backend whole, under the device lock,
- * so a paused VM never has one half-done.
+ * Transmit buffers are taken whole, under the device lock, so a paused VM
+ * never has one half-done.  A regular file (file:PATH, or a standard output
+ * redirected to one) is written at once.  Anything else - a socket, a pipe,
+ * a terminal - goes through a bounded queue (outq.h, CON_OUTQ bytes) written
+ * by a thread of its own: a peer that stops reading never holds the device
+ * lock, the I/O thread or a pause; when the queue is full, output is
+ * dropped and counted (status: output_dropped).  Queued bytes are host-side
+ * output, not device state: a save neither waits for them nor records them
+ * (they already count in tx_bytes), and khyve's exit flushes them within
+ * OUTQ_FLUSH_MAX_MS.
  *
  * Receive: a socket backend's input, and with stdio khyve's standard input
  * when COM1 does not use it (-l com1,null or file:PATH; otherwise COM1 has
@@ -30,11 +38,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "khyve/log.h"
+#include "khyve/outq.h"
 #include "khyve/snapfmt.h"
+#include "khyve/util.h"
 #include "khyve/virtio.h"
 #include "khyve/vm.h"
 
@@ -45,6 +56,7 @@
 #define CON_TX			1
 #define CON_CONFIG_SIZE		12	/* cols, rows, max_nr_ports, emerg_wr */
 #define CON_REQ_MAX		(64u << 10)	/* bytes per request: bounds the vCPU's time here */
+#define CON_OUTQ		(128u << 10)	/* queued output for a socket, pipe or terminal */
 
 enum con_backend { CON_STDIO, CON_FILE, CON_SOCKET };
 
@@ -61,6 +73,7 @@ struct con {
 	struct virtio_dev vd;
 	enum con_backend backend;
 	int fd;
+	struct outq *outq;		/* output that is not a regular file, or NULL */
 	bool positioned;		/* a file backend holds exactly tx_bytes */
 	bool broken;			/* the backend failed: output is dropped */
 	uint16_t cols, rows;
@@ -154,21 +167,25 @@ static int con__open(struct con *c, enum con_backend b, const char *path, bool r
 	return -EINVAL;
 }
 
-/* Write all of p to the backend; false (and the backend is dropped) on error. */
+/*
+ * Hand p to the backend: to the queue (never waits; what does not fit is
+ * dropped and counted), or written to a regular file.  False (and the
+ * backend is dropped) on a file's error.
+ */
 static bool con__write(struct con *c, const void *p, size_t len)
 {
 	const uint8_t *b = p;
 
+	if (c->outq) {
+		outq__write(c->outq, p, len);
+		return true;
+	}
 	while (len) {
-		ssize_t r = c->backend == CON_SOCKET ? send(c->fd, b, len, MSG_NOSIGNAL) : write(c->fd, b, len);
+		ssize_t r = write(c->fd, b, len);
 
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN) {	/* a non-blocking stdout: wait for room */
-				usleep(1000);
-				continue;
-			}
 			pr_warn("virtio-console %s: write: %s; output dropped from now on", c->vd.pd->name,
 				strerror(errno));
 			c->broken = true;
@@ -178,6 +195,19 @@ static bool con__write(struct con *c, const void *p, size_t len)
 		len -= (size_t)r;
 	}
 	return true;
+}
+
+/* A socket, pipe or terminal gets a queue and its writer thread; a regular file none. */
+static int con__queue(struct con *c, const char *name, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (fstat(c->fd, &st) == 0 && S_ISREG(st.st_mode))
+		return 0;
+	c->outq = outq__create(c->fd, CON_OUTQ, name);
+	if (!c->outq)
+		return util__fail(-errno, err, errlen, "virtio-console: output queue: %s", strerror(errno));
+	return 0;
 }
 
 /* A file backend starts at tx_bytes: the saved VM's output, no more. */
@@ -334,6 +364,11 @@ static int con__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 	c->fd = -1;
 	c->positioned = !pd->vm->cfg->restore;	/* a fresh start truncated it */
 	ret = con__open(c, b, path, !c->positioned, err, errlen);
+	if (!ret) {
+		ret = con__queue(c, "con-out", err, errlen);
+		if (ret && c->backend != CON_STDIO)
+			close(c->fd);
+	}
 	if (ret) {
 		free(c);
 		pd->priv = NULL;
@@ -354,6 +389,7 @@ static int con__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 	}
 	if (ret) {
 		snprintf(err, errlen, "PCI %s: %s", pd->name, strerror(-ret));
+		outq__destroy(c->outq);
 		if (c->backend != CON_STDIO)
 			close(c->fd);
 		free(c);
@@ -368,6 +404,8 @@ static void con__exit(struct pci_dev *pd)
 
 	if (c)
 		virtio__exit(&c->vd);
+	if (c)
+		outq__destroy(c->outq);	/* flushed, within OUTQ_FLUSH_MAX_MS */
 	if (c && c->backend != CON_STDIO && c->fd >= 0)
 		close(c->fd);
 	free(c);
