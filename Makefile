@@ -213,7 +213,7 @@ help:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # Tiny multiboot kernels for the integration tests (tests/fixtures/*.S).
-FIXTURES := ok mbinfo halt triple reset bigbss echo unclaimed
+FIXTURES := ok mbinfo halt triple reset bigbss echo unclaimed spew
 FIXTURE_BINS := $(FIXTURES:%=$(BUILD)/tests/fixtures/%.elf)
 
 $(BUILD)/tests/fixtures/%.elf: tests/fixtures/%.S tests/fixtures/common.inc
