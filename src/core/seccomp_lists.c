@@ -177,7 +177,7 @@ static const int san_calls[] = {
 	SCMP_SYS(sigaltstack), SCMP_SYS(rt_sigaction), SCMP_SYS(prctl), SCMP_SYS(mremap),
 	SCMP_SYS(readlink), SCMP_SYS(readlinkat),
 	SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(close), SCMP_SYS(read), SCMP_SYS(pread64),
-	SCMP_SYS(getdents64), SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(lseek),
+	SCMP_SYS(getdents), SCMP_SYS(getdents64), SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(lseek),
 	SCMP_SYS(getrlimit), SCMP_SYS(prlimit64), SCMP_SYS(sched_getaffinity), SCMP_SYS(uname),
 	SCMP_SYS(getppid), SCMP_SYS(ptrace), SCMP_SYS(clone), SCMP_SYS(wait4), SCMP_SYS(kill),
 	SCMP_SYS(tgkill), SCMP_SYS(pipe), SCMP_SYS(pipe2), SCMP_SYS(dup2), SCMP_SYS(dup3),
