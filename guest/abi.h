@@ -47,6 +47,9 @@
                               0xCF8, enable bit set by the kernel), written
                               first if write != 0; ring 3 cannot do port I/O
                               here, so this is its only ring-0 path */
+#define TG_SYS_BADSTACK 7  /* tests only (fault=df): ring 0 moves RSP to an
+                              unmapped address and pushes, so the #PF cannot
+                              be delivered: a double fault (IST 1) */
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>

@@ -646,14 +646,23 @@ struct dtr {
 	u64 base;
 } __attribute__((packed));
 
+/*
+ * #DF runs on a stack of its own (IST 1): a fault that cannot push its
+ * frame (a bad stack, a corrupted page) then ends in a FAIL line naming
+ * the RIP and CR2 instead of a silent triple fault, which KVM reports with
+ * the registers already reset.
+ */
+#define TG_DFSTACK_SIZE 4096
+static char tg_dfstacks[TG_MAXCPU][TG_DFSTACK_SIZE] __attribute__((aligned(16)));
+
 static void idt_gate(u64 v)
 {
-	{
-		u64 a = (u64)isr_stubs + 16 * v;
-		idt[v][0] = (a & 0xffff) | ((u64)TG_SEL_KCODE << 16) | (0x8eULL << 40) |
-		            (((a >> 16) & 0xffff) << 48);
-		idt[v][1] = a >> 32;
-	}
+	u64 a = (u64)isr_stubs + 16 * v;
+	u64 ist = v == 8 ? 1 : 0;
+
+	idt[v][0] = (a & 0xffff) | ((u64)TG_SEL_KCODE << 16) | (ist << 32) | (0x8eULL << 40) |
+	            (((a >> 16) & 0xffff) << 48);
+	idt[v][1] = a >> 32;
 }
 
 /* only the vectors in use; any other one raises #NP (11): FAIL */
@@ -672,6 +681,7 @@ static void tss_build(u32 i)
 	u64 top = (u64)&tg_kstacks[i][TG_KSTACK_SIZE];
 	u64 base = (u64)&tss[i], limit = sizeof(struct tss) - 1;
 	tss[i].rsp[0] = top;
+	tss[i].ist[0] = (u64)&tg_dfstacks[i][TG_DFSTACK_SIZE];
 	tss[i].iomap = sizeof(struct tss);
 	gdt_tss[i][0] = (limit & 0xffff) | ((base & 0xffffff) << 16) | (0x89ULL << 40) |
 	                (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
@@ -817,6 +827,9 @@ static void syscall(struct frame *f)
 		f->rax = inl(0xcfc);
 		unlock(&pci_lock);
 		break;
+	case TG_SYS_BADSTACK:
+		asm volatile("movq %0, %%rsp\n\tpushq $0" : : "r"(0x7000000000ULL) : "memory");
+		__builtin_unreachable();
 	default:
 		kfail("unknown system call", f->rax);
 	}

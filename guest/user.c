@@ -148,6 +148,7 @@ static void fault(int kind)
 	case TG_FAULT_PF: (void)*bad; break;
 	case TG_FAULT_SYS: sys(99, 0, 0, 0); break;
 	case TG_FAULT_KPF: sys(TG_SYS_WRITE, (long)bad, 8, 0); break;
+	case TG_FAULT_DF: sys(TG_SYS_BADSTACK, 0, 0, 0); break;
 	}
 }
 

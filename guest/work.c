@@ -254,13 +254,13 @@ int tg_params_parse(const char *s, struct tg_params *p, char *err, size_t errlen
 			else
 				return set_err(err, errlen, "bad fpu (auto|sse|avx2|avx512): ", tok, tl);
 		} else if (word_eq(tok, kl, "fault")) {
-			static const char *const kinds[] = { "none", "gp", "ud", "pf", "sys", "kpf" };
+			static const char *const kinds[] = { "none", "gp", "ud", "pf", "sys", "kpf", "df" };
 			int f = -1;
-			for (int i = 0; i < 6; i++)
+			for (int i = 0; i < 7; i++)
 				if (word_eq(v, vl, kinds[i]))
 					f = i;
 			if (f < 0)
-				return set_err(err, errlen, "bad fault (none|gp|ud|pf|sys|kpf): ", tok, tl);
+				return set_err(err, errlen, "bad fault (none|gp|ud|pf|sys|kpf|df): ", tok, tl);
 			p->fault = f;
 		}
 	}

@@ -64,6 +64,7 @@ struct tg_params {
 #define TG_FAULT_PF   3                 /* ring 3 reads an unmapped address */
 #define TG_FAULT_SYS  4                 /* unknown system call */
 #define TG_FAULT_KPF  5                 /* ring 0 faults on a bad syscall pointer */
+#define TG_FAULT_DF   6                 /* ring 0 faults on a bad stack: #DF */
 
 /* --- command line ------------------------------------------------- */
 /* Returns 0, or -1 with a message in err. Unknown keys are ignored. */

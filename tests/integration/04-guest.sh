@@ -32,3 +32,26 @@ if [ -n "$a" ] && [ -n "$b" ] && [ "$a" != "$b" ]; then
 else
 	fail seed-changes-digest "seeds 1 and 2 gave digests '$a' and '$b': want two different ones"
 fi
+
+# the guest's FAIL path (fault=KIND, the last vCPU at round 1): each fault
+# ends the run with the guest's FAIL line, exit status 3 (debug exit 1).
+# df pushes on an unmapped ring-0 stack: the #PF cannot be delivered, and
+# the double fault must reach its handler on the IST stack; without that
+# the guest triple-faults (also status 3) and says nothing.
+for kv in gp:13 ud:6 pf:14 kpf:14 df:8 sys:; do
+	k=${kv%%:*} vec=${kv#*:}
+	name=fault-$k
+	bounded 120 "$KHYVE" -c 2 -m 64M -k "$GUEST" -A "workload=mem rounds=2 memmb=4 seed=1 fault=$k" \
+		--debug-exit -l "com1,file:$TMP/$name.out" "t-$$" </dev/null >/dev/null 2>"$TMP/$name.err"
+	rc=$?
+	if [ -n "$vec" ]; then
+		want="FAIL exception $vec at "
+	else
+		want="FAIL .*unknown system call"
+	fi
+	if [ $rc -eq 3 ] && grep -q "^khyve-testguest: $want" "$TMP/$name.out"; then
+		pass "$name"
+	else
+		fail "$name" "$(status_text $rc) (want 3), want '$want': $(tail -2 "$TMP/$name.out" | tr '\n' ' ') $(head -c 200 "$TMP/$name.err")"
+	fi
+done
