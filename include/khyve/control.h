@@ -6,6 +6,7 @@
 #define KHYVE_CONTROL_H
 
 #include <poll.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct vm;
@@ -22,5 +23,15 @@ void control__close(struct control *ctl);
 unsigned int control__pollfds(struct control *ctl, struct pollfd *p, unsigned int max);
 /* Serve whatever the pollfds filled by control__pollfds report. */
 void control__handle(struct control *ctl, const struct pollfd *p, unsigned int n);
+/*
+ * A save in flight is driven from the loop: the longest the loop may sleep
+ * (ms, -1: no limit) and what to do each round (progress, and the reply
+ * when it ends).  control__cancel_save ends it at once, removing its files
+ * (khyve is stopping); control__saving: is one in flight.
+ */
+int control__timeout(const struct control *ctl);
+void control__tick(struct control *ctl);
+void control__cancel_save(struct control *ctl);
+bool control__saving(const struct control *ctl);
 
 #endif

@@ -21,9 +21,10 @@ struct snapshot_save_opts {
 	const char *path;	/* FILE; the state goes to FILE.state */
 	snapshot_progress_fn progress;
 	void *progress_arg;
-	/* write memory with the vCPUs stopped instead of from a forked
-	 * copy-on-write writer (for a suspend, where the VM stops anyway) */
-	bool stop_copy;
+	/* keep the VM paused from the save's start until khyve exits (a
+	 * suspend: a guest that ran on would change its disks); the memory
+	 * writer still runs apart, so the main thread is free meanwhile */
+	bool stay_paused;
 	/* copy every disk next to the snapshot (FILE.<section>.disk), and
 	 * record the copies in the snapshot, which restore then uses */
 	bool disks;
@@ -40,13 +41,27 @@ struct snapshot_save_result {
 };
 
 /*
- * Save the running (or paused) VM.  Called on the main thread.  The VM is
- * paused while its state is collected and resumed afterwards unless it was
- * paused before.  On failure nothing is left at FILE/FILE.state that was
- * not there before, the VM keeps running, and err holds one line.
+ * Save the running (or paused) VM, in two steps so that the main thread
+ * never waits for guest memory to be written.  snapshot__save_start (main
+ * thread): pause the VM unless it was paused before, collect its state,
+ * fork the process that writes memory, resume (unless opts->stay_paused).
+ * Then snapshot__save_poll now and then: -EINPROGRESS while the writer
+ * runs; once it ended, the state is written and both files are committed,
+ * and it returns 0 or the failure.  With cancel, the writer is killed and
+ * the save fails at once (-ECANCELED).  On failure nothing is left at
+ * FILE/FILE.state that was not there before, a VM the save paused runs
+ * again, and err holds one line.  snapshot__save_free after the end (or to
+ * cancel).  0 or -errno (err set) from snapshot__save_start.
  */
-int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
-		   struct snapshot_save_result *res, char *err, size_t errlen);
+struct snapshot_save;
+
+int snapshot__save_start(struct vm *vm, const struct snapshot_save_opts *opts,
+			 struct snapshot_save **s, char *err, size_t errlen);
+int snapshot__save_poll(struct snapshot_save *s, bool cancel, struct snapshot_save_result *res,
+			char *err, size_t errlen);
+/* Bytes of guest memory gone through, of total. */
+void snapshot__save_progress(const struct snapshot_save *s, uint64_t *done, uint64_t *total);
+void snapshot__save_free(struct snapshot_save *s);
 
 /*
  * Restoring is two calls.  snapshot__restore_open: read and validate the

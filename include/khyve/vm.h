@@ -33,6 +33,11 @@ struct vcpu {
 	bool thread_started;
 	bool parked;		/* under vm->pause_lock */
 	bool exited;		/* under vm->pause_lock */
+	/* KVM's binary statistics of this vCPU (KVM_GET_STATS_FD), or -1;
+	 * where its "blocking" flag and its "halt_exits" and "halt_wakeup"
+	 * counters are in it (0: not there) */
+	int stats_fd;
+	uint32_t st_blocking, st_count[2];
 };
 
 struct vm {
@@ -53,6 +58,9 @@ struct vm {
 	atomic_int exit_status;		/* -1 while running */
 	int exit_efd;
 	atomic_bool stopping;
+
+	/* times the halt check stopped the vCPUs (status "halt_check_pauses") */
+	atomic_uint_fast64_t halt_check_pauses;
 
 	/* paused by a control request (vm__pause), not just for a moment */
 	bool user_paused;
@@ -106,6 +114,13 @@ void vcpu__pause_all(struct vm *vm);
 void vcpu__resume_all(struct vm *vm);
 /* Stop and join every vCPU thread (after vm->stopping is set). */
 void vcpu__stop_all(struct vm *vm);
+/*
+ * Without stopping any vCPU: 1 when every vCPU sits blocked in KVM (halted,
+ * or an AP never started), with *sig a sum of their wake-up counters that
+ * changes whenever one of them woke up; 0 when one is not blocked; -1 when
+ * KVM has no statistics to tell (older than Linux 5.16).
+ */
+int vcpu__all_blocked(struct vm *vm, uint64_t *sig);
 /* True when every vCPU is halted with interrupts off, or never started. */
 bool vcpu__all_dead_halted(struct vm *vm);
 

@@ -1,7 +1,8 @@
 /*
  * Inside src/control/: socket.c owns the socket and its clients (accept,
  * read, line splitting, output buffers); server.c the commands, reached
- * through client__line().  Both run on the main thread only.
+ * through client__line().  Both run on the main thread only; a save's
+ * memory is written by a child process the loop polls (control__tick).
  */
 #ifndef KHYVE_CONTROL_INTERNAL_H
 #define KHYVE_CONTROL_INTERNAL_H
@@ -13,6 +14,7 @@
 #include <sys/un.h>
 
 #include "khyve/control.h"
+#include "khyve/snapshot.h"
 
 #define CONTROL_MAX_CLIENTS	(CONTROL_MAX_POLLFDS - 1)
 #define CONTROL_LINE_MAX	65536		/* bytes per request line, newline included */
@@ -56,6 +58,16 @@ struct control {
 	/* what each pollfd of the last control__pollfds() is: -1 the listener */
 	int poll_slot[CONTROL_MAX_POLLFDS];
 	unsigned int npoll;
+
+	/* the save in flight (one at a time), and whom to answer when it ends */
+	struct {
+		struct snapshot_save *job;
+		struct client *c;	/* NULL once that client is gone */
+		json_t *id;
+		bool suspend;
+		char file[4096];
+		uint64_t last_ns;	/* the last progress message */
+	} save;
 
 	char rbuf[CONTROL_LINE_MAX];	/* one recvmsg() */
 };

@@ -3,8 +3,10 @@
  * specification; this file follows it): a request line is parsed against
  * commands[] (argument names and types) and run, and its reply queued.
  * socket.c owns the socket, its clients and their buffers.  Everything
- * runs on the main thread, so nothing is locked; a save runs here too,
- * and other clients wait for it.
+ * runs on the main thread, so nothing is locked.  A save is started here
+ * and then driven by control__tick() from the loop while its writer
+ * process writes guest memory: other clients are served meanwhile, and
+ * the saving client's reply goes out when the save ends.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -44,10 +46,12 @@ struct command {
 	const char *name;
 	const struct arg_spec *args;	/* ends with a NULL name */
 	bool needs_running_vm;		/* refused once the VM is stopping */
-	bool exits;			/* on success, khyve exits after the reply */
 	int (*run)(struct control *ctl, struct client *c, const struct request *rq,
 		   json_t **result, char *err, size_t errlen);
 };
+
+/* A command's run() returns this when its reply goes out later (a save). */
+#define REPLY_LATER 1
 
 /* ---- commands -------------------------------------------------------- */
 
@@ -72,7 +76,20 @@ static int cmd_status(struct control *ctl, struct client *c, const struct reques
 			return util__fail(-ENOMEM, err, errlen, "out of memory");
 		}
 	}
-	*result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:o}",
+	json_t *save = json_null();
+
+	if (ctl->save.job) {
+		uint64_t done, total;
+
+		snapshot__save_progress(ctl->save.job, &done, &total);
+		save = json_pack("{s:s, s:s, s:I, s:I}", "cmd", ctl->save.suspend ? "suspend" : "checkpoint",
+				 "file", ctl->save.file, "done", (json_int_t)done, "total", (json_int_t)total);
+		if (!save) {
+			json_decref(devs);
+			return util__fail(-ENOMEM, err, errlen, "out of memory");
+		}
+	}
+	*result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
 			    "name", vm->cfg->name,
 			    "state", vm->user_paused ? "paused" : "running",
 			    "vcpus", (json_int_t)vm->ncpus,
@@ -80,7 +97,8 @@ static int cmd_status(struct control *ctl, struct client *c, const struct reques
 			    "uptime_ms", (json_int_t)(now > vm->t_run_ns ? (now - vm->t_run_ns) / 1000000 : 0),
 			    "pid", (json_int_t)getpid(),
 			    "output_dropped", (json_int_t)outq__dropped_total(),
-			    "devices", devs);
+			    "halt_check_pauses", (json_int_t)atomic_load(&vm->halt_check_pauses),
+			    "devices", devs, "save", save);
 	if (!*result)
 		return util__fail(-ENOMEM, err, errlen, "out of memory");
 	return 0;
@@ -90,6 +108,8 @@ static int cmd_pause(struct control *ctl, struct client *c, const struct request
 		     json_t **result, char *err, size_t errlen)
 {
 	(void)c; (void)rq;
+	if (ctl->save.job)
+		return util__fail(-EBUSY, err, errlen, "a save is in progress (to %.200s)", ctl->save.file);
 	if (vm__pause(ctl->vm) == -EALREADY)
 		return util__fail(-EALREADY, err, errlen, "already paused");
 	pr_debug("control: paused by pid %d", (int)c->pid);
@@ -101,6 +121,8 @@ static int cmd_resume(struct control *ctl, struct client *c, const struct reques
 		      json_t **result, char *err, size_t errlen)
 {
 	(void)c; (void)rq;
+	if (ctl->save.job)
+		return util__fail(-EBUSY, err, errlen, "a save is in progress (to %.200s)", ctl->save.file);
 	if (vm__resume(ctl->vm) == -EALREADY)
 		return util__fail(-EALREADY, err, errlen, "not paused");
 	pr_debug("control: resumed by pid %d", (int)c->pid);
@@ -108,32 +130,25 @@ static int cmd_resume(struct control *ctl, struct client *c, const struct reques
 	return 0;
 }
 
-struct save_progress {
-	struct client *c;
-	json_t *id;
-	uint64_t last_ns;
-};
-
 /*
- * snapshot__save() calls this on the main thread while it writes.  Progress
- * is a courtesy: a message goes out only when the client has taken all the
- * previous output, so a slow reader just sees fewer of them.
+ * Progress is a courtesy: a message goes out only when the client has
+ * taken all the previous output, so a slow reader just sees fewer of them.
  */
-static void save_progress(void *arg, uint64_t done, uint64_t total)
+static void save_progress(struct control *ctl, bool final)
 {
-	struct save_progress *p = arg;
-	uint64_t now = vm__now_ns();
+	struct client *c = ctl->save.c;
+	uint64_t now = vm__now_ns(), done, total;
 
-	if (done < total && p->last_ns && now - p->last_ns < PROGRESS_INTERVAL_NS)
+	if (!c || c->dead ||
+	    (!final && ctl->save.last_ns && now - ctl->save.last_ns < PROGRESS_INTERVAL_NS))
 		return;
-	if (p->c->dead)
+	client__flush(c);
+	if (c->outlen)
 		return;
-	client__flush(p->c);
-	if (p->c->outlen)
-		return;
-	p->last_ns = now;
-	client__send(p->c, json_pack("{s:O, s:{s:I, s:I}}", "id", p->id, "progress",
-				     "done", (json_int_t)done, "total", (json_int_t)total));
+	ctl->save.last_ns = now;
+	snapshot__save_progress(ctl->save.job, &done, &total);
+	client__send(c, json_pack("{s:O, s:{s:I, s:I}}", "id", ctl->save.id, "progress",
+				  "done", (json_int_t)done, "total", (json_int_t)total));
 }
 
 static double ns_to_ms(uint64_t ns)
@@ -142,23 +157,22 @@ static double ns_to_ms(uint64_t ns)
 }
 
 static int cmd_save(struct control *ctl, struct client *c, const struct request *rq,
-		    json_t **result, char *err, size_t errlen, const char *verb)
+		    json_t **result, char *err, size_t errlen, bool suspend)
 {
 	const char *file = json_string_value(json_object_get(rq->args, "file"));
-	struct save_progress prog = { .c = c, .id = rq->id };
 	struct snapshot_save_opts opts = {
 		.dirfd = AT_FDCWD,
 		.path = file,
-		.progress = save_progress,
-		.progress_arg = &prog,
-		/* a suspended VM stops anyway: no writer process, whole host for the write */
-		.stop_copy = !strcmp(verb, "suspend"),
+		.stay_paused = suspend,
 		.disks = json_is_true(json_object_get(rq->args, "disks")),
 	};
-	struct snapshot_save_result res;
 	struct stat st;
 	int ret;
 
+	(void)result;
+	if (ctl->save.job)
+		return util__fail(-EBUSY, err, errlen, "a save is in progress (to %.200s): one at a time",
+				  ctl->save.file);
 	if (!file[0])
 		return util__fail(-EINVAL, err, errlen, "argument \"file\" is empty");
 	if (strlen(file) >= PATH_MAX)
@@ -175,39 +189,120 @@ static int cmd_save(struct control *ctl, struct client *c, const struct request 
 				    "the descriptor passed with the request is not a directory");
 		opts.dirfd = rq->dirfd;
 	}
-	memset(&res, 0, sizeof(res));
 	err[0] = '\0';
-	ret = snapshot__save(ctl->vm, &opts, &res, err, errlen);
+	ret = snapshot__save_start(ctl->vm, &opts, &ctl->save.job, err, errlen);
 	if (ret) {
 		if (!err[0])
 			snprintf(err, errlen, "cannot save to %.200s: %s", file, strerror(-ret));
-		pr_info("control: %s to %s failed: %s", verb, file, err);
+		pr_info("control: %s to %s failed: %s", suspend ? "suspend" : "checkpoint", file, err);
 		return ret;
 	}
-	pr_info("control: %s saved to %s (%.3f ms paused, %.3f ms in all)", verb, file,
-		ns_to_ms(res.pause_ns), ns_to_ms(res.total_ns));
-	*result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:I}",
-			    "file", file,
-			    "uuid", res.uuid,
-			    "mem_bytes", (json_int_t)res.mem_bytes,
-			    "data_bytes", (json_int_t)res.data_bytes,
-			    "state_bytes", (json_int_t)res.state_bytes,
-			    "pause_ms", ns_to_ms(res.pause_ns),
-			    "total_ms", ns_to_ms(res.total_ns),
-			    "disks", (json_int_t)res.ndisks);
-	return 0;
+	ctl->save.c = c;
+	ctl->save.id = json_incref(rq->id ? rq->id : json_null());
+	ctl->save.suspend = suspend;
+	ctl->save.last_ns = 0;
+	snprintf(ctl->save.file, sizeof(ctl->save.file), "%s", file);
+	control__tick(ctl);	/* it may have ended already (no writer process) */
+	return REPLY_LATER;
+}
+
+/* The save ended with ret (err): log it, answer its client, forget it. */
+static void save_ended(struct control *ctl, int ret, const struct snapshot_save_result *res, char *err)
+{
+	const char *verb = ctl->save.suspend ? "suspend" : "checkpoint";
+	struct client *c = ctl->save.c;
+	json_t *result = NULL;
+
+	if (ret) {
+		if (!err[0])
+			snprintf(err, ERR_MAX, "cannot save to %.200s: %s", ctl->save.file, strerror(-ret));
+		pr_info("control: %s to %s failed: %s", verb, ctl->save.file, err);
+	} else {
+		save_progress(ctl, true);	/* 100%, before the reply */
+		pr_info("control: %s saved to %s (%.3f ms paused, %.3f ms in all)", verb, ctl->save.file,
+			ns_to_ms(res->pause_ns), ns_to_ms(res->total_ns));
+		result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:I}",
+				   "file", ctl->save.file,
+				   "uuid", res->uuid,
+				   "mem_bytes", (json_int_t)res->mem_bytes,
+				   "data_bytes", (json_int_t)res->data_bytes,
+				   "state_bytes", (json_int_t)res->state_bytes,
+				   "pause_ms", ns_to_ms(res->pause_ns),
+				   "total_ms", ns_to_ms(res->total_ns),
+				   "disks", (json_int_t)res->ndisks);
+		if (!result)
+			snprintf(err, ERR_MAX, "out of memory");
+	}
+	if (c && !c->dead) {
+		if (result)
+			client__send(c, json_pack("{s:O, s:b, s:o}", "id", ctl->save.id, "ok", 1,
+						  "result", result));
+		else
+			client__error(c, ctl->save.id, err);
+		result = NULL;
+	}
+	json_decref(result);
+	if (!ret && ctl->save.suspend && atomic_load(&ctl->vm->exit_status) < 0) {
+		/* the reply first: khyve stops polling once the exit is requested */
+		pr_info("control: suspended by pid %d: exiting", c ? (int)c->pid : -1);
+		vm__request_exit(ctl->vm, VM_EXIT_SUSPEND);
+	}
+	snapshot__save_free(ctl->save.job);
+	json_decref(ctl->save.id);
+	ctl->save.job = NULL;
+	ctl->save.c = NULL;
+	ctl->save.id = NULL;
+}
+
+void control__tick(struct control *ctl)
+{
+	struct snapshot_save_result res;
+	char err[ERR_MAX] = "";
+	int ret;
+
+	if (!ctl || !ctl->save.job)
+		return;
+	ret = snapshot__save_poll(ctl->save.job, false, &res, err, sizeof(err));
+	if (ret == -EINPROGRESS) {
+		save_progress(ctl, false);
+		return;
+	}
+	save_ended(ctl, ret, &res, err);
+}
+
+void control__cancel_save(struct control *ctl)
+{
+	struct snapshot_save_result res;
+	char err[ERR_MAX] = "";
+	int ret;
+
+	if (!ctl || !ctl->save.job)
+		return;
+	ret = snapshot__save_poll(ctl->save.job, true, &res, err, sizeof(err));
+	save_ended(ctl, ret, &res, err);
+}
+
+int control__timeout(const struct control *ctl)
+{
+	/* the writer's end is seen by polling it (no descriptor to wait on) */
+	return ctl && ctl->save.job ? 20 : -1;
+}
+
+bool control__saving(const struct control *ctl)
+{
+	return ctl && ctl->save.job;
 }
 
 static int cmd_checkpoint(struct control *ctl, struct client *c, const struct request *rq,
 			  json_t **result, char *err, size_t errlen)
 {
-	return cmd_save(ctl, c, rq, result, err, errlen, "checkpoint");
+	return cmd_save(ctl, c, rq, result, err, errlen, false);
 }
 
 static int cmd_suspend(struct control *ctl, struct client *c, const struct request *rq,
 		       json_t **result, char *err, size_t errlen)
 {
-	return cmd_save(ctl, c, rq, result, err, errlen, "suspend");
+	return cmd_save(ctl, c, rq, result, err, errlen, true);
 }
 
 static const struct arg_spec no_args[] = { { NULL, JSON_NULL, false } };
@@ -218,11 +313,11 @@ static const struct arg_spec save_args[] = {
 };
 
 static const struct command commands[] = {
-	{ "checkpoint", save_args, true, false, cmd_checkpoint },
-	{ "suspend", save_args, true, true, cmd_suspend },
-	{ "pause", no_args, true, false, cmd_pause },
-	{ "resume", no_args, true, false, cmd_resume },
-	{ "status", no_args, false, false, cmd_status },
+	{ "checkpoint", save_args, true, cmd_checkpoint },
+	{ "suspend", save_args, true, cmd_suspend },
+	{ "pause", no_args, true, cmd_pause },
+	{ "resume", no_args, true, cmd_resume },
+	{ "status", no_args, false, cmd_status },
 };
 
 static const char *type_name(json_type t)
@@ -331,6 +426,8 @@ void client__line(struct control *ctl, struct client *c, const char *line, size_
 		goto reply;
 	}
 	ret = cmd->run(ctl, c, &rq, &result, err, sizeof(err));
+	if (ret == REPLY_LATER)
+		goto out;
 	if (!ret && !result)
 		snprintf(err, sizeof(err), "out of memory");
 reply:
@@ -341,11 +438,6 @@ reply:
 	if (result) {
 		client__send(c, json_pack("{s:O, s:b, s:o}", "id", rq.id ? rq.id : json_null(),
 					  "ok", 1, "result", result));
-		if (cmd->exits) {
-			/* the reply first: khyve stops polling once the exit is requested */
-			pr_info("control: suspended by pid %d: exiting", (int)c->pid);
-			vm__request_exit(ctl->vm, VM_EXIT_SUSPEND);
-		}
 	} else {
 		client__error(c, rq.id, err);
 	}

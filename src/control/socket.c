@@ -382,8 +382,11 @@ static void control__reap(struct control *ctl)
 	for (unsigned int i = 0; i < ctl->nclients; i++) {
 		struct client *c = ctl->clients[i];
 
-		if (c->dead || (c->eof && !c->outlen)) {
+		/* a client waiting for its save's reply stays until it is sent */
+		if (c->dead || (c->eof && !c->outlen && ctl->save.c != c)) {
 			pr_debug("control: client pid %d gone", (int)c->pid);
+			if (ctl->save.c == c)
+				ctl->save.c = NULL;
 			client__free(c);
 		} else {
 			ctl->clients[k++] = c;
@@ -707,6 +710,7 @@ void control__close(struct control *ctl)
 
 	if (!ctl)
 		return;
+	control__cancel_save(ctl);
 	control__flush_all(ctl);
 	for (unsigned int i = 0; i < ctl->nclients; i++)
 		client__free(ctl->clients[i]);

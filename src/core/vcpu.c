@@ -32,6 +32,54 @@ static void kick_handler(int sig)
 	(void)sig;
 }
 
+/*
+ * The halt check reads a few of KVM's per-vCPU statistics, which a read of
+ * the stats fd returns without taking the vCPU's mutex - unlike the vCPU
+ * ioctls, which would wait for KVM_RUN to return.  Opened here, as the
+ * main thread's seccomp list has no KVM_GET_STATS_FD.  Without them (no
+ * fd, or a kernel without "blocking") stats_fd stays -1.
+ */
+static void vcpu__open_stats(struct vcpu *v)
+{
+	struct kvm_stats_header h;
+	size_t dsize;
+	char *descs = NULL;
+	bool have_blocking = false;
+	int fd = ioctl(v->fd, KVM_GET_STATS_FD, NULL);
+
+	if (fd < 0)
+		return;
+	if (pread(fd, &h, sizeof(h), 0) != sizeof(h) || h.name_size > 4096 || h.num_desc > 4096)
+		goto out;
+	dsize = sizeof(struct kvm_stats_desc) + h.name_size;
+	descs = malloc(dsize * h.num_desc);
+	if (!descs || pread(fd, descs, dsize * h.num_desc, h.desc_offset) != (ssize_t)(dsize * h.num_desc))
+		goto out;
+	for (uint32_t i = 0; i < h.num_desc; i++) {
+		struct kvm_stats_desc *d = (struct kvm_stats_desc *)(descs + i * dsize);
+
+		d->name[h.name_size - 1] = '\0';
+		if (d->size != 1)
+			continue;
+		if (!strcmp(d->name, "blocking")) {
+			v->st_blocking = h.data_offset + d->offset;
+			have_blocking = true;
+		} else if (!strcmp(d->name, "halt_exits")) {
+			v->st_count[0] = h.data_offset + d->offset;
+		} else if (!strcmp(d->name, "halt_wakeup")) {
+			v->st_count[1] = h.data_offset + d->offset;
+		}
+	}
+	if (have_blocking && (v->st_count[0] || v->st_count[1])) {
+		v->stats_fd = fd;
+		fd = -1;
+	}
+out:
+	free(descs);
+	if (fd >= 0)
+		close(fd);
+}
+
 int vcpu__create(struct vm *vm, unsigned int id)
 {
 	struct vcpu *v = &vm->vcpus[id];
@@ -58,6 +106,7 @@ int vcpu__create(struct vm *vm, unsigned int id)
 	free(c);
 	if (ret)
 		return ret;
+	vcpu__open_stats(v);
 	return msr__reset(v->fd, vm->msr_list, vm->nmsrs);
 }
 
@@ -372,6 +421,31 @@ void vcpu__stop_all(struct vm *vm)
 			vm->vcpus[i].thread_started = false;
 		}
 	}
+}
+
+int vcpu__all_blocked(struct vm *vm, uint64_t *sig)
+{
+	*sig = 0;
+	for (unsigned int i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		uint64_t blocking, n;
+
+		if (v->stats_fd < 0)
+			return -1;
+		if (pread(v->stats_fd, &blocking, 8, v->st_blocking) != 8)
+			return -1;
+		if (!blocking)
+			return 0;
+		/* every HLT, and every wake-up from one, moves these */
+		for (unsigned int k = 0; k < 2; k++) {
+			if (!v->st_count[k])
+				continue;
+			if (pread(v->stats_fd, &n, 8, v->st_count[k]) != 8)
+				return -1;
+			*sig += n;
+		}
+	}
+	return 1;
 }
 
 bool vcpu__all_dead_halted(struct vm *vm)

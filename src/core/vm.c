@@ -175,6 +175,7 @@ int vm__create_machine(struct vm *vm, int mem_fd, char *err, size_t errlen)
 		return util__fail(-ENOMEM, err, errlen, "out of memory");
 	for (unsigned int i = 0; i < vm->ncpus; i++) {
 		vm->vcpus[i].fd = -1;
+		vm->vcpus[i].stats_fd = -1;
 		ret = vcpu__create(vm, i);
 		if (ret)
 			return util__fail(ret, err, errlen, "cannot create vCPU %u: %s", i, strerror(-ret));
@@ -231,6 +232,8 @@ void vm__destroy(struct vm *vm)
 				munmap(v->run, vm->run_size);
 			if (v->fd >= 0)
 				close(v->fd);
+			if (v->stats_fd >= 0)
+				close(v->stats_fd);
 		}
 		free(vm->vcpus);
 		vm->vcpus = NULL;

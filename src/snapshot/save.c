@@ -452,166 +452,258 @@ static pid_t fork_writer(struct save_ctx *c, const struct snap_state *st, struct
 	return pid;
 }
 
-/* Wait for the writer, reporting its progress; main thread, guest running. */
-static int wait_writer(struct save_ctx *c, pid_t pid, struct writer_result *r)
+/*
+ * A save in flight: what snapshot__save_start() set up, kept until the
+ * writer process ends and snapshot__save_poll() commits (or removes) the
+ * files.
+ */
+struct snapshot_save {
+	struct save_ctx c;
+	struct snapshot_save_opts opts;
+	char path[4096];
+	struct snap_state st;
+	struct snapshot_save_result res;
+	uint64_t t0, tp;
+	bool paused_here;	/* the VM stays paused until the save ends (suspend) */
+	struct writer_result *cr;
+	pid_t child;
+	int ret;		/* the save's outcome, once known */
+	bool ended;
+	char msg[512];		/* why it failed */
+};
+
+/* Has the writer ended?  0 yes, -EINPROGRESS no, else the save failed. */
+static int check_writer(struct snapshot_save *s, bool cancel)
 {
+	struct save_ctx *c = &s->c;
 	int status;
+	pid_t w;
 
-	for (;;) {
-		pid_t w = waitpid(pid, &status, WNOHANG);
-
-		if (w == pid)
-			break;
-		if (w < 0 && errno != EINTR)
-			return fail(c, -errno, "waiting for the memory writer: %s", strerror(errno));
-		if (c->opts->progress)
-			c->opts->progress(c->opts->progress_arg, r->done, c->vm->mem.size);
-		usleep(5000);
+	if (cancel) {
+		/* SIGKILL: nothing it was writing is kept, so nothing to finish */
+		kill(s->child, SIGKILL);
+		while (waitpid(s->child, &status, 0) < 0 && errno == EINTR)
+			;
+		s->child = -1;
+		return fail(c, -ECANCELED, "the save was cancelled: khyve is stopping");
 	}
+	w = waitpid(s->child, &status, WNOHANG);
+	if (w == 0 || (w < 0 && errno == EINTR))
+		return -EINPROGRESS;
+	if (w < 0)
+		return fail(c, -errno, "waiting for the memory writer: %s", strerror(errno));
+	s->child = 0;	/* reaped: never killed or waited for again */
 	if (!WIFEXITED(status) || WEXITSTATUS(status))
 		return fail(c, -EIO, "the memory writer process died (%s %d)",
 			    WIFSIGNALED(status) ? "signal" : "status",
 			    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-	c->nwrites = r->nwrites;
-	if (r->ret)
-		return fail(c, r->ret, "%s", r->msg);
-	if (c->opts->progress)
-		c->opts->progress(c->opts->progress_arg, c->vm->mem.size, c->vm->mem.size);
+	c->nwrites = s->cr->nwrites;
+	if (s->cr->ret)
+		return fail(c, s->cr->ret, "%s", s->cr->msg);
 	return 0;
 }
 
-int snapshot__save(struct vm *vm, const struct snapshot_save_opts *opts,
-		   struct snapshot_save_result *res, char *err, size_t errlen)
+/* Memory is written: write the state, make both durable and rename them into place. */
+static int commit(struct snapshot_save *s)
 {
-	struct save_ctx c = {
-		.vm = vm, .opts = opts, .dfd = -1, .mem_fd = -1, .state_fd = -1,
-		.err = err, .errlen = errlen,
-	};
-	struct snap_state st;
-	uint64_t t0 = vm__now_ns(), tp = 0;
-	bool paused_here = false;
-	struct writer_result *cr = NULL;
-	pid_t child = -1;
+	struct save_ctx *c = &s->c;
+	struct snap_state *st = &s->st;
+	int ret;
+
+	st->meta.tsc_khz = st->vcpus[0].tsc_khz;
+	st->memory.data_bytes = s->cr ? s->cr->data_bytes : data_bytes(c);
+	ret = write_state(c, st, &s->res.state_bytes);
+	if (ret)
+		return ret;
+	if (fsync(c->mem_fd) < 0 || fsync(c->state_fd) < 0)
+		return fail(c, -errno, "syncing the snapshot to disk: %s", strerror(errno));
+	for (unsigned int i = 0; i < c->ndisks; i++) {
+		int fd = openat(c->dfd, c->disk_tmp[i], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0 || fsync(fd) < 0 || renameat(c->dfd, c->disk_tmp[i], c->dfd, c->disk_name[i]) < 0) {
+			ret = fail(c, -errno, "storing the disk copy '%s': %s", c->disk_name[i], strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return ret;
+		}
+		close(fd);
+		c->disk_tmp[i][0] = '\0';
+	}
+	if (renameat(c->dfd, c->mem_tmp, c->dfd, c->base) < 0)
+		return fail(c, -errno, "renaming the memory file to '%s': %s", s->opts.path, strerror(errno));
+	if (renameat(c->dfd, c->state_tmp, c->dfd, c->state_name) < 0)
+		return fail(c, -errno, "renaming the state file to '%s.state': %s", s->opts.path, strerror(errno));
+	c->mem_tmp[0] = c->state_tmp[0] = '\0';	/* nothing left to clean up */
+	if (fsync(c->dfd) < 0)
+		pr_warn("fsync of the snapshot directory: %s", strerror(errno));
+
+	s->res.mem_bytes = c->vm->mem.size;
+	s->res.data_bytes = st->memory.data_bytes;
+	s->res.ndisks = c->ndisks;
+	snapfmt__uuid_str(st->uuid, s->res.uuid);
+	return 0;
+}
+
+/* The save ended with s->ret: resume a VM it paused if it failed, remove what is left. */
+static void finish(struct snapshot_save *s)
+{
+	struct save_ctx *c = &s->c;
+
+	if (s->paused_here && s->ret) {	/* a failed suspend: the VM runs on */
+		device__resume_all(c->vm);
+		vcpu__resume_all(c->vm);
+		s->paused_here = false;
+	}
+	if (s->child > 0) {
+		kill(s->child, SIGKILL);
+		while (waitpid(s->child, NULL, 0) < 0 && errno == EINTR)
+			;
+		s->child = -1;
+	}
+	if (c->mem_fd >= 0)
+		close(c->mem_fd);
+	if (c->state_fd >= 0)
+		close(c->state_fd);
+	c->mem_fd = c->state_fd = -1;
+	if (c->dfd >= 0) {
+		if (c->mem_tmp[0])
+			unlinkat(c->dfd, c->mem_tmp, 0);
+		if (c->state_tmp[0])
+			unlinkat(c->dfd, c->state_tmp, 0);
+		for (unsigned int i = 0; i < c->ndisks; i++)
+			if (c->disk_tmp[i][0])
+				unlinkat(c->dfd, c->disk_tmp[i], 0);
+		close(c->dfd);
+		c->dfd = -1;
+	}
+	s->res.total_ns = vm__now_ns() - s->t0;
+	s->ended = true;
+}
+
+int snapshot__save_start(struct vm *vm, const struct snapshot_save_opts *opts,
+			 struct snapshot_save **out, char *err, size_t errlen)
+{
+	struct snapshot_save *s = calloc(1, sizeof(*s));
+	struct save_ctx *c;
+	struct snap_state *st;
 	const char *fault = getenv("KHYVE_FAULT_SAVE_WRITE");
 	int ret;
 
-	memset(&st, 0, sizeof(st));
-	memset(res, 0, sizeof(*res));
-	c.fault_at = fault ? strtol(fault, NULL, 10) : 0;
+	*out = NULL;
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	c = &s->c;
+	st = &s->st;
+	s->opts = *opts;
+	snprintf(s->path, sizeof(s->path), "%s", opts->path);
+	s->opts.path = s->path;
+	*c = (struct save_ctx){
+		.vm = vm, .opts = &s->opts, .dfd = -1, .mem_fd = -1, .state_fd = -1,
+		.err = s->msg, .errlen = sizeof(s->msg),
+	};
+	s->child = -1;
+	s->t0 = vm__now_ns();
+	c->fault_at = fault ? strtol(fault, NULL, 10) : 0;
 	/* a host that cannot save refuses before anything is paused or written */
-	ret = vmstate__check_save(vm, err, errlen);
+	ret = vmstate__check_save(vm, s->msg, sizeof(s->msg));
 	if (ret)
 		goto out;
-	c.written = calloc((vm->mem.size / PAGE + 63) / 64, sizeof(uint64_t));
-	if (!c.written) {
-		ret = fail(&c, -ENOMEM, "out of memory");
+	c->written = calloc((vm->mem.size / PAGE + 63) / 64, sizeof(uint64_t));
+	if (!c->written) {
+		ret = fail(c, -ENOMEM, "out of memory");
 		goto out;
 	}
-	ret = open_target(&c);
+	ret = open_target(c);
 	if (ret)
 		goto out;
 
-	new_uuid(st.uuid);
-	new_uuid(st.memory.uuid);
-	snapsec__host_meta(&st.meta);
-	st.cfg = *vm->cfg;	/* borrowed strings: not freed below */
-	st.memory.mem_size = vm->mem.size;
-	st.memory.file_size = vm->mem.size + MEMFILE_TRAILER;
-	st.memory.nregions = vm->mem.nregions;
-	memcpy(st.memory.regions, vm->mem.regions, sizeof(st.memory.regions));
+	new_uuid(st->uuid);
+	new_uuid(st->memory.uuid);
+	snapsec__host_meta(&st->meta);
+	st->cfg = *vm->cfg;	/* borrowed strings: not freed below */
+	st->memory.mem_size = vm->mem.size;
+	st->memory.file_size = vm->mem.size + MEMFILE_TRAILER;
+	st->memory.nregions = vm->mem.nregions;
+	memcpy(st->memory.regions, vm->mem.regions, sizeof(st->memory.regions));
 
 	if (!vm->user_paused) {
 		vcpu__pause_all(vm);
 		device__pause_all(vm);
-		paused_here = true;
+		s->paused_here = true;
 	}
-	tp = vm__now_ns();
-	ret = capture(&c, &st);
+	s->tp = vm__now_ns();
+	ret = capture(c, st);
 	if (!ret) {
 		/* KHYVE_SAVE_STOP_COPY=1: no writer process (for comparison) */
-		child = paused_here && !opts->stop_copy && !getenv("KHYVE_SAVE_STOP_COPY") ?
-			fork_writer(&c, &st, &cr) : -1;
-		if (child < 0)
-			ret = write_memory(&c) ?: write_trailer(&c, st.memory.uuid);
+		s->child = !getenv("KHYVE_SAVE_STOP_COPY") ? fork_writer(c, st, &s->cr) : -1;
+		if (s->child < 0)
+			ret = write_memory(c) ?: write_trailer(c, st->memory.uuid);
 	}
 	/*
-	 * A suspend (stop_copy) keeps the VM stopped until khyve exits: a guest
-	 * that ran on would change its disks after the snapshot recorded them.
+	 * A suspend (stay_paused) keeps the VM stopped until khyve exits: a
+	 * guest that ran on would change its disks after the snapshot recorded
+	 * them.
 	 */
-	if (paused_here && (!opts->stop_copy || ret)) {
+	if (s->paused_here && (!opts->stay_paused || ret)) {
 		device__resume_all(vm);
 		vcpu__resume_all(vm);
-		paused_here = false;
+		s->paused_here = false;
 	}
-	res->pause_ns = vm__now_ns() - tp;
-	if (!ret && child > 0)
-		ret = wait_writer(&c, child, cr);
-	if (ret)
-		goto out;
-
-	st.meta.tsc_khz = st.vcpus[0].tsc_khz;
-	st.memory.data_bytes = child > 0 ? cr->data_bytes : data_bytes(&c);
-	ret = write_state(&c, &st, &res->state_bytes);
-	if (ret)
-		goto out;
-	if (fsync(c.mem_fd) < 0 || fsync(c.state_fd) < 0) {
-		ret = fail(&c, -errno, "syncing the snapshot to disk: %s", strerror(errno));
-		goto out;
-	}
-	for (unsigned int i = 0; i < c.ndisks; i++) {
-		int fd = openat(c.dfd, c.disk_tmp[i], O_RDONLY | O_CLOEXEC);
-
-		if (fd < 0 || fsync(fd) < 0 || renameat(c.dfd, c.disk_tmp[i], c.dfd, c.disk_name[i]) < 0) {
-			ret = fail(&c, -errno, "storing the disk copy '%s': %s", c.disk_name[i], strerror(errno));
-			if (fd >= 0)
-				close(fd);
-			goto out;
-		}
-		close(fd);
-		c.disk_tmp[i][0] = '\0';
-	}
-	if (renameat(c.dfd, c.mem_tmp, c.dfd, c.base) < 0) {
-		ret = fail(&c, -errno, "renaming the memory file to '%s': %s", opts->path, strerror(errno));
-		goto out;
-	}
-	if (renameat(c.dfd, c.state_tmp, c.dfd, c.state_name) < 0) {
-		ret = fail(&c, -errno, "renaming the state file to '%s.state': %s", opts->path, strerror(errno));
-		goto out;
-	}
-	c.mem_tmp[0] = c.state_tmp[0] = '\0';	/* nothing left to clean up */
-	if (fsync(c.dfd) < 0)
-		pr_warn("fsync of the snapshot directory: %s", strerror(errno));
-
-	res->mem_bytes = vm->mem.size;
-	res->data_bytes = st.memory.data_bytes;
-	res->ndisks = c.ndisks;
-	snapfmt__uuid_str(st.uuid, res->uuid);
-	ret = 0;
+	s->res.pause_ns = vm__now_ns() - s->tp;
 out:
-	if (paused_here && ret) {	/* a failed suspend: the VM runs on */
-		device__resume_all(vm);
-		vcpu__resume_all(vm);
+	s->ret = ret;
+	if (ret) {
+		finish(s);
+		snprintf(err, errlen, "%s", s->msg);
+		snapshot__save_free(s);
+		return ret;
 	}
-	if (cr)
-		munmap(cr, sizeof(*cr));
-	free(c.written);
-	if (c.mem_fd >= 0)
-		close(c.mem_fd);
-	if (c.state_fd >= 0)
-		close(c.state_fd);
-	if (c.dfd >= 0) {
-		if (c.mem_tmp[0])
-			unlinkat(c.dfd, c.mem_tmp, 0);
-		if (c.state_tmp[0])
-			unlinkat(c.dfd, c.state_tmp, 0);
-		for (unsigned int i = 0; i < c.ndisks; i++)
-			if (c.disk_tmp[i][0])
-				unlinkat(c.dfd, c.disk_tmp[i], 0);
-		close(c.dfd);
+	if (s->child < 0) {	/* memory is written already */
+		s->ret = commit(s);
+		finish(s);
 	}
-	free(st.vcpus);
-	for (unsigned int i = 0; i < st.ndevs; i++)
-		free(st.devs[i].state);
-	res->total_ns = vm__now_ns() - t0;
-	return ret;
+	*out = s;
+	return 0;
+}
+
+int snapshot__save_poll(struct snapshot_save *s, bool cancel, struct snapshot_save_result *res,
+			char *err, size_t errlen)
+{
+	if (!s->ended) {
+		s->ret = check_writer(s, cancel);
+		if (s->ret == -EINPROGRESS)
+			return -EINPROGRESS;
+		if (!s->ret)
+			s->ret = commit(s);
+		finish(s);
+	}
+	if (s->ret)
+		snprintf(err, errlen, "%s", s->msg);
+	*res = s->res;
+	return s->ret;
+}
+
+void snapshot__save_progress(const struct snapshot_save *s, uint64_t *done, uint64_t *total)
+{
+	*total = s->c.vm->mem.size;
+	*done = s->ended ? *total : s->cr ? s->cr->done : 0;
+}
+
+void snapshot__save_free(struct snapshot_save *s)
+{
+	if (!s)
+		return;
+	if (!s->ended) {
+		s->ret = -ECANCELED;
+		finish(s);
+	}
+	if (s->cr)
+		munmap(s->cr, sizeof(*s->cr));
+	free(s->c.written);
+	free(s->st.vcpus);
+	for (unsigned int i = 0; i < s->st.ndevs; i++)
+		free(s->st.devs[i].state);
+	free(s);
 }
