@@ -5,8 +5,9 @@
  *   -s N,virtio-net,tap=NAME[,mac=52:54:00:xx:xx:xx]
  *   -s N,virtio-net,NAME[,mac=...]        (bhyve's spelling)
  *
- * The tap must exist already (`ip tuntap add dev NAME mode tap`): khyve
- * attaches to it and never creates one, so a mistyped name is an error
+ * The tap must exist already (`ip tuntap add dev NAME mode tap`): the
+ * backend (src/net/tap.c, khyve/netdev.h) attaches to it and never creates
+ * one, so a mistyped name is an error
  * instead of a new, unconnected interface.  Only one process can be
  * attached to a (single-queue) tap at a time.  Without mac=, the MAC is
  * 52:54:00 followed by three bytes of a hash of the VM name, slot and
@@ -14,8 +15,8 @@
  *
  * Features: VIRTIO_NET_F_MAC and VIRTIO_NET_F_STATUS (the link is up
  * while the tap works); no checksum or segmentation offloads and no
- * mergeable receive buffers.  The tap speaks the same 12-byte header
- * (IFF_VNET_HDR, TUNSETVNETHDRSZ 12) with its offloads turned off, so every
+ * mergeable receive buffers.  The backend speaks the same 12-byte header
+ * (a tap's vnet header) with its offloads turned off, so every
  * frame it gives is complete and checksummed.
  *
  * Transmit: each chain (device-readable only, 12 + 14 to 65550 bytes) is
@@ -61,13 +62,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <linux/if_tun.h>
 
 #include "khyve/log.h"
+#include "khyve/netdev.h"
 #include "khyve/snapfmt.h"
 #include "khyve/util.h"
 #include "khyve/virtio.h"
@@ -109,8 +109,7 @@ struct net {
 	struct net_opts o;
 	uint8_t mac[6];
 	uint16_t status;
-	int fd;
-	bool sock;		/* a socket speaking the tap's framing (unit tests) */
+	struct netdev be;	/* the tap (src/net/tap.c) */
 	bool broken;		/* the backend failed for good: drop everything */
 	int ep;			/* epoll set with fd, the one the I/O thread watches */
 	bool armed;		/* fd is in it with EPOLLIN */
@@ -315,76 +314,6 @@ static int take_test_fd(void)
 #endif
 }
 
-static int open_tap(const char *name, char *err, size_t errlen)
-{
-	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
-	unsigned int idx = if_nametoindex(name);
-	int fd, hdr = NET_HDR_LEN, ret;
-
-	if (!idx)
-		return util__fail(-ENODEV, err, errlen,
-				  "virtio-net: tap device '%s' does not exist (create it first: ip tuntap add dev %s mode tap)",
-				  name, name);
-	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return util__fail(-errno, err, errlen, "virtio-net: /dev/net/tun: %s", strerror(errno));
-	memcpy(ifr.ifr_name, name, strlen(name) + 1);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		ret = -errno;
-		if (errno == EBUSY)
-			util__fail(ret, err, errlen, "virtio-net: tap '%s' is busy (another process is attached to it)", name);
-		else if (errno == EINVAL)
-			util__fail(ret, err, errlen, "virtio-net: '%s' is not a single-queue tap device", name);
-		else
-			util__fail(ret, err, errlen, "virtio-net: attaching to tap '%s': %s", name, strerror(errno));
-		close(fd);
-		return ret;
-	}
-	/* the one we checked, not a new one TUNSETIFF made because it vanished meanwhile */
-	if (if_nametoindex(name) != idx) {
-		close(fd);
-		return util__fail(-ENODEV, err, errlen, "virtio-net: tap device '%s' disappeared while attaching", name);
-	}
-	/* our header size; no offloads, whatever a previous user set */
-	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0 || ioctl(fd, TUNSETOFFLOAD, 0UL) < 0) {
-		ret = -errno;
-		util__fail(ret, err, errlen, "virtio-net: tap '%s': setting the header size and offloads: %s", name,
-			   strerror(errno));
-		close(fd);
-		return ret;
-	}
-	return fd;
-}
-
-/*
- * One frame, header first, into iov: the bytes stored, or -errno.  A frame
- * longer than iov is cut, the rest lost, and nothing says so (the tap and
- * a SOCK_SEQPACKET socket alike): the caller gives room for more than it
- * takes to tell.
- */
-static ssize_t be_read(struct net *n, struct iovec *iov, unsigned int cnt)
-{
-	ssize_t r = readv(n->fd, iov, (int)cnt);
-
-	if (!r && n->sock)
-		return -ECONNRESET;	/* the peer closed */
-	return r < 0 ? -errno : r;
-}
-
-static ssize_t be_write(struct net *n, struct iovec *iov, unsigned int cnt)
-{
-	ssize_t r;
-
-	if (n->sock) {
-		struct msghdr m = { .msg_iov = iov, .msg_iovlen = cnt };
-
-		r = sendmsg(n->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-	} else {
-		r = writev(n->fd, iov, (int)cnt);
-	}
-	return r < 0 ? -errno : r;
-}
-
 /* Watch the backend (on) or let frames wait in its queue (off). */
 static void arm(struct net *n, bool on)
 {
@@ -392,7 +321,7 @@ static void arm(struct net *n, bool on)
 
 	if (n->armed == on || n->broken || n->ep < 0)
 		return;
-	if (epoll_ctl(n->ep, EPOLL_CTL_MOD, n->fd, &ev) < 0)
+	if (epoll_ctl(n->ep, EPOLL_CTL_MOD, n->be.fd, &ev) < 0)
 		pr_warn("%s: epoll_ctl: %s", n->vd.pd->name, strerror(errno));
 	else
 		n->armed = on;
@@ -406,7 +335,7 @@ static void be_failed(struct net *n, const char *what, int err)
 	pr_warn("%s: tap '%s': %s: %s; link down, frames dropped from now on", n->vd.pd->name, n->o.tap, what,
 		strerror(-err));
 	if (n->ep >= 0)
-		epoll_ctl(n->ep, EPOLL_CTL_DEL, n->fd, NULL);
+		epoll_ctl(n->ep, EPOLL_CTL_DEL, n->be.fd, NULL);
 	n->broken = true;
 	n->armed = false;
 	n->status &= (uint16_t)~NET_S_LINK_UP;
@@ -484,7 +413,7 @@ static int rx_discard(struct net *n)
 {
 	uint8_t buf[64];
 	struct iovec iov = { buf, sizeof(buf) };
-	ssize_t r = be_read(n, &iov, 1);
+	ssize_t r = netdev__read(&n->be, &iov, 1);
 
 	if (r == -EAGAIN || r == -EINTR)
 		return 0;
@@ -513,7 +442,7 @@ static int rx_direct(struct net *n)
 	memcpy(n->iov, e->in, cnt * sizeof(e->in[0]));
 	if (cnt < IOV_MAX)
 		n->iov[cnt++] = (struct iovec){ &n->spill, 1 };
-	r = be_read(n, n->iov, cnt);
+	r = netdev__read(&n->be, n->iov, cnt);
 	if (r < 0) {
 		unpop(n);
 		if (r == -EAGAIN || r == -EINTR)
@@ -559,7 +488,7 @@ static void net__rx(struct net *n)
 static void net__ready(struct virtio_dev *vd, int fd)
 {
 	struct net *n = (struct net *)vd;
-	struct pollfd p = { .fd = n->fd, .events = POLLIN };
+	struct pollfd p = { .fd = n->be.fd, .events = POLLIN };
 
 	(void)fd;
 	if (n->armed) {
@@ -608,7 +537,7 @@ static void tx_one(struct net *n, const struct virtq_elem *e)
 		n->iov[0] = (struct iovec){ n->bounce, total };
 		cnt = 1;
 	}
-	r = be_write(n, n->iov, cnt);
+	r = netdev__write(&n->be, n->iov, cnt);
 	if (r >= 0) {
 		n->stats[ST_TX]++;
 	} else if (r == -EAGAIN || r == -EINTR || r == -ENOBUFS || r == -EIO || r == -EINVAL) {
@@ -706,8 +635,7 @@ static void net__free(struct net *n)
 {
 	if (n->ep >= 0)
 		close(n->ep);
-	if (n->fd >= 0)
-		close(n->fd);
+	netdev__close(&n->be);
 	free(n->bounce);
 	free(n);
 }
@@ -719,7 +647,7 @@ static int net__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 
 	if (!n)
 		return -ENOMEM;
-	n->fd = n->ep = -1;
+	n->be.fd = n->ep = -1;
 	ret = net__parse(opts, &n->o, err, errlen);
 	if (ret)
 		goto fail;
@@ -730,17 +658,14 @@ static int net__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 	}
 	ret = take_test_fd();
 	if (ret >= 0) {
-		n->fd = ret;
-		n->sock = true;
-		fcntl(n->fd, F_SETFL, fcntl(n->fd, F_GETFL) | O_NONBLOCK);
+		netdev__from_socket(&n->be, ret);
 	} else {
-		ret = open_tap(n->o.tap, err, errlen);
+		ret = netdev__open_tap(&n->be, "virtio-net", n->o.tap, NET_HDR_LEN, err, errlen);
 		if (ret < 0)
 			goto fail;
-		n->fd = ret;
 	}
 	n->ep = epoll_create1(EPOLL_CLOEXEC);
-	if (n->ep < 0 || epoll_ctl(n->ep, EPOLL_CTL_ADD, n->fd, &(struct epoll_event){ .events = EPOLLIN }) < 0) {
+	if (n->ep < 0 || epoll_ctl(n->ep, EPOLL_CTL_ADD, n->be.fd, &(struct epoll_event){ .events = EPOLLIN }) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "virtio-net: epoll: %s", strerror(errno));
 		goto fail;
