@@ -31,7 +31,8 @@ LDLIBS := -pthread -ljansson -lcbor -lxxhash -luring $(SAN_LDFLAGS)
 # unit tests link them too
 PCI_SRCS := src/pci/pci.c src/pci/irq.c src/virtio/pci.c src/virtio/io.c src/virtio/queue.c src/virtio/rng.c \
 	src/virtio/console.c src/virtio/net.c src/virtio/blk.c src/virtio/blk_snap.c src/virtio/blk_opts.c \
-	src/disk/raw.c src/disk/queue.c src/disk/uring.c src/disk/pool.c src/net/tap.c
+	src/disk/raw.c src/disk/queue.c src/disk/uring.c src/disk/pool.c src/net/tap.c \
+	src/console/chardev.c
 CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/core/device.c src/core/vm.c src/core/vcpu.c src/core/config.c \
 	src/core/term.c src/core/loop.c src/core/seccomp.c src/core/outq.c \

@@ -8,7 +8,8 @@
  *   -s N,virtio-console,socket:PATH  ... to a listening UNIX stream socket at
  *                                    PATH, connected at start-up (error if none)
  *
- * Transmit buffers are taken whole, under the device lock, so a paused VM
+ * The backends are src/console/chardev.c's (khyve/chardev.h).  Transmit
+ * buffers are taken whole, under the device lock, so a paused VM
  * never has one half-done.  A regular file (file:PATH, or a standard output
  * redirected to one) is written at once.  Anything else - a socket, a pipe,
  * a terminal - goes through a bounded queue (outq.h, CON_OUTQ bytes) written
@@ -33,17 +34,13 @@
  * output continues exactly where the saved VM's stopped.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "khyve/chardev.h"
 #include "khyve/log.h"
-#include "khyve/outq.h"
 #include "khyve/snapfmt.h"
 #include "khyve/util.h"
 #include "khyve/virtio.h"
@@ -58,8 +55,6 @@
 #define CON_REQ_MAX		(64u << 10)	/* bytes per request: bounds the vCPU's time here */
 #define CON_OUTQ		(128u << 10)	/* queued output for a socket, pipe or terminal */
 
-enum con_backend { CON_STDIO, CON_FILE, CON_SOCKET };
-
 struct con_state {
 	struct pci_func_state pci;
 	struct virtio_state virtio;
@@ -71,11 +66,8 @@ struct con_state {
 
 struct con {
 	struct virtio_dev vd;
-	enum con_backend backend;
-	int fd;
-	struct outq *outq;		/* output that is not a regular file, or NULL */
+	struct chardev be;		/* src/console/chardev.c */
 	bool positioned;		/* a file backend holds exactly tx_bytes */
-	bool broken;			/* the backend failed: output is dropped */
 	uint16_t cols, rows;
 	uint64_t tx_bytes;
 	int infd;			/* input, or -1 */
@@ -85,141 +77,21 @@ struct con {
 	struct virtq_elem elem;		/* large: not on the vCPU's stack */
 };
 
-/* Parse OPTS; on success *path points into opts (NULL for stdio). */
-static int con__parse(const char *opts, enum con_backend *b, const char **path, char *err, size_t errlen)
-{
-	if (!opts || !*opts) {
-		snprintf(err, errlen, "virtio-console needs a backend: stdio, file:PATH or socket:PATH");
-		return -EINVAL;
-	}
-	*path = NULL;
-	if (!strcmp(opts, "stdio")) {
-		*b = CON_STDIO;
-		return 0;
-	}
-	if (!strncmp(opts, "file:", 5)) {
-		*b = CON_FILE;
-		*path = opts + 5;
-	} else if (!strncmp(opts, "socket:", 7)) {
-		*b = CON_SOCKET;
-		*path = opts + 7;
-	} else {
-		snprintf(err, errlen, "virtio-console: unknown backend '%s' (stdio, file:PATH or socket:PATH)", opts);
-		return -EINVAL;
-	}
-	if (!**path) {
-		snprintf(err, errlen, "virtio-console: empty path in '%s'", opts);
-		return -EINVAL;
-	}
-	if (*b == CON_SOCKET && strlen(*path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-		snprintf(err, errlen, "virtio-console: socket path too long: '%s'", *path);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static int con__check(const char *opts, char *err, size_t errlen)
 {
-	enum con_backend b;
+	enum chardev_kind k;
 	const char *path;
 
-	return con__parse(opts, &b, &path, err, errlen);
-}
-
-static int con__open(struct con *c, enum con_backend b, const char *path, bool restoring,
-		     char *err, size_t errlen)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd, ret;
-
-	c->backend = b;
-	switch (b) {
-	case CON_STDIO:
-		c->fd = STDOUT_FILENO;
-		return 0;
-	case CON_FILE:
-		/* a restore keeps the saved VM's output: con__restore cuts it */
-		fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (restoring ? 0 : O_TRUNC), 0644);
-		if (fd < 0) {
-			ret = -errno;
-			snprintf(err, errlen, "virtio-console: %s: %s", path, strerror(errno));
-			return ret;
-		}
-		c->fd = fd;
-		return 0;
-	case CON_SOCKET:
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			ret = -errno;
-			snprintf(err, errlen, "virtio-console: socket: %s", strerror(errno));
-			return ret;
-		}
-		memcpy(sa.sun_path, path, strlen(path) + 1);
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-			ret = -errno;
-			snprintf(err, errlen, "virtio-console: connect %s: %s", path, strerror(errno));
-			close(fd);
-			return ret;
-		}
-		c->fd = fd;
-		return 0;
-	}
-	return -EINVAL;
-}
-
-/*
- * Hand p to the backend: to the queue (never waits; what does not fit is
- * dropped and counted), or written to a regular file.  False (and the
- * backend is dropped) on a file's error.
- */
-static bool con__write(struct con *c, const void *p, size_t len)
-{
-	const uint8_t *b = p;
-
-	if (c->outq) {
-		outq__write(c->outq, p, len);
-		return true;
-	}
-	while (len) {
-		ssize_t r = write(c->fd, b, len);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			pr_warn("virtio-console %s: write: %s; output dropped from now on", c->vd.pd->name,
-				strerror(errno));
-			c->broken = true;
-			return false;
-		}
-		b += r;
-		len -= (size_t)r;
-	}
-	return true;
-}
-
-/* A socket, pipe or terminal gets a queue and its writer thread; a regular file none. */
-static int con__queue(struct con *c, const char *name, char *err, size_t errlen)
-{
-	struct stat st;
-
-	if (fstat(c->fd, &st) == 0 && S_ISREG(st.st_mode))
-		return 0;
-	c->outq = outq__create(c->fd, CON_OUTQ, name);
-	if (!c->outq)
-		return util__fail(-errno, err, errlen, "virtio-console: output queue: %s", strerror(errno));
-	return 0;
+	return chardev__parse("virtio-console", opts, &k, &path, err, errlen);
 }
 
 /* A file backend starts at tx_bytes: the saved VM's output, no more. */
 static void con__position(struct con *c)
 {
-	if (c->positioned || c->backend != CON_FILE)
+	if (c->positioned)
 		return;
 	c->positioned = true;
-	if (ftruncate(c->fd, (off_t)c->tx_bytes) < 0) {
-		pr_warn("virtio-console %s: truncate: %s; output dropped", c->vd.pd->name, strerror(errno));
-		c->broken = true;
-	}
+	chardev__truncate(&c->be, c->tx_bytes);
 }
 
 static uint32_t con__transmit(struct con *c, const struct virtq_elem *e)
@@ -232,8 +104,7 @@ static uint32_t con__transmit(struct con *c, const struct virtq_elem *e)
 
 		if (len > CON_REQ_MAX - done)
 			len = CON_REQ_MAX - done;
-		if (!c->broken)
-			con__write(c, e->out[i].iov_base, len);
+		chardev__write(&c->be, e->out[i].iov_base, len);
 		done += (uint32_t)len;
 	}
 	c->tx_bytes += done;
@@ -352,23 +223,21 @@ static const struct virtio_type con_type = {
 static int con__init(struct pci_dev *pd, const char *opts, char *err, size_t errlen)
 {
 	struct con *c;
-	enum con_backend b;
+	enum chardev_kind k;
 	const char *path;
-	int ret = con__parse(opts, &b, &path, err, errlen);
+	char label[sizeof(((struct chardev *)0)->who)];
+	int in, ret = chardev__parse("virtio-console", opts, &k, &path, err, errlen);
 
 	if (ret)
 		return ret;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->fd = -1;
 	c->positioned = !pd->vm->cfg->restore;	/* a fresh start truncated it */
-	ret = con__open(c, b, path, !c->positioned, err, errlen);
-	if (!ret) {
-		ret = con__queue(c, "con-out", err, errlen);
-		if (ret && c->backend != CON_STDIO)
-			close(c->fd);
-	}
+	snprintf(label, sizeof(label), "virtio-console %s", pd->name);
+	/* a restore keeps the saved VM's output: con__restore cuts it */
+	ret = chardev__open(&c->be, "virtio-console", label, k, path, !c->positioned, CON_OUTQ, "con-out", err,
+			    errlen);
 	if (ret) {
 		free(c);
 		pd->priv = NULL;
@@ -376,9 +245,9 @@ static int con__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 	}
 	ret = virtio__init(pd, &c->vd, &con_type);
 	c->infd = -1;
-	if (!ret && (b == CON_SOCKET || (b == CON_STDIO && pd->vm->cfg->com1 != CONSOLE_STDIO))) {
-		int in = b == CON_SOCKET ? c->fd : STDIN_FILENO;
-
+	/* COM1 has the keyboard when it uses stdio */
+	in = chardev__input_fd(&c->be, pd->vm->cfg->com1 != CONSOLE_STDIO);
+	if (!ret && in >= 0) {
 		int w = virtio__watch(&c->vd, in, con__input);
 
 		/* a regular file or /dev/null cannot be watched: no input, as with file: */
@@ -389,9 +258,7 @@ static int con__init(struct pci_dev *pd, const char *opts, char *err, size_t err
 	}
 	if (ret) {
 		snprintf(err, errlen, "PCI %s: %s", pd->name, strerror(-ret));
-		outq__destroy(c->outq);
-		if (c->backend != CON_STDIO)
-			close(c->fd);
+		chardev__close(&c->be);
 		free(c);
 		pd->priv = NULL;
 	}
@@ -402,12 +269,10 @@ static void con__exit(struct pci_dev *pd)
 {
 	struct con *c = pd->priv;
 
-	if (c)
-		virtio__exit(&c->vd);
-	if (c)
-		outq__destroy(c->outq);	/* flushed, within OUTQ_FLUSH_MAX_MS */
-	if (c && c->backend != CON_STDIO && c->fd >= 0)
-		close(c->fd);
+	if (!c)
+		return;
+	virtio__exit(&c->vd);
+	chardev__close(&c->be);	/* flushed, within OUTQ_FLUSH_MAX_MS */
 	free(c);
 }
 
