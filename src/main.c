@@ -20,6 +20,7 @@
 #include "khyve/serial.h"
 #include "khyve/snapshot.h"
 #include "khyve/term.h"
+#include "khyve/user.h"
 #include "khyve/vm.h"
 
 /* A closed stdin/stdout/stderr must not be reused by /dev/kvm or a vCPU fd. */
@@ -48,6 +49,8 @@ int main(int argc, char **argv)
 	struct control *ctl = NULL;
 	struct snapshot_restore *rs = NULL;
 	struct vm_config cfg;
+	struct user_creds user;
+	bool drop_user = false;
 	struct vm vm;
 	char err[512];
 	sigset_t sigs;
@@ -71,6 +74,13 @@ int main(int argc, char **argv)
 	}
 	if (ret)
 		goto out;
+	/* NSS may open files and sockets: before any thread and any seccomp list */
+	/* remembered here: a restore replaces cfg with the snapshot's configuration */
+	drop_user = cfg.user != NULL;
+	if (drop_user && user__lookup(cfg.user, &user, err, sizeof(err))) {
+		pr_err("%s", err);
+		goto out;
+	}
 	/* the SIGSYS handler, before any thread exists; each thread loads its own list */
 	if (seccomp__prepare(!cfg.no_seccomp, stop_vm, &vm, err, sizeof(err))) {
 		pr_err("%s", err);
@@ -115,6 +125,14 @@ int main(int argc, char **argv)
 	}
 	ret = control__open(&vm, cfg.rundir ? cfg.rundir : CONTROL_DEFAULT_RUNDIR, &ctl, err, sizeof(err));
 	if (ret) {
+		pr_err("%s", err);
+		goto out;
+	}
+	/*
+	 * Everything is open; no vCPU thread exists yet, and the threads that
+	 * do (device I/O, disk workers, output writers) allow the drop's calls.
+	 */
+	if (drop_user && user__drop(&user, err, sizeof(err))) {
 		pr_err("%s", err);
 		goto out;
 	}

@@ -49,6 +49,7 @@ struct vm_config {
 	char *restore;		/* -r FILE: restore from this snapshot */
 	bool force_disk;	/* -r: accept disks that changed since the snapshot */
 	bool no_seccomp;	/* --no-seccomp: threads run without allow-lists */
+	char *user;		/* -u USER: drop root to USER once set up, or NULL */
 	/* which options were given explicitly (for -r: must match or override) */
 	unsigned int given;
 };

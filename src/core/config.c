@@ -19,9 +19,9 @@ void config__usage(FILE *f)
 "Usage: khyve [-c NCPU] [-m SIZE] -k KERNEL [-A CMDLINE] [-i MODULE]...\n"
 "             [-l com1,stdio|com1,file:PATH|com1,null] [--debug-exit[=PORT]]\n"
 "             [-s SLOT[:FUNC],DEVICE[,OPTIONS]]... [--rundir DIR] [--no-seccomp]\n"
-"             [-v] VMNAME\n"
+"             [-u USER] [-v] VMNAME\n"
 "       khyve -r FILE [-l com1,BACKEND] [-s SLOT,DEVICE,OPTIONS]... [--force-disk]\n"
-"             [--rundir DIR] [--no-seccomp] [-v] [VMNAME]\n"
+"             [--rundir DIR] [--no-seccomp] [-u USER] [-v] [VMNAME]\n"
 "\n"
 "Run a Linux or multiboot kernel in a KVM virtual machine named VMNAME, or restore\n"
 "one from the snapshot FILE (FILE.state says everything else).\n"
@@ -57,6 +57,9 @@ void config__usage(FILE *f)
 "                         (default /run/khyve)\n"
 "      --no-seccomp       do not confine khyve's threads with seccomp-bpf\n"
 "                         allow-lists (on by default, after set-up)\n"
+"  -u, --user USER        once everything is open, run as USER (its uid, gid\n"
+"                         and groups); a checkpoint's directory must be\n"
+"                         writable by USER\n"
 "  -v, --verbose          more messages (twice: debug)\n"
 "  -h, --help             this help\n"
 "\n"
@@ -321,6 +324,8 @@ static int parse_option(struct vm_config *cfg, int c, char **argv)
 		return parse_nonempty(&cfg->restore, optarg, "-r needs a snapshot FILE");
 	case OPT_RUNDIR:
 		return parse_nonempty(&cfg->rundir, optarg, "--rundir needs a directory");
+	case 'u':
+		return parse_nonempty(&cfg->user, optarg, "-u needs a USER");
 	case 'v':
 		log_level++;
 		return 0;
@@ -387,6 +392,7 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 		{ "debug-exit", optional_argument, NULL, OPT_DEBUG_EXIT },
 		{ "restore", required_argument, NULL, 'r' },
 		{ "rundir", required_argument, NULL, OPT_RUNDIR },
+		{ "user", required_argument, NULL, 'u' },
 		{ "force-disk", no_argument, NULL, OPT_FORCE_DISK },
 		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -403,7 +409,7 @@ int config__parse(struct vm_config *cfg, int argc, char **argv)
 
 	opterr = 0;
 	optind = 0;	/* glibc: a full reset, also of a half-read "-xyz" group */
-	while ((c = getopt_long(argc, argv, ":c:m:k:A:i:l:s:r:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":c:m:k:A:i:l:s:r:u:vh", opts, NULL)) != -1) {
 		int r = parse_option(cfg, c, argv);
 
 		if (r)
@@ -420,6 +426,7 @@ void config__free(struct vm_config *cfg)
 	free(cfg->com1_path);
 	free(cfg->rundir);
 	free(cfg->restore);
+	free(cfg->user);
 	for (unsigned int i = 0; i < cfg->nmodules; i++) {
 		free(cfg->modules[i].path);
 		free(cfg->modules[i].string);

@@ -99,10 +99,18 @@ static const unsigned long device_ioctls[] = {
 	KVM_IOEVENTFD,			/* queue notify addresses follow BAR 0 */
 };
 
-/* An I/O thread's wait. */
+/*
+ * An I/O thread's wait; and -u USER's drop, which glibc has every thread
+ * make itself (the threads that exist then are these: vCPU threads start,
+ * and the main thread loads its list, after it).  Once the ids are a
+ * user's, the kernel refuses these calls any way back to root.
+ */
 static const int io_calls[] = {
 	SCMP_SYS(epoll_wait),
 	SCMP_SYS(epoll_pwait),
+	SCMP_SYS(setgroups),
+	SCMP_SYS(setresgid),
+	SCMP_SYS(setresuid),
 };
 
 /* A vCPU thread: running the guest, and its registers for the log line of a fatal exit. */

@@ -18,6 +18,8 @@ expect_error size-too-small "too small" -m 1M -k "$FIX/ok.elf" vm1
 expect_error zero-cpus "invalid vCPU count '0'" -c 0 -k "$FIX/ok.elf" vm1
 expect_error too-many-cpus "KVM allows at most" -c 4000 -k "$FIX/ok.elf" vm1
 expect_error missing-vmname "missing VMNAME" -k "$FIX/ok.elf"
+expect_error unknown-user "-u nosuchuser: no such user" -u nosuchuser -k "$FIX/ok.elf" vm1
+expect_error empty-user "-u needs a USER" -u '' -k "$FIX/ok.elf" vm1
 expect_error missing-kernel-opt "missing -k KERNEL" vm1
 expect_error bad-vmname "invalid VMNAME" -k "$FIX/ok.elf" "a/b"
 expect_error unknown-option "unknown option '--frobnicate'" --frobnicate -k "$FIX/ok.elf" vm1
