@@ -43,9 +43,13 @@ struct device_ops {
 	/*
 	 * Optional, for devices that work outside the vCPU threads.  pause:
 	 * the vCPUs are stopped; finish everything in flight and change
-	 * neither guest memory nor device state until resume.  Cannot fail.
+	 * neither guest memory nor device state until resume.  Every wait in
+	 * it is bounded (a disk's storage may stall for ever): what does not
+	 * finish in a few seconds fails the pause with -errno (-ETIMEDOUT,
+	 * -EBUSY) and a message in err that names the device; the device is
+	 * then running as before, and resume is not called.
 	 */
-	void (*pause)(void *priv);
+	int (*pause)(void *priv, char *err, size_t errlen);
 	void (*resume)(void *priv);
 	/*
 	 * Optional: a snapshot that includes disks is being taken, with the VM
@@ -106,8 +110,12 @@ const struct device_ops *device__find(const char *name);
 /* The i-th registered device type, or NULL past the last. */
 const struct device_ops *device__type(unsigned int i);
 void device__exit_all(struct vm *vm);
-/* Every device's pause hook, in creation order; resume in reverse. */
-void device__pause_all(struct vm *vm);
+/*
+ * Every device's pause hook, in creation order; resume in reverse.  The
+ * first pause that fails ends it: the devices paused before it resume, and
+ * its -errno and message (err) are returned.
+ */
+int device__pause_all(struct vm *vm, char *err, size_t errlen);
 void device__resume_all(struct vm *vm);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <time.h>
 
 /* What identifies a disk's content, recorded in a snapshot (disk__ident). */
 struct disk_ident {
@@ -72,7 +73,12 @@ void disk_queue__stop(struct disk_queue *q);
 /* Queue io (sent by disk_queue__commit; the pool starts it at once). */
 void disk_queue__submit(struct disk_queue *q, struct disk_io *io);
 void disk_queue__commit(struct disk_queue *q);
-/* Call done for every completion; with wait, for at least one (one must be in flight). */
-void disk_queue__reap(struct disk_queue *q, bool wait, disk_done_fn *done, void *opaque);
+/*
+ * Call done for every completion; with wait, for at least one (one must be
+ * in flight), waiting no later than until (CLOCK_MONOTONIC; NULL: no
+ * bound).  0, or -ETIMEDOUT when until passed with nothing completed.
+ */
+int disk_queue__reap(struct disk_queue *q, bool wait, const struct timespec *until,
+		     disk_done_fn *done, void *opaque);
 
 #endif

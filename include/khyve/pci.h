@@ -194,7 +194,7 @@ struct pci_dev {
 	 * (see device_ops.pause).
 	 */
 	int (*placed)(struct pci_dev *pd);
-	void (*pause)(struct pci_dev *pd);
+	int (*pause)(struct pci_dev *pd, char *err, size_t errlen);
 	void (*resume)(struct pci_dev *pd);
 };
 

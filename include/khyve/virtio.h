@@ -120,9 +120,11 @@ struct virtio_type {
 	 * Optional.  The VM pauses (the vCPUs are already stopped): finish
 	 * every request in flight, its completion in the used ring, so that
 	 * the device state and guest memory tell the whole story; start
-	 * nothing new until resume.  Cannot fail.
+	 * nothing new until resume.  Every wait is bounded: what cannot finish
+	 * in a few seconds fails the pause with -errno and a message in err
+	 * (naming the device), and the transport resumes the device.
 	 */
-	void (*quiesce)(struct virtio_dev *vd);
+	int (*quiesce)(struct virtio_dev *vd, char *err, size_t errlen);
 	/* Optional: the VM runs again after quiesce. */
 	void (*resume)(struct virtio_dev *vd);
 };
@@ -151,7 +153,8 @@ void virtio__exit(struct virtio_dev *vd);
 int virtio__placed(struct pci_dev *pd);
 void virtio__restored(struct virtio_dev *vd);
 void virtio__sync_notify(struct virtio_dev *vd);
-void virtio__pause(struct pci_dev *pd);
+/* 0, or -errno with err: the device was not paused (it runs on). */
+int virtio__pause(struct pci_dev *pd, char *err, size_t errlen);
 void virtio__resume(struct pci_dev *pd);
 /*
  * Call ready(vd, fd) on the I/O thread, under the device lock and never

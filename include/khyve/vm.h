@@ -96,8 +96,12 @@ void vm__destroy(struct vm *vm);
 
 uint64_t vm__now_ns(void);
 
-/* Control requests, main thread only: -EALREADY if already in that state. */
-int vm__pause(struct vm *vm);
+/*
+ * Control requests, main thread only: -EALREADY if already in that state.
+ * vm__pause fails (-errno, err) when a device cannot stop in a few seconds
+ * (device__pause_all); the VM then runs on.
+ */
+int vm__pause(struct vm *vm, char *err, size_t errlen);
 int vm__resume(struct vm *vm);
 
 /* Ask the VM to stop with status; safe from any thread, first call wins. */

@@ -107,11 +107,16 @@ static int cmd_status(struct control *ctl, struct client *c, const struct reques
 static int cmd_pause(struct control *ctl, struct client *c, const struct request *rq,
 		     json_t **result, char *err, size_t errlen)
 {
+	int ret;
+
 	(void)c; (void)rq;
 	if (ctl->save.job)
 		return util__fail(-EBUSY, err, errlen, "a save is in progress (to %.200s)", ctl->save.file);
-	if (vm__pause(ctl->vm) == -EALREADY)
+	ret = vm__pause(ctl->vm, err, errlen);
+	if (ret == -EALREADY)
 		return util__fail(-EALREADY, err, errlen, "already paused");
+	if (ret)
+		return ret;
 	pr_debug("control: paused by pid %d", (int)c->pid);
 	*result = json_pack("{s:s}", "state", "paused");
 	return 0;

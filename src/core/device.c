@@ -101,25 +101,38 @@ const struct device_ops *device__find(const char *name)
 	return NULL;
 }
 
-void device__pause_all(struct vm *vm)
+/* Resume d and the devices after it, up to (not including) end, in reverse. */
+static void resume_from(struct device_instance *d, struct device_instance *end)
 {
-	for (struct device_instance *d = vm->devices; d; d = d->next)
-		if (d->ops->pause && d->priv)
-			d->ops->pause(d->priv);
-}
-
-static void resume_from(struct device_instance *d)
-{
-	if (!d)
+	if (d == end)
 		return;
-	resume_from(d->next);
+	resume_from(d->next, end);
 	if (d->ops->resume && d->priv)
 		d->ops->resume(d->priv);
 }
 
+int device__pause_all(struct vm *vm, char *err, size_t errlen)
+{
+	for (struct device_instance *d = vm->devices; d; d = d->next) {
+		int ret;
+
+		if (!d->ops->pause || !d->priv)
+			continue;
+		err[0] = '\0';
+		ret = d->ops->pause(d->priv, err, errlen);
+		if (ret) {
+			if (!err[0])
+				snprintf(err, errlen, "device %s: cannot pause: %s", d->name, strerror(-ret));
+			resume_from(vm->devices, d);
+			return ret;
+		}
+	}
+	return 0;
+}
+
 void device__resume_all(struct vm *vm)
 {
-	resume_from(vm->devices);
+	resume_from(vm->devices, NULL);
 }
 
 void device__exit_all(struct vm *vm)

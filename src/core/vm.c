@@ -191,12 +191,18 @@ uint64_t vm__now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-int vm__pause(struct vm *vm)
+int vm__pause(struct vm *vm, char *err, size_t errlen)
 {
+	int ret;
+
 	if (vm->user_paused)
 		return -EALREADY;
 	vcpu__pause_all(vm);
-	device__pause_all(vm);
+	ret = device__pause_all(vm, err, errlen);
+	if (ret) {
+		vcpu__resume_all(vm);	/* a device that cannot stop: the VM runs on */
+		return ret;
+	}
 	vm->user_paused = true;
 	return 0;
 }

@@ -12,7 +12,8 @@
 struct disk_queue_ops {
 	void (*submit)(struct disk_queue *q, struct disk_io *io);
 	void (*commit)(struct disk_queue *q);
-	void (*reap)(struct disk_queue *q, bool wait, disk_done_fn *done, void *opaque);
+	int (*reap)(struct disk_queue *q, bool wait, const struct timespec *until,
+		    disk_done_fn *done, void *opaque);
 	void (*stop)(struct disk_queue *q);
 };
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "khyve/log.h"
@@ -100,14 +101,22 @@ static void pool_commit(struct disk_queue *q)
 	(void)q;	/* the workers started each job when it was submitted */
 }
 
-static void pool_reap(struct disk_queue *q, bool wait, disk_done_fn *done, void *opaque)
+static int pool_reap(struct disk_queue *q, bool wait, const struct timespec *until,
+		     disk_done_fn *done, void *opaque)
 {
 	struct pool *p = (struct pool *)q;
 	struct disk_io *list;
 
 	pthread_mutex_lock(&p->lock);
-	while (wait && !p->done)
-		pthread_cond_wait(&p->done_cond, &p->lock);
+	while (wait && !p->done) {
+		if (!until) {
+			pthread_cond_wait(&p->done_cond, &p->lock);
+		} else if (pthread_cond_clockwait(&p->done_cond, &p->lock, CLOCK_MONOTONIC, until) == ETIMEDOUT &&
+			   !p->done) {
+			pthread_mutex_unlock(&p->lock);
+			return -ETIMEDOUT;
+		}
+	}
 	list = p->done;
 	p->done = NULL;
 	p->done_tail = &p->done;
@@ -118,6 +127,7 @@ static void pool_reap(struct disk_queue *q, bool wait, disk_done_fn *done, void 
 		list = io->next;
 		done(opaque, io, io->res);
 	}
+	return 0;
 }
 
 static void pool_stop(struct disk_queue *q)

@@ -33,7 +33,8 @@ void disk_queue__commit(struct disk_queue *q)
 	q->ops->commit(q);
 }
 
-void disk_queue__reap(struct disk_queue *q, bool wait, disk_done_fn *done, void *opaque)
+int disk_queue__reap(struct disk_queue *q, bool wait, const struct timespec *until,
+		     disk_done_fn *done, void *opaque)
 {
-	q->ops->reap(q, wait, done, opaque);
+	return q->ops->reap(q, wait, until, done, opaque);
 }

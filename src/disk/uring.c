@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -68,7 +69,21 @@ static void uring_commit(struct disk_queue *q)
 	}
 }
 
-static void uring_reap(struct disk_queue *q, bool wait, disk_done_fn *done, void *opaque)
+/* What is left of the time until *until, at least 0. */
+static struct __kernel_timespec left(const struct timespec *until)
+{
+	struct timespec now;
+	int64_t ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ns = (int64_t)(until->tv_sec - now.tv_sec) * 1000000000 + (until->tv_nsec - now.tv_nsec);
+	if (ns < 0)
+		ns = 0;
+	return (struct __kernel_timespec){ .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+}
+
+static int uring_reap(struct disk_queue *q, bool wait, const struct timespec *until,
+		      disk_done_fn *done, void *opaque)
 {
 	struct uring *u = (struct uring *)q;
 	struct io_uring_cqe *cqe;
@@ -77,12 +92,21 @@ static void uring_reap(struct disk_queue *q, bool wait, disk_done_fn *done, void
 		int ret;
 
 		uring_commit(q);
-		do
-			ret = io_uring_wait_cqe(&u->ring, &cqe);
-		while (ret == -EINTR || ret == -EAGAIN);
+		do {
+			struct __kernel_timespec ts;
+
+			if (!until) {
+				ret = io_uring_wait_cqe(&u->ring, &cqe);
+				continue;
+			}
+			ts = left(until);
+			ret = io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts);
+			if (ret == -ETIME)
+				return -ETIMEDOUT;
+		} while (ret == -EINTR || ret == -EAGAIN);
 		if (ret < 0) {
 			pr_warn("%s: io_uring_wait_cqe: %s", q->name, strerror(-ret));
-			return;
+			return 0;
 		}
 	}
 	while (io_uring_peek_cqe(&u->ring, &cqe) == 0) {
@@ -92,6 +116,7 @@ static void uring_reap(struct disk_queue *q, bool wait, disk_done_fn *done, void
 		io_uring_cqe_seen(&u->ring, cqe);
 		done(opaque, io, res);
 	}
+	return 0;
 }
 
 static void uring_stop(struct disk_queue *q)

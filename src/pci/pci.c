@@ -733,15 +733,32 @@ static int pci_bus__restore(void *priv, const void *state, char *err, size_t err
 	return 0;
 }
 
-/* Functions with threads of their own stop with the VM and start again with it. */
-static void pci_bus__pause(void *priv)
+/*
+ * Functions with threads of their own stop with the VM and start again with
+ * it.  One that cannot stop fails the pause, and those stopped before it
+ * run again.
+ */
+static int pci_bus__pause(void *priv, char *err, size_t errlen)
 {
 	struct pci_bus *bus = priv;
 
-	for (unsigned int s = 0; s < 32; s++)
-		for (unsigned int f = 0; f < 8; f++)
-			if (bus->dev[s][f] && bus->dev[s][f]->pause)
-				bus->dev[s][f]->pause(bus->dev[s][f]);
+	for (unsigned int i = 0; i < 32 * 8; i++) {
+		struct pci_dev *pd = bus->dev[i / 8][i % 8];
+		int ret;
+
+		if (!pd || !pd->pause)
+			continue;
+		ret = pd->pause(pd, err, errlen);
+		if (!ret)
+			continue;
+		while (i--) {
+			pd = bus->dev[i / 8][i % 8];
+			if (pd && pd->resume)
+				pd->resume(pd);
+		}
+		return ret;
+	}
+	return 0;
 }
 
 static void pci_bus__resume(void *priv)

@@ -332,7 +332,9 @@ int snapshot__restore(struct vm *vm, struct snapshot_restore *r, char *err, size
 	 * controllers are restored too: an interrupt a device raised now
 	 * would be wiped by restoring the LAPIC it went to.
 	 */
-	device__pause_all(vm);
+	ret = device__pause_all(vm, err, errlen);	/* nothing in flight yet */
+	if (ret)
+		goto out;
 	for (struct device_instance *d = vm->devices; d; d = d->next) {
 		unsigned int i;
 

@@ -630,7 +630,12 @@ int snapshot__save_start(struct vm *vm, const struct snapshot_save_opts *opts,
 
 	if (!vm->user_paused) {
 		vcpu__pause_all(vm);
-		device__pause_all(vm);
+		ret = device__pause_all(vm, s->msg, sizeof(s->msg));
+		if (ret) {
+			/* a disk whose storage stalls: no snapshot, the VM runs on */
+			vcpu__resume_all(vm);
+			goto out;
+		}
 		s->paused_here = true;
 	}
 	s->tp = vm__now_ns();

@@ -78,6 +78,7 @@
 #define BLK_DWZ_ALIGN		8u		/* discard_sector_alignment: 4 KiB */
 #define BLK_CONFIG_SIZE		60		/* up to write_zeroes_may_unmap + padding */
 #define BLK_ZBUF		(64u << 10)
+#define BLK_PAUSE_WAIT_MS	5000		/* for requests in flight at a pause */
 #define BLK_ZIOV		16		/* zeros written per system call: 1 MiB */
 
 /* feature bits */
@@ -200,10 +201,13 @@ static void be_done(void *opaque, struct disk_io *io, int res)
 	complete_op(opaque, (struct blk_req *)((char *)io - offsetof(struct blk_req, io)), res);
 }
 
-/* Reap completions; with wait, at least one (there must be one in flight). */
-static void be_reap(struct blk *b, bool wait)
+/*
+ * Reap completions; with wait, at least one (there must be one in flight),
+ * until *until at the latest (NULL: no bound).  0 or -ETIMEDOUT.
+ */
+static int be_reap(struct blk *b, bool wait, const struct timespec *until)
 {
-	disk_queue__reap(b->q, wait, be_done, b);
+	return disk_queue__reap(b->q, wait, until, be_done, b);
 }
 
 /* ---------- requests ---------- */
@@ -581,7 +585,7 @@ static void pump(struct blk *b)
 {
 	serve(b);
 	be_commit(b);
-	be_reap(b, false);
+	be_reap(b, false, NULL);
 	if (b->stalled && b->free) {
 		b->stalled = false;
 		serve(b);
@@ -609,7 +613,7 @@ static void blk__ready(struct virtio_dev *vd, int fd)
 
 	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		pr_debug("%s: completion eventfd: %s", vd->pd->name, strerror(errno));
-	be_reap(b, false);
+	be_reap(b, false, NULL);
 	be_commit(b);
 	if (b->stalled && b->free) {
 		b->stalled = false;
@@ -624,32 +628,57 @@ static bool serving(const struct virtio_dev *vd)
 	       vd->st.nqueues && vd->st.q[0].enabled;
 }
 
-/* Wait until nothing is in flight; with serve_all, until the avail ring is empty too. */
-void blk__drain(struct blk *b, bool serve_all)
+int blk__drain(struct blk *b, bool serve_all, const struct timespec *until)
 {
 	struct virtio_dev *vd = &b->vd;
 	uint16_t old = vd->st.q[0].used_idx;
+	int ret = 0;
 
 	for (;;) {
 		if (serve_all && serving(vd))
 			serve(b);
 		if (!b->inflight)
 			break;
-		be_reap(b, true);
+		ret = be_reap(b, true, until);
+		if (ret)
+			break;
 	}
-	b->stalled = false;
+	/* after a timeout, the next completion finds a stalled queue as usual */
+	if (!ret)
+		b->stalled = false;
 	if (!b->dropping)
 		virtq__notify(vd, 0, old);
+	return ret;
 }
 
 /*
  * The VM pauses.  Finish everything: what is in flight, and what the driver
  * made available but was not taken yet (a restored VM would never be told
- * of those: its notifications were given to this process).
+ * of those: its notifications were given to this process).  A disk whose
+ * storage stalls (a dead NFS server, a frozen file system) may never
+ * finish: wait BLK_PAUSE_WAIT_MS at most, then fail the pause, and the
+ * requests complete whenever the storage comes back, the VM running.
  */
-static void blk__quiesce(struct virtio_dev *vd)
+static int blk__quiesce(struct virtio_dev *vd, char *err, size_t errlen)
 {
-	blk__drain((struct blk *)vd, true);
+	struct blk *b = (struct blk *)vd;
+	struct timespec until;
+	int ret;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += BLK_PAUSE_WAIT_MS / 1000;
+	until.tv_nsec += (BLK_PAUSE_WAIT_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	ret = blk__drain(b, true, &until);
+	if (ret)
+		return util__fail(-ETIMEDOUT, err, errlen,
+				  "%s (%s): %u disk request%s still in flight after %u s: is its storage stalled?",
+				  vd->pd->name, b->path, b->inflight, b->inflight == 1 ? "" : "s",
+				  BLK_PAUSE_WAIT_MS / 1000);
+	return 0;
 }
 
 static void blk__resume(struct virtio_dev *vd)
@@ -663,7 +692,7 @@ static void blk__reset(struct virtio_dev *vd)
 	struct blk *b = (struct blk *)vd;
 
 	b->dropping = true;
-	blk__drain(b, false);
+	blk__drain(b, false, NULL);
 	b->dropping = false;
 }
 
@@ -859,7 +888,7 @@ static void blk__exit(struct pci_dev *pd)
 	virtio__exit(&b->vd);	/* no I/O thread from here on */
 	pthread_mutex_lock(&pd->lock);
 	b->dropping = true;	/* guest memory may be going: wait, touch nothing */
-	blk__drain(b, false);
+	blk__drain(b, false, NULL);
 	pthread_mutex_unlock(&pd->lock);
 	blk__free(b);
 	pd->priv = NULL;

@@ -65,8 +65,12 @@ int blk__check(const char *opts, char *err, size_t errlen);
 extern const struct virtio_type blk_types[2];
 
 int blk__init(struct pci_dev *pd, const char *opts, char *err, size_t errlen);
-/* Wait until nothing is in flight; with serve_all, until the avail ring is empty too. */
-void blk__drain(struct blk *b, bool serve_all);
+/*
+ * Wait until nothing is in flight; with serve_all, until the avail ring is
+ * empty too.  until (CLOCK_MONOTONIC, NULL: no bound) ends the wait: then
+ * -ETIMEDOUT, with what is still in flight left to complete as usual.
+ */
+int blk__drain(struct blk *b, bool serve_all, const struct timespec *until);
 /* Whether the restore's command line gave this slot other options than the snapshot's. */
 bool blk__overridden(const struct pci_dev *pd);
 

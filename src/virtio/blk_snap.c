@@ -35,7 +35,7 @@ int vblk__copy_disk(struct pci_dev *pd, const char *dest, char *err, size_t errl
 		return util__fail(-EINVAL, err, errlen, "%s is not a virtio-blk disk", pd->name);
 	pthread_mutex_lock(&pd->lock);
 	if (b->inflight)
-		blk__drain(b, false);
+		blk__drain(b, false, NULL);
 	ret = disk__copy(b->fd, b->size, b->path, dest, err, errlen);
 	pthread_mutex_unlock(&pd->lock);
 	return ret;
@@ -58,7 +58,7 @@ void blk__save(void *priv, void *state)
 
 	pthread_mutex_lock(&pd->lock);
 	if (b->inflight)
-		blk__drain(b, false);	/* the pause does this; in case a caller did not pause */
+		blk__drain(b, false, NULL);	/* the pause does this; in case a caller did not pause */
 	pci__save(pd, &s->pci);
 	s->virtio = b->vd.st;
 	snprintf(s->path, sizeof(s->path), "%s", b->path);

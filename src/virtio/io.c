@@ -274,15 +274,19 @@ void virtio__restored(struct virtio_dev *vd)
 			pr_warn("%s: kick: %s", vd->pd->name, strerror(errno));
 }
 
-void virtio__pause(struct pci_dev *pd)
+int virtio__pause(struct pci_dev *pd, char *err, size_t errlen)
 {
 	struct virtio_dev *vd = pd->priv;
+	int ret = 0;
 
 	pthread_mutex_lock(&pd->lock);
 	vd->paused = true;
 	if (vd->type->quiesce)
-		vd->type->quiesce(vd);
+		ret = vd->type->quiesce(vd, err, errlen);
 	pthread_mutex_unlock(&pd->lock);
+	if (ret)
+		virtio__resume(pd);
+	return ret;
 }
 
 void virtio__resume(struct pci_dev *pd)

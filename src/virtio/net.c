@@ -581,13 +581,15 @@ static void net__notify(struct virtio_dev *vd, unsigned int q)
 }
 
 /* The vCPUs are stopped: send what was posted.  Nothing else is ever in flight. */
-static void net__quiesce(struct virtio_dev *vd)
+static int net__quiesce(struct virtio_dev *vd, char *err, size_t errlen)
 {
 	struct net *n = (struct net *)vd;
 
+	(void)err; (void)errlen;
 	if (queue_ready(vd, NET_TX))
 		while (net__tx(n))
 			;
+	return 0;
 }
 
 static void net__reset(struct virtio_dev *vd)

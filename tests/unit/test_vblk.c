@@ -275,7 +275,9 @@ static void set_range(struct fakevm *f, unsigned int k, uint64_t sector, uint32_
 
 static void pause_vm(struct fakevm *f)
 {
-	virtio__pause(pdev(f));
+	char err[256];
+
+	assert_int_equal(virtio__pause(pdev(f), err, sizeof(err)), 0);
 }
 
 static void resume_vm(struct fakevm *f)

@@ -631,12 +631,13 @@ static void test_pause(void **state)
 	struct fakevm *f = *state;
 	struct pci_dev *pd = pdev(f);
 	uint8_t frame[200], got[200];
+	char err[256];
 
 	driver_up(f, 0);
 	make_frame(gpa(f, TXBUFS), 60, 0, 2);
 	set_desc(f, ring_at[TXQ], 0, TXBUFS, 60, 0, 0);
 	make_avail(f, TXQ, 0);
-	pd->pause(pd);
+	assert_int_equal(pd->pause(pd, err, sizeof(err)), 0);
 	assert_int_equal(used_idx(f, TXQ), 1);
 	assert_int_equal(recv(f->peer, got, sizeof(got), MSG_DONTWAIT), 60);
 	/* paused: frames wait in the backend, even with a buffer posted */
@@ -652,7 +653,7 @@ static void test_pause(void **state)
 	/* paused with no buffer and frames waiting: still waiting after resume, then delivered */
 	send_frame(f, frame, 80);
 	wait_backlog(f, 80);
-	pd->pause(pd);
+	assert_int_equal(pd->pause(pd, err, sizeof(err)), 0);
 	pd->resume(pd);
 	wait_backlog(f, 80);
 	post_rx(f, 1, RXBUF);
@@ -710,7 +711,7 @@ static void test_snapshot(void **state)
 	s1 = calloc(1, ops->state_size);
 	s2 = calloc(1, ops->state_size);
 	pd = pdev(f);
-	pd->pause(pd);
+	assert_int_equal(pd->pause(pd, err, sizeof(err)), 0);
 	ops->save(pd, s1);
 	pd->resume(pd);
 	encode_decode(ops, &dec, s1, &b1, s2);
