@@ -34,7 +34,7 @@ PCI_SRCS := src/pci/pci.c src/pci/irq.c src/virtio/pci.c src/virtio/io.c src/vir
 	src/disk/raw.c src/disk/queue.c src/disk/uring.c src/disk/pool.c src/net/tap.c \
 	src/console/chardev.c
 CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
-	src/core/device.c src/core/vm.c src/core/vcpu.c src/core/config.c \
+	src/core/device.c src/core/vm.c src/core/exit.c src/core/vcpu.c src/core/config.c \
 	src/core/term.c src/core/loop.c src/core/seccomp.c src/core/outq.c src/core/user.c \
 	src/arch/x86/multiboot.c src/arch/x86/mptable.c src/arch/x86/acpi.c src/arch/x86/aml.c \
 	src/arch/x86/cpuid.c src/arch/x86/msr.c src/arch/x86/irqchip.c src/arch/x86/boot.c src/arch/x86/linux.c \

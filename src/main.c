@@ -21,6 +21,7 @@
 #include "khyve/snapshot.h"
 #include "khyve/term.h"
 #include "khyve/user.h"
+#include "khyve/util.h"
 #include "khyve/vm.h"
 
 /* A closed stdin/stdout/stderr must not be reused by /dev/kvm or a vCPU fd. */
@@ -41,7 +42,7 @@ static void ensure_std_fds(void)
 /* A thread that cannot be confined ends the VM (it logged why). */
 static void stop_vm(void *vm)
 {
-	vm__request_exit(vm, VM_EXIT_ERROR);
+	exit__request(vm, VM_EXIT_ERROR);
 }
 
 int main(int argc, char **argv)
@@ -57,7 +58,7 @@ int main(int argc, char **argv)
 	int sigfd = -1, status = VM_EXIT_ERROR, ret;
 	bool tty = false;
 
-	uint64_t t_main = vm__now_ns();
+	uint64_t t_main = util__now_ns();
 
 	ensure_std_fds();
 	signal(SIGPIPE, SIG_IGN);
@@ -141,14 +142,14 @@ int main(int argc, char **argv)
 	ret = vcpu__start_all(&vm);
 	if (ret) {
 		pr_err("cannot start vCPU threads: %s", strerror(-ret));
-		vm__request_exit(&vm, VM_EXIT_ERROR);
+		exit__request(&vm, VM_EXIT_ERROR);
 	}
 	/*
 	 * Last: every thread exists (a filter is inherited by threads created
 	 * after it) and everything that opens or creates is done.
 	 */
 	seccomp__thread(SECCOMP_MAIN);
-	vm.t_run_ns = vm__now_ns();
+	vm.t_run_ns = util__now_ns();
 	status = loop__run(&vm, sigfd, tty, ctl);
 	vcpu__stop_all(&vm);
 out:

@@ -29,4 +29,7 @@ int util__read_file(const char *path, void **buf, size_t *len, size_t max);
 /* write() all of buf, retrying on EINTR and short writes.  0 or -errno. */
 int util__write_all(int fd, const void *buf, size_t len);
 
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t util__now_ns(void);
+
 #endif

@@ -94,8 +94,6 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen);
 int vm__create_machine(struct vm *vm, int mem_fd, char *err, size_t errlen);
 void vm__destroy(struct vm *vm);
 
-uint64_t vm__now_ns(void);
-
 /*
  * Control requests, main thread only: -EALREADY if already in that state.
  * vm__pause fails (-errno, err) when a device cannot stop in a few seconds
@@ -104,8 +102,12 @@ uint64_t vm__now_ns(void);
 int vm__pause(struct vm *vm, char *err, size_t errlen);
 int vm__resume(struct vm *vm);
 
-/* Ask the VM to stop with status; safe from any thread, first call wins. */
-void vm__request_exit(struct vm *vm, int status);
+/*
+ * exit.c: ask the VM to stop with status; safe from any thread, first call
+ * wins.  Its own file so that vcpu.c (and the devices) need nothing of
+ * vm.c: vm.c calls vcpu.c, never the other way round.
+ */
+void exit__request(struct vm *vm, int status);
 
 /* vcpu.c */
 int vcpu__create(struct vm *vm, unsigned int id);

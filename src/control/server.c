@@ -65,7 +65,7 @@ static int cmd_status(struct control *ctl, struct client *c, const struct reques
 {
 	struct vm *vm = ctl->vm;
 	json_t *devs = json_array();
-	uint64_t now = vm__now_ns();
+	uint64_t now = util__now_ns();
 
 	(void)c; (void)rq;
 	if (!devs)
@@ -142,7 +142,7 @@ static int cmd_resume(struct control *ctl, struct client *c, const struct reques
 static void save_progress(struct control *ctl, bool final)
 {
 	struct client *c = ctl->save.c;
-	uint64_t now = vm__now_ns(), done, total;
+	uint64_t now = util__now_ns(), done, total;
 
 	if (!c || c->dead ||
 	    (!final && ctl->save.last_ns && now - ctl->save.last_ns < PROGRESS_INTERVAL_NS))
@@ -250,7 +250,7 @@ static void save_ended(struct control *ctl, int ret, const struct snapshot_save_
 	if (!ret && ctl->save.suspend && atomic_load(&ctl->vm->exit_status) < 0) {
 		/* the reply first: khyve stops polling once the exit is requested */
 		pr_info("control: suspended by pid %d: exiting", c ? (int)c->pid : -1);
-		vm__request_exit(ctl->vm, VM_EXIT_SUSPEND);
+		exit__request(ctl->vm, VM_EXIT_SUSPEND);
 	}
 	snapshot__save_free(ctl->save.job);
 	json_decref(ctl->save.id);

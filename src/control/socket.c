@@ -682,7 +682,7 @@ err_free:
 /* Give replies still queued (the last one of a suspend) a moment to go out. */
 static void control__flush_all(struct control *ctl)
 {
-	uint64_t deadline = vm__now_ns() + CLOSE_FLUSH_MS * 1000000ULL;
+	uint64_t deadline = util__now_ns() + CLOSE_FLUSH_MS * 1000000ULL;
 
 	for (;;) {
 		struct pollfd p[CONTROL_MAX_CLIENTS];
@@ -696,7 +696,7 @@ static void control__flush_all(struct control *ctl)
 			if (c->outlen && !c->dead)
 				p[n++] = (struct pollfd){ .fd = c->fd, .events = POLLOUT };
 		}
-		now = vm__now_ns();
+		now = util__now_ns();
 		if (!n || now >= deadline)
 			return;
 		if (poll(p, n, (int)((deadline - now) / 1000000) + 1) <= 0)

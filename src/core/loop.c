@@ -37,7 +37,7 @@ static unsigned int console__filter(struct vm *vm, struct console_in *c, uint8_t
 			c->escape = false;
 			if (b[i] == 'x' || b[i] == 'X') {
 				pr_info("Ctrl-A x: stopping the VM");
-				vm__request_exit(vm, VM_EXIT_POWEROFF);
+				exit__request(vm, VM_EXIT_POWEROFF);
 				return o;
 			}
 			if (b[i] != CTRL_A)
@@ -113,7 +113,7 @@ static void halt__check(struct vm *vm, struct halt_watch *h)
 	vcpu__resume_all(vm);
 	if (dead) {
 		pr_info("all vCPUs halted with interrupts disabled");
-		vm__request_exit(vm, VM_EXIT_HALT);
+		exit__request(vm, VM_EXIT_HALT);
 	}
 }
 
@@ -145,7 +145,7 @@ int loop__run(struct vm *vm, int sigfd, bool tty, struct control *ctl)
 
 		if (r < 0 && errno != EINTR) {
 			pr_err("poll: %s", strerror(errno));
-			vm__request_exit(vm, VM_EXIT_ERROR);
+			exit__request(vm, VM_EXIT_ERROR);
 			break;
 		}
 		if (r > 0 && (p[1].revents & POLLIN)) {
@@ -153,7 +153,7 @@ int loop__run(struct vm *vm, int sigfd, bool tty, struct control *ctl)
 
 			if (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
 				pr_info("received signal %u: stopping the VM", si.ssi_signo);
-				vm__request_exit(vm, VM_EXIT_POWEROFF);
+				exit__request(vm, VM_EXIT_POWEROFF);
 			}
 		}
 		if (r > 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR)))

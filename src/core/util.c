@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "khyve/util.h"
@@ -134,4 +135,12 @@ int util__write_all(int fd, const void *buf, size_t len)
 		len -= r;
 	}
 	return 0;
+}
+
+uint64_t util__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }

@@ -23,6 +23,7 @@
 #include "khyve/linux.h"
 #include "khyve/msr.h"
 #include "khyve/seccomp.h"
+#include "khyve/util.h"
 #include "khyve/vm.h"
 
 #define KICK_SIGNAL SIGUSR1
@@ -220,40 +221,40 @@ static bool vcpu__handle_exit(struct vcpu *v)
 	case KVM_EXIT_SHUTDOWN:
 		pr_info("vCPU %u: triple fault", v->id);
 		vcpu__dump(v);
-		vm__request_exit(vm, VM_EXIT_TRIPLEFAULT);
+		exit__request(vm, VM_EXIT_TRIPLEFAULT);
 		return true;
 	case KVM_EXIT_HLT:
-		vm__request_exit(vm, VM_EXIT_HALT);
+		exit__request(vm, VM_EXIT_HALT);
 		return true;
 	case KVM_EXIT_SYSTEM_EVENT:
 		switch (run->system_event.type) {
 		case KVM_SYSTEM_EVENT_SHUTDOWN:
-			vm__request_exit(vm, VM_EXIT_POWEROFF);
+			exit__request(vm, VM_EXIT_POWEROFF);
 			break;
 		case KVM_SYSTEM_EVENT_RESET:
-			vm__request_exit(vm, VM_EXIT_RESET);
+			exit__request(vm, VM_EXIT_RESET);
 			break;
 		default:
 			pr_err("vCPU %u: system event %u", v->id, run->system_event.type);
-			vm__request_exit(vm, VM_EXIT_ERROR);
+			exit__request(vm, VM_EXIT_ERROR);
 			break;
 		}
 		return true;
 	case KVM_EXIT_INTERNAL_ERROR:
 		pr_err("vCPU %u: KVM internal error, suberror %u", v->id, run->internal.suberror);
 		vcpu__dump(v);
-		vm__request_exit(vm, VM_EXIT_ERROR);
+		exit__request(vm, VM_EXIT_ERROR);
 		return true;
 	case KVM_EXIT_FAIL_ENTRY:
 		pr_err("vCPU %u: VM entry failed, hardware reason 0x%llx", v->id,
 		       (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		vcpu__dump(v);
-		vm__request_exit(vm, VM_EXIT_ERROR);
+		exit__request(vm, VM_EXIT_ERROR);
 		return true;
 	default:
 		pr_err("vCPU %u: unhandled KVM exit reason %u", v->id, run->exit_reason);
 		vcpu__dump(v);
-		vm__request_exit(vm, VM_EXIT_ERROR);
+		exit__request(vm, VM_EXIT_ERROR);
 		return true;
 	}
 }
@@ -309,7 +310,7 @@ static void *vcpu__thread(void *arg)
 	seccomp__thread(SECCOMP_VCPU);
 
 	if (v->id == 0) {
-		uint64_t now = vm__now_ns();
+		uint64_t now = util__now_ns();
 
 		/* read by bench/boot.py: khyve's own share of start-up */
 		pr_debug("startup: main at %llu ns, first KVM_RUN at %llu ns (+%.3f ms)",
@@ -330,7 +331,7 @@ static void *vcpu__thread(void *arg)
 				continue;
 			}
 			pr_err("vCPU %u: KVM_RUN failed: %s", v->id, strerror(errno));
-			vm__request_exit(vm, VM_EXIT_ERROR);
+			exit__request(vm, VM_EXIT_ERROR);
 			break;
 		}
 		if (vcpu__handle_exit(v))

@@ -8,7 +8,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "khyve/acpi.h"
@@ -183,14 +182,6 @@ int vm__create_machine(struct vm *vm, int mem_fd, char *err, size_t errlen)
 	return 0;
 }
 
-uint64_t vm__now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 int vm__pause(struct vm *vm, char *err, size_t errlen)
 {
 	int ret;
@@ -215,17 +206,6 @@ int vm__resume(struct vm *vm)
 	vcpu__resume_all(vm);
 	vm->user_paused = false;
 	return 0;
-}
-
-void vm__request_exit(struct vm *vm, int status)
-{
-	int expected = -1;
-	uint64_t one = 1;
-
-	if (atomic_compare_exchange_strong(&vm->exit_status, &expected, status)) {
-		if (write(vm->exit_efd, &one, sizeof(one)) < 0)
-			pr_debug("exit eventfd: %s", strerror(errno));
-	}
 }
 
 void vm__destroy(struct vm *vm)

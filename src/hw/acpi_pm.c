@@ -36,13 +36,13 @@ static void acpi_pm__write(void *opaque, uint64_t off, const uint8_t *data, unsi
 
 		if (typ == ACPI_SLP_TYP_S5) {
 			pr_debug("guest entered S5 (ACPI poweroff)");
-			vm__request_exit(vm, VM_EXIT_POWEROFF);
+			exit__request(vm, VM_EXIT_POWEROFF);
 		} else {
 			pr_info("guest asked for ACPI sleep type %u, which this machine does not offer", typ);
 		}
 	} else if (off == ACPI_RESET_PORT - ACPI_SLEEP_CTL_PORT && v == ACPI_RESET_VALUE) {
 		pr_debug("guest reset through the ACPI reset register");
-		vm__request_exit(vm, VM_EXIT_RESET);
+		exit__request(vm, VM_EXIT_RESET);
 	}
 }
 

@@ -24,7 +24,7 @@ static void debug_exit__write(void *opaque, uint64_t off, const uint8_t *data, u
 	(void)off;
 	memcpy(&v, data, len < sizeof(v) ? len : sizeof(v));
 	pr_debug("debug-exit: guest wrote 0x%x", v);
-	vm__request_exit(vm, (int)(((v << 1) | 1) & 0xff));
+	exit__request(vm, (int)(((v << 1) | 1) & 0xff));
 }
 
 static int debug_exit__init(struct vm *vm, void **priv, char *err, size_t errlen)

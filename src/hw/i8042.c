@@ -54,7 +54,7 @@ static void i8042__write(void *opaque, uint64_t off, const uint8_t *data, unsign
 	pthread_mutex_unlock(&k->lock);
 	if (reset) {
 		pr_debug("guest reset through the i8042");
-		vm__request_exit(k->vm, VM_EXIT_RESET);
+		exit__request(k->vm, VM_EXIT_RESET);
 	}
 }
 

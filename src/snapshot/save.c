@@ -266,7 +266,7 @@ static void new_uuid(uint8_t u[16])
 {
 	if (getrandom(u, 16, 0) != 16) {
 		/* no entropy source at all: time and pid still make it unique here */
-		uint64_t t = vm__now_ns(), p = (uint64_t)getpid();
+		uint64_t t = util__now_ns(), p = (uint64_t)getpid();
 
 		memcpy(u, &t, 8);
 		memcpy(u + 8, &p, 8);
@@ -576,7 +576,7 @@ static void finish(struct snapshot_save *s)
 		close(c->dfd);
 		c->dfd = -1;
 	}
-	s->res.total_ns = vm__now_ns() - s->t0;
+	s->res.total_ns = util__now_ns() - s->t0;
 	s->ended = true;
 }
 
@@ -604,7 +604,7 @@ int snapshot__save_start(struct vm *vm, const struct snapshot_save_opts *opts,
 		.err = s->msg, .errlen = sizeof(s->msg),
 	};
 	s->child = -1;
-	s->t0 = vm__now_ns();
+	s->t0 = util__now_ns();
 	c->fault_at = fault ? strtol(fault, NULL, 10) : 0;
 	/* a host that cannot save refuses before anything is paused or written */
 	ret = vmstate__check_save(vm, s->msg, sizeof(s->msg));
@@ -638,7 +638,7 @@ int snapshot__save_start(struct vm *vm, const struct snapshot_save_opts *opts,
 		}
 		s->paused_here = true;
 	}
-	s->tp = vm__now_ns();
+	s->tp = util__now_ns();
 	ret = capture(c, st);
 	if (!ret) {
 		/* KHYVE_SAVE_STOP_COPY=1: no writer process (for comparison) */
@@ -656,7 +656,7 @@ int snapshot__save_start(struct vm *vm, const struct snapshot_save_opts *opts,
 		vcpu__resume_all(vm);
 		s->paused_here = false;
 	}
-	s->res.pause_ns = vm__now_ns() - s->tp;
+	s->res.pause_ns = util__now_ns() - s->tp;
 out:
 	s->ret = ret;
 	if (ret) {
