@@ -85,15 +85,47 @@ struct device_instance {
 };
 
 /*
- * Register a device type that is not a PCI device type (those register
- * with PCI_DEVTYPE_REGISTER alone, which puts their ops here too).  The
- * section holds pointers to device_ops pointers, so that a PCI type's
- * descriptor is the one place its ops are named.
+ * The order device__init_all creates devices in, given by each device's one
+ * registration.  It is also the order of the instance list, hence of the
+ * pause hooks and of the device sections in a snapshot file, so a value
+ * here never changes for an existing device.  Ties (none today) are broken
+ * by name: the order never depends on the order the linker laid the
+ * registrations out in.  PCI device types have no init (the bus creates
+ * their instances in slot order); their order places them in device__type.
  */
-#define DEVICE_REGISTER(ops_)						\
+enum device_order {
+	DEVICE_ORDER_SERIAL		= 100,	/* COM1 */
+	DEVICE_ORDER_I8042		= 200,
+	DEVICE_ORDER_DEBUG_EXIT		= 300,
+	DEVICE_ORDER_ACPI_PM		= 400,
+	DEVICE_ORDER_PCI_HOSTBRIDGE	= 500,	/* PCI type, slot 0 */
+	DEVICE_ORDER_PCI_BUS		= 510,	/* creates the PCI functions */
+	DEVICE_ORDER_VIRTIO_RNG		= 600,	/* PCI types */
+	DEVICE_ORDER_VIRTIO_CONSOLE	= 610,
+	DEVICE_ORDER_VIRTIO_NET		= 620,
+	DEVICE_ORDER_VIRTIO_BLK		= 630,
+	DEVICE_ORDER_TEST		= 900,	/* the unit tests' own types */
+};
+
+/*
+ * One entry of the registry section.  ops points to a device_ops pointer,
+ * so that a PCI type's descriptor is the one place its ops are named.
+ * Aligned to its size so that the linker packs the section as an array.
+ */
+struct device_reg {
+	const struct device_ops *const *ops;
+	unsigned int order;		/* enum device_order */
+} __attribute__((aligned(16)));
+
+/*
+ * Register a device type that is not a PCI device type (those register
+ * with PCI_DEVTYPE_REGISTER alone, which puts their ops here too), to be
+ * created at order (enum device_order).
+ */
+#define DEVICE_REGISTER(ops_, order_)					\
 	static const struct device_ops *const __device_ptr_##ops_ = &(ops_);	\
-	static const struct device_ops *const *const __device_##ops_	\
-	__attribute__((used, section("khyve_devices"))) = &__device_ptr_##ops_
+	static const struct device_reg __device_##ops_			\
+	__attribute__((used, section("khyve_devices"))) = { &__device_ptr_##ops_, (order_) }
 
 int device__init_all(struct vm *vm, char *err, size_t errlen);
 /*
@@ -107,9 +139,15 @@ int device__add(struct vm *vm, const struct device_ops *ops, void *priv, const c
  * leading zeros, slot < 32, func 1..7).
  */
 const struct device_ops *device__find(const char *name);
-/* The i-th registered device type, or NULL past the last. */
+/* The i-th registered device type in device order, or NULL past the last. */
 const struct device_ops *device__type(unsigned int i);
 void device__exit_all(struct vm *vm);
+/*
+ * Sort n registrations by order, then name (a stable insertion sort: equal
+ * entries keep their places).  What the registry is sorted with; public for
+ * the unit tests.
+ */
+void device__sort(const struct device_reg **regs, size_t n);
 /*
  * Every device's pause hook, in creation order; resume in reverse.  The
  * first pause that fails ends it: the devices paused before it resume, and

@@ -146,13 +146,14 @@ struct pci_devtype {
 /*
  * The one registration of a PCI device type: the type for -s and the bus,
  * and its ops for the device registry (device.h: start-up, snapshots,
- * --inspect).  Such a type's ops must not be DEVICE_REGISTERed as well.
+ * --inspect), at order (enum device_order in device.h).  Such a type's
+ * ops must not be DEVICE_REGISTERed as well.
  */
-#define PCI_DEVTYPE_REGISTER(t_)					\
+#define PCI_DEVTYPE_REGISTER(t_, order_)				\
 	static const struct pci_devtype *const __pcidev_##t_		\
 	__attribute__((used, section("khyve_pcidevs"))) = &(t_);	\
-	static const struct device_ops *const *const __pcidev_ops_##t_	\
-	__attribute__((used, section("khyve_devices"))) = &(t_).ops
+	static const struct device_reg __pcidev_ops_##t_		\
+	__attribute__((used, section("khyve_devices"))) = { &(t_).ops, (order_) }
 
 struct pci_bar {
 	uint64_t size;		/* power of two >= 4096, 0: unused or a 64-bit BAR's upper half */

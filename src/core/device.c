@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,11 +10,59 @@
 
 /*
  * weak: a unit-test binary that links no device has no such section.  Each
- * entry points to a device_ops pointer: DEVICE_REGISTER's own, or the ops
- * member of a PCI type's descriptor (PCI_DEVTYPE_REGISTER).
+ * entry is a struct device_reg: DEVICE_REGISTER's, or PCI_DEVTYPE_REGISTER's
+ * for a PCI type's ops.  The linker lays them out in link order; everything
+ * here goes by the sorted copy instead (registry()).
  */
-extern const struct device_ops *const *const __start_khyve_devices[] __attribute__((weak));
-extern const struct device_ops *const *const __stop_khyve_devices[] __attribute__((weak));
+extern const struct device_reg __start_khyve_devices[] __attribute__((weak));
+extern const struct device_reg __stop_khyve_devices[] __attribute__((weak));
+
+#define DEVICE_TYPES_MAX 64
+
+static const struct device_reg *sorted[DEVICE_TYPES_MAX];
+static size_t nsorted;
+static pthread_once_t sorted_once = PTHREAD_ONCE_INIT;
+
+static int reg_cmp(const struct device_reg *a, const struct device_reg *b)
+{
+	if (a->order != b->order)
+		return a->order < b->order ? -1 : 1;
+	return strcmp((*a->ops)->name, (*b->ops)->name);
+}
+
+void device__sort(const struct device_reg **regs, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		const struct device_reg *r = regs[i];
+		size_t j = i;
+
+		for (; j > 0 && reg_cmp(regs[j - 1], r) > 0; j--)
+			regs[j] = regs[j - 1];
+		regs[j] = r;
+	}
+}
+
+static void sort_registry(void)
+{
+	size_t n = (size_t)(__stop_khyve_devices - __start_khyve_devices);
+
+	if (n > DEVICE_TYPES_MAX) {
+		/* a build with more types than this must raise the limit */
+		pr_err("%zu device types registered, only %d are used", n, DEVICE_TYPES_MAX);
+		n = DEVICE_TYPES_MAX;
+	}
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = &__start_khyve_devices[i];
+	device__sort(sorted, n);
+	nsorted = n;
+}
+
+/* the i-th registered ops in device order, NULL past the last */
+static const struct device_ops *registry(size_t i)
+{
+	pthread_once(&sorted_once, sort_registry);
+	return i < nsorted ? *sorted[i]->ops : NULL;
+}
 
 int device__add(struct vm *vm, const struct device_ops *ops, void *priv, const char *name)
 {
@@ -33,23 +82,24 @@ int device__add(struct vm *vm, const struct device_ops *ops, void *priv, const c
 
 int device__init_all(struct vm *vm, char *err, size_t errlen)
 {
-	for (const struct device_ops *const *const *r = __start_khyve_devices; r < __stop_khyve_devices; r++) {
-		const struct device_ops *const *o = *r;
+	const struct device_ops *o;
+
+	for (size_t i = 0; (o = registry(i)); i++) {
 		void *priv = NULL;
 		int ret;
 
-		if (!(*o)->init)
+		if (!o->init)
 			continue;	/* instances come from a bus */
 		err[0] = '\0';
-		ret = (*o)->init(vm, &priv, err, errlen);
-		if (!ret && device__add(vm, *o, priv, (*o)->name)) {
-			if ((*o)->exit && priv)
-				(*o)->exit(vm, priv);
+		ret = o->init(vm, &priv, err, errlen);
+		if (!ret && device__add(vm, o, priv, o->name)) {
+			if (o->exit && priv)
+				o->exit(vm, priv);
 			ret = -ENOMEM;
 		}
 		if (ret) {
 			if (!err[0])
-				snprintf(err, errlen, "device %s: %s", (*o)->name, strerror(-ret));
+				snprintf(err, errlen, "device %s: %s", o->name, strerror(-ret));
 			return ret;
 		}
 	}
@@ -83,20 +133,21 @@ static bool instance_suffix(const char *s)
 
 const struct device_ops *device__type(unsigned int i)
 {
-	return i < (size_t)(__stop_khyve_devices - __start_khyve_devices) ? *__start_khyve_devices[i] : NULL;
+	return registry(i);
 }
 
 const struct device_ops *device__find(const char *name)
 {
-	for (const struct device_ops *const *const *r = __start_khyve_devices; r < __stop_khyve_devices; r++) {
-		const struct device_ops *const *o = *r;
-		size_t n = strlen((*o)->name);
+	const struct device_ops *o;
 
-		if ((*o)->init && !strcmp((*o)->name, name))
-			return *o;
-		if (!(*o)->init && !strncmp((*o)->name, name, n) && name[n] == '.' &&
+	for (size_t i = 0; (o = registry(i)); i++) {
+		size_t n = strlen(o->name);
+
+		if (o->init && !strcmp(o->name, name))
+			return o;
+		if (!o->init && !strncmp(o->name, name, n) && name[n] == '.' &&
 		    instance_suffix(name + n + 1))
-			return *o;
+			return o;
 	}
 	return NULL;
 }

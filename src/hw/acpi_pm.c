@@ -63,4 +63,4 @@ static const struct device_ops acpi_pm_ops = {
 	.name = "acpi-pm",
 	.init = acpi_pm__init,
 };
-DEVICE_REGISTER(acpi_pm_ops);
+DEVICE_REGISTER(acpi_pm_ops, DEVICE_ORDER_ACPI_PM);

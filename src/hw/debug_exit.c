@@ -49,4 +49,4 @@ static const struct device_ops debug_exit_ops = {
 	.name = "debug-exit",
 	.init = debug_exit__init,
 };
-DEVICE_REGISTER(debug_exit_ops);
+DEVICE_REGISTER(debug_exit_ops, DEVICE_ORDER_DEBUG_EXIT);

@@ -140,4 +140,4 @@ static const struct device_ops i8042_ops = {
 	.decode = i8042__decode,
 	.restore = i8042__restore,
 };
-DEVICE_REGISTER(i8042_ops);
+DEVICE_REGISTER(i8042_ops, DEVICE_ORDER_I8042);

@@ -257,4 +257,4 @@ static const struct device_ops serial_ops = {
 	.decode = serial__decode,
 	.restore = serial__restore,
 };
-DEVICE_REGISTER(serial_ops);
+DEVICE_REGISTER(serial_ops, DEVICE_ORDER_SERIAL);

@@ -791,7 +791,7 @@ static const struct device_ops pci_bus_ops = {
 	.decode = pci_bus__decode,
 	.restore = pci_bus__restore,
 };
-DEVICE_REGISTER(pci_bus_ops);
+DEVICE_REGISTER(pci_bus_ops, DEVICE_ORDER_PCI_BUS);
 
 /* ---------- 00:00.0, the host bridge ---------- */
 
@@ -824,4 +824,4 @@ static const struct pci_devtype hostbridge_type = {
 	.check = hostbridge__check,
 	.init = hostbridge__init,
 };
-PCI_DEVTYPE_REGISTER(hostbridge_type);
+PCI_DEVTYPE_REGISTER(hostbridge_type, DEVICE_ORDER_PCI_HOSTBRIDGE);

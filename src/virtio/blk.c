@@ -911,4 +911,4 @@ static const struct pci_devtype blk_pci = {
 	.init = blk__init,
 	.exit = blk__exit,
 };
-PCI_DEVTYPE_REGISTER(blk_pci);
+PCI_DEVTYPE_REGISTER(blk_pci, DEVICE_ORDER_VIRTIO_BLK);

@@ -383,4 +383,4 @@ static const struct pci_devtype con_pci = {
 	.init = con__init,
 	.exit = con__exit,
 };
-PCI_DEVTYPE_REGISTER(con_pci);
+PCI_DEVTYPE_REGISTER(con_pci, DEVICE_ORDER_VIRTIO_CONSOLE);

@@ -825,4 +825,4 @@ static const struct pci_devtype net_pci = {
 	.init = net__init,
 	.exit = net__exit,
 };
-PCI_DEVTYPE_REGISTER(net_pci);
+PCI_DEVTYPE_REGISTER(net_pci, DEVICE_ORDER_VIRTIO_NET);

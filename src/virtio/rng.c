@@ -181,4 +181,4 @@ static const struct pci_devtype rng_pci = {
 	.init = rng__init,
 	.exit = rng__exit,
 };
-PCI_DEVTYPE_REGISTER(rng_pci);
+PCI_DEVTYPE_REGISTER(rng_pci, DEVICE_ORDER_VIRTIO_RNG);

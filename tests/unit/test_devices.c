@@ -17,6 +17,7 @@
 #include "khyve/pci.h"
 #include "khyve/serial.h"
 #include "khyve/snapfmt.h"
+#include "khyve/util.h"
 #include "khyve/vm.h"
 
 #include "fakevm.h"
@@ -266,12 +267,111 @@ static void test_pci_types_carry_snapshot_ops(void **state)
 				fail_msg("device type %s is registered twice", device__type(i)->name);
 }
 
+extern const struct device_reg __start_khyve_devices[];
+extern const struct device_reg __stop_khyve_devices[];
+
+/*
+ * The registry in device order, whatever the link order: device__type walks
+ * the sorted registry, and device__init_all created the instances in it.
+ * The order is the one khyve had when it followed the link order, and the
+ * sections of saved snapshots are in it.
+ */
+static void test_init_order_is_sorted(void **state)
+{
+	static const char *const want[] = {
+		"uart.com1", "i8042", "debug-exit", "acpi-pm", "hostbridge", "pci",
+		"virtio-rnd", "virtio-console", "virtio-net", "virtio-blk",
+	};
+	static const char *const created[] = {
+		"uart.com1", "i8042", "debug-exit", "acpi-pm", "hostbridge.0", "virtio-rnd.3", "pci",
+	};
+	const struct device_reg *regs[64];
+	size_t n = (size_t)(__stop_khyve_devices - __start_khyve_devices), i;
+	struct device_instance *d;
+	struct fake *f = malloc(sizeof(*f));
+
+	(void)state;
+	assert_true(n <= 64);
+	assert_int_equal(n, ARRAY_SIZE(want));
+	for (i = 0; i < n; i++)
+		regs[i] = &__start_khyve_devices[i];
+	device__sort(regs, n);
+	for (i = 0; i < n; i++) {
+		assert_ptr_equal(device__type((unsigned int)i), *regs[i]->ops);
+		assert_string_equal(device__type((unsigned int)i)->name, want[i]);
+		if (i)
+			assert_true(regs[i - 1]->order < regs[i]->order);	/* no ties today */
+	}
+	assert_null(device__type((unsigned int)n));
+
+	assert_non_null(f);
+	fake_vm(f);
+	for (i = 0, d = f->vm.devices; d; d = d->next, i++) {
+		assert_true(i < ARRAY_SIZE(created));
+		assert_string_equal(d->name, created[i]);
+	}
+	assert_int_equal(i, ARRAY_SIZE(created));
+	device__exit_all(&f->vm);
+	free(f);
+}
+
+/*
+ * A link in another order hands device__sort another permutation: every
+ * one must come out the same, ties by name, equal entries in place.
+ */
+static void test_sort_ignores_link_order(void **state)
+{
+	static const struct device_ops a = { .name = "a" }, b = { .name = "b" }, c = { .name = "c" };
+	static const struct device_ops *const pa = &a, *const pb = &b, *const pc = &c;
+	static const struct device_reg fake[] = {
+		{ &pc, 10 }, { &pa, 20 }, { &pb, 20 }, { &pa, 30 }, { &pa, 30 },
+	};
+	const struct device_reg *regs[64], *want[64];
+	size_t n = (size_t)(__stop_khyve_devices - __start_khyve_devices), i, j;
+
+	(void)state;
+	assert_true(n <= 64);
+	for (i = 0; i < n; i++)
+		want[i] = &__start_khyve_devices[i];
+	device__sort(want, n);
+	srand(11);
+	for (unsigned int round = 0; round < 200; round++) {
+		for (i = 0; i < n; i++)
+			regs[i] = &__start_khyve_devices[i];
+		for (i = n; i > 1; i--) {	/* Fisher-Yates */
+			const struct device_reg *t;
+
+			j = (size_t)rand() % i;
+			t = regs[i - 1];
+			regs[i - 1] = regs[j];
+			regs[j] = t;
+		}
+		if (round == 0)		/* and the reverse of the link order */
+			for (i = 0; i < n; i++)
+				regs[i] = &__start_khyve_devices[n - 1 - i];
+		device__sort(regs, n);
+		for (i = 0; i < n; i++)
+			assert_ptr_equal(regs[i], want[i]);
+	}
+
+	/* ties: by name whichever comes first; equal entries keep their places */
+	regs[0] = &fake[4]; regs[1] = &fake[2]; regs[2] = &fake[3]; regs[3] = &fake[1]; regs[4] = &fake[0];
+	device__sort(regs, 5);
+	assert_ptr_equal(regs[0], &fake[0]);
+	assert_ptr_equal(regs[1], &fake[1]);
+	assert_ptr_equal(regs[2], &fake[2]);
+	assert_ptr_equal(regs[3], &fake[4]);
+	assert_ptr_equal(regs[4], &fake[3]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_every_device),
 		cmocka_unit_test(test_decode_refuses_impossible_state),
 		cmocka_unit_test(test_pci_types_carry_snapshot_ops),
+		cmocka_unit_test(test_init_order_is_sorted),
+		cmocka_unit_test(test_sort_ignores_link_order),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -118,7 +118,7 @@ static void cfgdev_exit(struct pci_dev *pd)
 
 static const struct device_ops cfgdev_ops = { .name = cfgdev_name };
 static const struct pci_devtype cfgdev_pci = { .ops = &cfgdev_ops, .init = cfgdev_init, .exit = cfgdev_exit };
-PCI_DEVTYPE_REGISTER(cfgdev_pci);
+PCI_DEVTYPE_REGISTER(cfgdev_pci, DEVICE_ORDER_TEST);
 
 static void setup_vm(struct fakevm *f, bool with_cfgdev)
 {
@@ -1326,7 +1326,7 @@ static void t64_exit(struct pci_dev *pd)
 
 static const struct device_ops t64_ops = { .name = t64_name };
 static const struct pci_devtype t64_pci = { .ops = &t64_ops, .init = t64_init, .exit = t64_exit };
-PCI_DEVTYPE_REGISTER(t64_pci);
+PCI_DEVTYPE_REGISTER(t64_pci, DEVICE_ORDER_TEST);
 
 /* A VM of mem bytes with nfuncs test-bar64 functions in slots 5, 6, ...; 0 or -errno with err. */
 static int setup_t64(struct fakevm *f, uint64_t mem, unsigned int nfuncs, const char *opts, int vm_fd,
