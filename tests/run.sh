@@ -54,7 +54,11 @@ esac
 
 passed=0 failed=0 skipped=0
 log=$(mktemp /tmp/khyve-run.XXXXXX) || exit 2
-trap 'rm -f "$log" "$log.u" "$log.rc"' EXIT
+TESTVM_PIDS= TESTVM_JOBDIR=
+# machines still running when we are stopped: scripts/testvm stops its
+# QEMU on SIGTERM
+trap 'for p in $TESTVM_PIDS; do pkill -TERM -P "$p"; kill "$p"; done 2>/dev/null; wait
+	rm -f "$log" "$log.u" "$log.rc"; [ -n "$TESTVM_JOBDIR" ] && rm -rf "$TESTVM_JOBDIR"' EXIT
 trap 'exit 130' INT TERM
 
 # count FILE: add FILE's check lines to the totals
@@ -186,64 +190,143 @@ in_testvm() {
 	esac
 }
 
-# run_integration_testvm: each integration script in a test machine of its
-# own (scripts/testvm, ~15 s to start), so that a machine that hangs costs
-# one script, not the rest.  The machine used to hang now and then (no
-# console output, no heartbeat; seen in 03, 06, 31, 32 and 33): the kernel
-# patching its code for a KVM static key under QEMU's multi-threaded TCG,
-# which the VM testvm-init now holds for the machine's life prevents (see
-# there).  It also once panicked its own kernel ("corrupted stack end
-# detected inside scheduler" under KVM_RUN of a 4-vCPU Linux guest).  So a
-# script whose machine hung, panicked or did not start still runs once
-# more in a new one,
-# and that second run is the one counted (the first one's lines are shown
-# as comments).  A machine failing twice, or a script whose totals do not
-# match the lines that arrived, is a FAIL.
+# The integration scripts in test machines (scripts/testvm, ~15 s to
+# start), each script in a machine of its own, so that a machine that hangs
+# costs one script, not the rest; KHYVE_TESTVM_JOBS machines at a time
+# (default: 2, or 1 on a one-core host).  Each machine runs QEMU's TCG on
+# one host thread (scripts/testvm says why), so two of them keep two cores
+# busy; each script's lines are shown whole when it ends, longest first.
+#
+# The machine used to hang now and then (no console output, no heartbeat;
+# seen in 03, 06, 31, 32 and 33): the kernel patching its code for a KVM
+# static key under QEMU's multi-threaded TCG, which the VM testvm-init now
+# holds for the machine's life prevents (see there).  It also panicked its
+# own kernel ("corrupted stack end detected inside scheduler") under
+# multi-threaded TCG.  So a script whose machine hung, panicked or did not
+# start still runs once more in a new one, and that second run is the one
+# counted (the first one's lines are shown as comments).  A machine failing
+# twice, or a script whose totals do not match the lines that arrived, is a
+# FAIL.
+
+# testvm_job SCRIPT DIR: run SCRIPT in a test machine (twice if the first
+# one failed), its lines in DIR/SCRIPT.log, its status in DIR/SCRIPT.rc,
+# the first attempt's in DIR/SCRIPT.pre; DIR/SCRIPT.done when finished.
+testvm_job() {
+	local script=$1 out=$2/$1 attempt total
+	for attempt in 1 2; do
+		[ $attempt = 2 ] &&
+			echo "# $script: its test machine hung; running it again in a new one" >>"$out.pre"
+		rm -f "$out.rc"
+		{
+			KHYVE_TEST_SET=${KHYVE_TEST_SET:-core} KHYVE_TEST_SCRIPTS=$script \
+				scripts/testvm sh tests/run.sh "$BUILD" integration 2>&1
+			echo $? >"$out.rc"
+		} >"$out.log"
+		total=$(tr -d '\r' <"$out.log" | grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' | tail -1)
+		# the machine hung or never started: run the script again, once
+		if [ -z "$total" ] && [ $attempt = 1 ] &&
+			grep -qE "^testvm: the test machine( stopped answering| did not start|'s kernel panicked)" "$out.log"; then
+			sed 's/^/# first attempt: /' "$out.log" >>"$out.pre"
+			continue
+		fi
+		break
+	done
+	: >"$out.done"
+}
+
+# testvm_report SCRIPT DIR: show a finished job's lines, check its totals
+# against them, and count them
+testvm_report() {
+	local script=$1 out=$2/$1 rc total seen why
+	[ -e "$out.pre" ] && cat "$out.pre"
+	grep -vE '^[0-9]+ passed, [0-9]+ failed' "$out.log"
+	rc=$(cat "$out.rc" 2>/dev/null)
+	total=$(tr -d '\r' <"$out.log" | grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' | tail -1)
+	set -- $(tr -d '\r' <"$out.log" | awk '/^PASS /{p++} /^FAIL /{f++} /^SKIP /{s++} END{print p+0, f+0, s+0}')
+	seen="$1 passed, $2 failed"
+	[ "$3" -gt 0 ] && seen="$seen, $3 skipped"
+	why=$(tr -d '\r' <"$out.log" | grep '^testvm: ' | tail -3 | tr '\n' ' ' | sed 's/ *$//')
+	[ -n "$why" ] || why=$(tr -d '\r' <"$out.log" | grep -v '^$' | tail -3 | tr '\n' ' ' | sed 's/ *$//')
+	if [ -z "$total" ]; then
+		echo "FAIL testvm-$script: the test machine ended (status ${rc:-unknown}) before $script printed its totals: ${why:-no message}" |
+			tee -a "$out.log"
+	elif [ "$total" != "$seen" ]; then
+		echo "FAIL testvm-$script: $script reported '$total', the lines that arrived here say '$seen'" | tee -a "$out.log"
+	elif [ "${rc:-1}" -ne 0 ] && [ "$2" -eq 0 ]; then
+		echo "FAIL testvm-$script: status ${rc:-unknown} although $script reported no failure: ${why:-no message}" |
+			tee -a "$out.log"
+	fi
+	count "$out.log"
+}
+
+# the scripts that take longest in the test machine start first (measured
+# 2026-12-06), so that the last one to end is a short one
+TESTVM_LONG_FIRST="22-restore-data 23-snapshot-hardening 33-virtio-net 34-hostile
+	31-virtio-console 32-virtio-blk 52-disk-stall 20-snapshot 10-control"
+
 run_integration_testvm() {
+	local jobs dir queue script running started s
+	jobs=${KHYVE_TESTVM_JOBS:-}
+	if [ -z "$jobs" ]; then
+		jobs=$(nproc 2>/dev/null || echo 1)
+		[ "$jobs" -gt 2 ] && jobs=2
+	fi
+	case $jobs in
+	'' | 0* | *[!0-9]*)
+		echo "FAIL testvm-jobs: KHYVE_TESTVM_JOBS='$jobs' is not a positive integer"
+		failed=$((failed + 1))
+		return
+		;;
+	esac
 	echo "== integration tests in the test machine (scripts/testvm; KHYVE_TESTVM=0 runs them here)"
-	echo "== the ${KHYVE_TEST_SET:-core} set (KHYVE_TEST_SET; make test-full runs every check)"
+	echo "== the ${KHYVE_TEST_SET:-core} set (KHYVE_TEST_SET; make test-full runs every check), $jobs machines at a time"
+	# built once here, not by machines starting side by side
+	if ! sh scripts/testvm-image "${KHYVE_TESTVM_DIR:-build/testvm}"; then
+		echo "FAIL testvm-image: cannot build the test machine's kernel and initramfs"
+		failed=$((failed + 1))
+		return
+	fi
+	queue=
+	for script in $TESTVM_LONG_FIRST; do
+		[ -e "tests/integration/$script.sh" ] && queue="$queue $script"
+	done
 	for t in tests/integration/*.sh; do
 		script=$(basename "$t" .sh)
-		# KHYVE_TEST_SCRIPTS (make test-linux) chooses here too
-		case " ${KHYVE_TEST_SCRIPTS:-$script} " in
-		*" $script "*) ;;
-		*) continue ;;
-		esac
-		for attempt in 1 2; do
-			[ $attempt = 2 ] && echo "# $script: its test machine hung; running it again in a new one"
-			rm -f "$log.rc"
-			{
-				KHYVE_TEST_SET=${KHYVE_TEST_SET:-core} KHYVE_TEST_SCRIPTS=$script \
-					scripts/testvm sh tests/run.sh "$BUILD" integration 2>&1
-				echo $? >"$log.rc"
-			} >"$log"
-			rc=$(cat "$log.rc" 2>/dev/null)
-			total=$(tr -d '\r' <"$log" | grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' | tail -1)
-			# the machine hung or never started: run the script again, once
-			if [ -z "$total" ] && [ $attempt = 1 ] &&
-				grep -qE "^testvm: the test machine( stopped answering| did not start|'s kernel panicked)" "$log"; then
-				sed 's/^/# first attempt: /' "$log"
-				continue
-			fi
-			grep -vE '^[0-9]+ passed, [0-9]+ failed' "$log"
-			break
-		done
-		set -- $(tr -d '\r' <"$log" | awk '/^PASS /{p++} /^FAIL /{f++} /^SKIP /{s++} END{print p+0, f+0, s+0}')
-		seen="$1 passed, $2 failed"
-		[ "$3" -gt 0 ] && seen="$seen, $3 skipped"
-		why=$(tr -d '\r' <"$log" | grep '^testvm: ' | tail -3 | tr '\n' ' ' | sed 's/ *$//')
-		[ -n "$why" ] || why=$(tr -d '\r' <"$log" | grep -v '^$' | tail -3 | tr '\n' ' ' | sed 's/ *$//')
-		if [ -z "$total" ]; then
-			echo "FAIL testvm-$script: the test machine ended (status ${rc:-unknown}) before $script printed its totals: ${why:-no message}" |
-				tee -a "$log"
-		elif [ "$total" != "$seen" ]; then
-			echo "FAIL testvm-$script: $script reported '$total', the lines that arrived here say '$seen'" | tee -a "$log"
-		elif [ "${rc:-1}" -ne 0 ] && [ "$2" -eq 0 ]; then
-			echo "FAIL testvm-$script: status ${rc:-unknown} although $script reported no failure: ${why:-no message}" |
-				tee -a "$log"
-		fi
-		count "$log"
+		case " $queue " in *" $script "*) continue ;; esac
+		queue="$queue $script"
 	done
+	dir=$(mktemp -d /tmp/khyve-jobs.XXXXXX) || exit 2
+	TESTVM_JOBDIR=$dir
+	running=0 started=
+	set -- $queue
+	while [ $# -gt 0 ] || [ $running -gt 0 ]; do
+		while [ $# -gt 0 ] && [ $running -lt "$jobs" ]; do
+			script=$1
+			shift
+			# KHYVE_TEST_SCRIPTS (make test-linux) chooses here too
+			case " ${KHYVE_TEST_SCRIPTS:-$script} " in
+			*" $script "*) ;;
+			*) continue ;;
+			esac
+			testvm_job "$script" "$dir" &
+			TESTVM_PIDS="$TESTVM_PIDS $!"
+			started="$started $script"
+			running=$((running + 1))
+		done
+		[ $running -gt 0 ] || continue
+		sleep 1
+		for s in $started; do
+			[ -e "$dir/$s.done" ] || continue
+			testvm_report "$s" "$dir"
+			rm -f "$dir/$s.done"
+			started=$(echo "$started" | tr ' ' '\n' | grep -vx "$s" | tr '\n' ' ')
+			running=$((running - 1))
+		done
+	done
+	wait
+	TESTVM_PIDS=
+	rm -rf "$dir"
+	TESTVM_JOBDIR=
 }
 
 case $PART in
