@@ -149,6 +149,13 @@ int virtio__init(struct pci_dev *pd, struct virtio_dev *vd, const struct virtio_
  * exit calls it first, before freeing anything the callbacks use.
  */
 void virtio__exit(struct virtio_dev *vd);
+/*
+ * The same, but waits for the I/O thread until the CLOCK_MONOTONIC time
+ * until at most: -ETIMEDOUT if it has not ended by then (a thread whose
+ * io_uring requests hang in the kernel cannot end), and its resources are
+ * then left as they are, for the process's exit.
+ */
+int virtio__exit_until(struct virtio_dev *vd, const struct timespec *until);
 /* pci_dev hooks virtio__init installs (io.c) */
 int virtio__placed(struct pci_dev *pd);
 void virtio__restored(struct virtio_dev *vd);

@@ -79,6 +79,7 @@
 #define BLK_CONFIG_SIZE		60		/* up to write_zeroes_may_unmap + padding */
 #define BLK_ZBUF		(64u << 10)
 #define BLK_PAUSE_WAIT_MS	5000		/* for requests in flight at a pause */
+#define BLK_EXIT_WAIT_MS	5000		/* and when khyve ends */
 #define BLK_ZIOV		16		/* zeros written per system call: 1 MiB */
 
 /* feature bits */
@@ -659,19 +660,24 @@ int blk__drain(struct blk *b, bool serve_all, const struct timespec *until)
  * finish: wait BLK_PAUSE_WAIT_MS at most, then fail the pause, and the
  * requests complete whenever the storage comes back, the VM running.
  */
+static void deadline_ms(struct timespec *until, unsigned int ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, until);
+	until->tv_sec += ms / 1000;
+	until->tv_nsec += (ms % 1000) * 1000000L;
+	if (until->tv_nsec >= 1000000000L) {
+		until->tv_sec++;
+		until->tv_nsec -= 1000000000L;
+	}
+}
+
 static int blk__quiesce(struct virtio_dev *vd, char *err, size_t errlen)
 {
 	struct blk *b = (struct blk *)vd;
 	struct timespec until;
 	int ret;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += BLK_PAUSE_WAIT_MS / 1000;
-	until.tv_nsec += (BLK_PAUSE_WAIT_MS % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	deadline_ms(&until, BLK_PAUSE_WAIT_MS);
 	ret = blk__drain(b, true, &until);
 	if (ret)
 		return util__fail(-ETIMEDOUT, err, errlen,
@@ -879,19 +885,45 @@ out:
 	return ret;
 }
 
+/* disks whose requests outlived khyve's end: kept, and reachable for LSan */
+static struct blk *left_behind;
+
 static void blk__exit(struct pci_dev *pd)
 {
 	struct blk *b = pd->priv;
+	struct timespec until;
+	bool stuck;
 
 	if (!b)
 		return;
-	virtio__exit(&b->vd);	/* no I/O thread from here on */
-	pthread_mutex_lock(&pd->lock);
-	b->dropping = true;	/* guest memory may be going: wait, touch nothing */
-	blk__drain(b, false, NULL);
-	pthread_mutex_unlock(&pd->lock);
-	blk__free(b);
+	deadline_ms(&until, BLK_EXIT_WAIT_MS);
+	/* no I/O thread from here on; one that submitted to io_uring cannot
+	   end while its requests hang */
+	stuck = virtio__exit_until(&b->vd, &until) != 0;
+	if (!stuck) {
+		pthread_mutex_lock(&pd->lock);
+		b->dropping = true;	/* guest memory may be going: wait, touch nothing */
+		stuck = blk__drain(b, false, &until) != 0;
+		pthread_mutex_unlock(&pd->lock);
+	}
 	pd->priv = NULL;
+	if (stuck) {
+		/*
+		 * Stalled storage must not keep khyve from ending (SIGTERM at
+		 * any moment).  The requests stay with the kernel: a thread
+		 * blocked in a frozen file system cannot be stopped, and the
+		 * process is reaped when its storage returns.  Their queue,
+		 * buffers and I/O thread stay (never freed under a thread still
+		 * using them); guest memory goes, and a late copy into it
+		 * fails in the kernel, not here.
+		 */
+		pr_warn("%s (%s): %u disk request%s still in flight %u s after the stop: left to the kernel",
+			pd->name, b->path, b->inflight, b->inflight == 1 ? "" : "s", BLK_EXIT_WAIT_MS / 1000);
+		b->left_next = left_behind;
+		left_behind = b;
+		return;
+	}
+	blk__free(b);
 }
 
 static const struct device_ops blk_ops = {

@@ -35,6 +35,7 @@ struct blk_state {
 
 struct blk {
 	struct virtio_dev vd;		/* first: the transport's pointer is ours */
+	struct blk *left_next;		/* on left_behind (blk.c) */
 	int fd;
 	bool read_only;
 	char path[PATH_MAX];

@@ -303,21 +303,29 @@ void virtio__resume(struct pci_dev *pd)
 	pthread_mutex_unlock(&pd->lock);
 }
 
-void virtio__exit(struct virtio_dev *vd)
+int virtio__exit_until(struct virtio_dev *vd, const struct timespec *until)
 {
 	struct virtio_io *io = vd->io;
 	uint64_t one = 1;
 
 	if (!io)
-		return;
+		return 0;
 	pthread_mutex_lock(&vd->pd->lock);
 	io->stopping = true;
 	pthread_cond_broadcast(&io->resumed);
 	pthread_mutex_unlock(&vd->pd->lock);
 	if (write(io->stopfd, &one, sizeof(one)) < 0)
 		pr_warn("%s: stopping the I/O thread: %s", vd->pd->name, strerror(errno));
-	if (io->started)
-		pthread_join(io->thread, NULL);
+	if (io->started) {
+		int ret = until ? pthread_clockjoin_np(io->thread, NULL, CLOCK_MONOTONIC, until) :
+				  pthread_join(io->thread, NULL);
+
+		if (ret == ETIMEDOUT) {
+			/* it has stopped serving; what it holds stays, and vd->io is
+			   left as it is, so that nothing frees it under the thread */
+			return -ETIMEDOUT;
+		}
+	}
 	for (unsigned int q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		if (io->kickfd[q] < 0)
 			continue;
@@ -330,4 +338,10 @@ void virtio__exit(struct virtio_dev *vd)
 	pthread_cond_destroy(&io->resumed);
 	free(io);
 	vd->io = NULL;
+	return 0;
+}
+
+void virtio__exit(struct virtio_dev *vd)
+{
+	virtio__exit_until(vd, NULL);
 }
