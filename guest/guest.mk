@@ -37,9 +37,10 @@ GUEST_HOST_SANFLAGS ?= $(sort $(filter -fsanitize=% -fno-sanitize=% -fno-omit-fr
 GUEST_HOST_CFLAGS := -std=gnu11 -O2 -g $(GUEST_WARN) -I$(GUEST_DIR) -MMD -MP $(GUEST_HOST_SANFLAGS)
 GUEST_HOST_LDFLAGS := $(GUEST_HOST_SANFLAGS)
 
-GUEST_K_OBJS := $(GUEST_OUT)/k/boot.o $(GUEST_OUT)/k/kernel.o $(GUEST_OUT)/k/klib.o
+GUEST_K_OBJS := $(GUEST_OUT)/k/boot.o $(GUEST_OUT)/k/kernel.o $(GUEST_OUT)/k/kernel_cpus.o $(GUEST_OUT)/k/klib.o
 GUEST_U_OBJS := $(GUEST_OUT)/u/user.o $(GUEST_OUT)/u/work.o $(GUEST_OUT)/u/fpu.o $(GUEST_OUT)/u/vrng.o $(GUEST_OUT)/u/vcon.o $(GUEST_OUT)/u/vpci.o \
-	$(GUEST_OUT)/u/vblk.o $(GUEST_OUT)/u/vnet.o $(GUEST_OUT)/u/hostile.o $(GUEST_OUT)/u/bench.o
+	$(GUEST_OUT)/u/vblk.o $(GUEST_OUT)/u/vnet.o $(GUEST_OUT)/u/hostile.o $(GUEST_OUT)/u/hostile_req.o \
+	$(GUEST_OUT)/u/hostile_ring.o $(GUEST_OUT)/u/hostile_regs.o $(GUEST_OUT)/u/hostile_dev.o $(GUEST_OUT)/u/bench.o
 GUEST_H_OBJS := $(GUEST_OUT)/host/ref.o $(GUEST_OUT)/host/work.o $(GUEST_OUT)/host/fpu.o
 GUEST_DEPS := $(patsubst %.o,%.d,$(GUEST_K_OBJS) $(GUEST_U_OBJS) $(GUEST_H_OBJS))
 
