@@ -50,6 +50,7 @@ static const int base_calls[] = {
 	SCMP_SYS(rt_sigprocmask),	/* glibc blocks signals around a thread's exit */
 	SCMP_SYS(madvise),		/* glibc drops a finished thread's stack, malloc trims */
 	SCMP_SYS(munmap),		/* free() of large blocks */
+	SCMP_SYS(mremap),		/* realloc() of large blocks (mmapped ones) */
 	SCMP_SYS(brk),			/* malloc on the main arena */
 	SCMP_SYS(clock_gettime),	/* the vDSO's fallback */
 	SCMP_SYS(gettimeofday),
