@@ -312,6 +312,33 @@ cp_verdict() {
 	fi
 }
 
+# cp_guest NAME SNAP [ARG...]: the test guest's blk, rng and smp workload on
+# 2 vCPUs under khyve (with ARGs; $CP_ENV, e.g. KHYVE_BLK_NO_URING=1, in its
+# environment; its socket in $RUN), checkpointed with its disks to SNAP at a
+# random moment of its first half; checks NAME (the reference digest) and
+# NAME-checkpoint.  Leaves the reference digest in $want.
+cp_guest() {
+	local name=$1 snap=$2 rounds cmd pid bad=
+	shift 2
+	rounds=$(by_set 12 40)
+	cmd="workload=blk,rng,smp rounds=$rounds blkmb=4 seed=$SEED"
+	want=$(ref_digest 2 "$cmd")
+	truncate -s 8M "$TMP/$name.img"
+	env ${CP_ENV:-} "$KHYVE" --rundir "$RUN" "$@" -l "com1,file:$TMP/$name.out" -c 2 -m 64M \
+		-s 3,virtio-blk,$TMP/$name.img -s 4,virtio-rnd -k "$GUEST" -A "$cmd" --debug-exit "$name" \
+		</dev/null >/dev/null 2>"$TMP/$name.err" &
+	pid=$!
+	VMPIDS="$VMPIDS $pid"
+	wait_socket "$RUN/$name.sock" $pid 10
+	pick_rounds 1 0 $((rounds / 2))
+	snap_at "$TMP/$name.out" "${PICKED[0]}" $pid "$RUN/$name.sock" checkpoint "$snap" disks ||
+		bad=" 1 ($SNAP_WHY);"
+	go $pid
+	wait_bounded $pid 300
+	judge $name "$want" $?
+	cp_verdict $name-checkpoint 1 "$bad"
+}
+
 # ---- core and full sets ------------------------------------------------------
 # KHYVE_TEST_SET=core|full (default full).  The core set covers every area;
 # full adds the repetitions (more vCPU counts and sizes of the same

@@ -178,24 +178,7 @@ SEED=${KHYVE_TEST_SEED:-$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}
 RANDOM=$SEED
 echo "# random moments from seed $SEED (KHYVE_TEST_SEED=$SEED to repeat)"
 name=scguest
-rounds=$(by_set 12 40)
-cmd="workload=blk,rng,smp rounds=$rounds blkmb=4 seed=$SEED"
-want=$(ref_digest 2 "$cmd")
-truncate -s 8M "$TMP/$name.img"
-KHYVE_BLK_NO_URING=1 "$KHYVE" --rundir "$RUN" -l "com1,file:$TMP/$name.out" -c 2 -m 64M \
-	-s 3,virtio-blk,$TMP/$name.img -s 4,virtio-rnd -k "$GUEST" -A "$cmd" --debug-exit "$name" \
-	</dev/null >/dev/null 2>"$TMP/$name.err" &
-pid=$!
-VMPIDS="$VMPIDS $pid"
-wait_socket "$RUN/$name.sock" $pid 10
-pick_rounds 1 0 $((rounds / 2))
-bad=
-snap_at "$TMP/$name.out" "${PICKED[0]}" $pid "$RUN/$name.sock" checkpoint "$TMP/$name.cp" disks ||
-	bad=" 1 ($SNAP_WHY);"
-go $pid
-wait_bounded $pid 300
-judge $name "$want" $?
-cp_verdict $name-checkpoint 1 "$bad"
+CP_ENV=KHYVE_BLK_NO_URING=1 cp_guest $name "$TMP/$name.cp"
 if [ -s "$TMP/$name.cp.state" ]; then
 	KHYVE_BLK_NO_URING=1 bounded 300 "$KHYVE" --rundir "$RUN" -r "$TMP/$name.cp" \
 		-l "com1,file:$TMP/$name-r.out" $name-r </dev/null >/dev/null 2>"$TMP/$name-r.err"
