@@ -652,14 +652,6 @@ int blk__drain(struct blk *b, bool serve_all, const struct timespec *until)
 	return ret;
 }
 
-/*
- * The VM pauses.  Finish everything: what is in flight, and what the driver
- * made available but was not taken yet (a restored VM would never be told
- * of those: its notifications were given to this process).  A disk whose
- * storage stalls (a dead NFS server, a frozen file system) may never
- * finish: wait BLK_PAUSE_WAIT_MS at most, then fail the pause, and the
- * requests complete whenever the storage comes back, the VM running.
- */
 static void deadline_ms(struct timespec *until, unsigned int ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, until);
@@ -671,6 +663,14 @@ static void deadline_ms(struct timespec *until, unsigned int ms)
 	}
 }
 
+/*
+ * The VM pauses.  Finish everything: what is in flight, and what the driver
+ * made available but was not taken yet (a restored VM would never be told
+ * of those: its notifications were given to this process).  A disk whose
+ * storage stalls (a dead NFS server, a frozen file system) may never
+ * finish: wait BLK_PAUSE_WAIT_MS at most, then fail the pause, and the
+ * requests complete whenever the storage comes back, the VM running.
+ */
 static int blk__quiesce(struct virtio_dev *vd, char *err, size_t errlen)
 {
 	struct blk *b = (struct blk *)vd;
