@@ -235,6 +235,12 @@ $(BUILD)/tests/fixtures/forbid_call.so: tests/fixtures/forbid_call.c
 	@echo "  CC      $@"
 	$(Q)$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
 
+# LD_PRELOAD shim that makes a forbidden call in the memory writer (50-seccomp)
+$(BUILD)/tests/fixtures/forbid_writer.so: tests/fixtures/forbid_writer.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
+
 # LD_PRELOAD shim that stops a checkpoint's memory writer (24-save-async)
 $(BUILD)/tests/fixtures/stop_writer.so: tests/fixtures/stop_writer.c
 	@mkdir -p $(dir $@)
@@ -242,5 +248,5 @@ $(BUILD)/tests/fixtures/stop_writer.so: tests/fixtures/stop_writer.c
 	$(Q)$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
 
 fixtures: $(FIXTURE_BINS) $(BUILD)/tests/fixtures/slow_listen.so $(BUILD)/tests/fixtures/forbid_call.so \
-	$(BUILD)/tests/fixtures/stop_writer.so
+	$(BUILD)/tests/fixtures/forbid_writer.so $(BUILD)/tests/fixtures/stop_writer.so
 .PHONY: fixtures

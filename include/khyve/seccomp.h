@@ -21,6 +21,7 @@ enum seccomp_kind {
 	SECCOMP_MAIN,		/* event loop, control socket, saves, the memory writer */
 	SECCOMP_VCPU,		/* vcpu__thread: KVM_RUN and the device code of exits */
 	SECCOMP_DEVICE,		/* a virtio I/O thread, a virtio-blk pool worker, an output writer */
+	SECCOMP_WRITER,		/* a checkpoint's forked memory writer, on top of the main list */
 	SECCOMP_NKINDS
 };
 
@@ -39,16 +40,27 @@ int seccomp__prepare(bool enabled, void (*refuse)(void *arg), void *arg, char *e
  */
 int seccomp__thread(enum seccomp_kind kind);
 
+/*
+ * The forked memory writer of a checkpoint: narrow the list it inherited
+ * from the main thread to SECCOMP_WRITER's (filters stack: the kernel
+ * applies both, so a call must be on each).  Neither logs nor calls
+ * refuse(): the writer is a lone thread of a forked multithreaded process
+ * and must take no lock.  0 when seccomp is off or it worked, else -errno.
+ */
+int seccomp__writer(void);
+
 /* Build time (seccomp_gen.c): KIND's list compiled to BPF, written to fd.  0 or -errno. */
 int seccomp_lists__export(enum seccomp_kind kind, int fd);
 
 /*
  * The line the SIGSYS handler writes, in buf (always terminated), e.g.
  * "khyve: seccomp: forbidden system call ptrace (101) in the main thread:
- * ending khyve\n"; returns its length.  nr's name comes from a table made
- * at build time (else "number NR").  Async-signal-safe.
+ * ending khyve\n" (ENDS is what ends: "khyve", "the memory writer");
+ * returns its length.  nr's name comes from a table made at build time
+ * (else "number NR").  Async-signal-safe.
  */
-size_t seccomp__format_denied(char *buf, size_t len, const char *where, long nr, bool native);
+size_t seccomp__format_denied(char *buf, size_t len, const char *where, const char *ends, long nr,
+			      bool native);
 
 /* nr's name on this architecture, NULL if unknown. */
 const char *seccomp__syscall_name(long nr);

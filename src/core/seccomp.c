@@ -38,6 +38,7 @@ static const char *const where_names[SECCOMP_NKINDS] = {
 	[SECCOMP_MAIN] = "the main thread",
 	[SECCOMP_VCPU] = "a vCPU thread",
 	[SECCOMP_DEVICE] = "a device I/O thread",
+	[SECCOMP_WRITER] = "the checkpoint's memory writer",
 };
 
 static bool enabled;
@@ -76,7 +77,8 @@ const char *seccomp__syscall_name(long nr)
 	return seccomp_names[nr];
 }
 
-size_t seccomp__format_denied(char *buf, size_t len, const char *where, long nr, bool native)
+size_t seccomp__format_denied(char *buf, size_t len, const char *where, const char *ends, long nr,
+			      bool native)
 {
 	const char *name = native ? seccomp__syscall_name(nr) : NULL;
 	char num[24];
@@ -104,7 +106,8 @@ size_t seccomp__format_denied(char *buf, size_t len, const char *where, long nr,
 		put_str(buf, len, &at, ")");
 	put_str(buf, len, &at, " in ");
 	put_str(buf, len, &at, where);
-	put_str(buf, len, &at, ": ending khyve");
+	put_str(buf, len, &at, ": ending ");
+	put_str(buf, len, &at, ends);
 	/* the newline even when the rest was cut */
 	if (len >= 2)
 		buf[at++] = '\n';
@@ -116,6 +119,8 @@ size_t seccomp__format_denied(char *buf, size_t len, const char *where, long nr,
 static void on_sigsys(int sig, siginfo_t *si, void *uc)
 {
 	const char *where = "an unconfined thread";
+	/* a forked memory writer ends alone: khyve and its terminal carry on */
+	bool writer = getpid() != main_pid;
 	char line[256];
 	size_t n;
 
@@ -123,14 +128,15 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 	(void)uc;
 	if (thread_kind >= 0 && thread_kind < SECCOMP_NKINDS)
 		where = where_names[thread_kind];
-	if (thread_kind == SECCOMP_MAIN && getpid() != main_pid)
-		where = "the checkpoint's memory writer";
-	n = seccomp__format_denied(line, sizeof(line), where, si->si_syscall,
-				   si->si_arch == AUDIT_ARCH_X86_64);
+	if (writer)
+		where = where_names[SECCOMP_WRITER];
+	n = seccomp__format_denied(line, sizeof(line), where, writer ? "the memory writer" : "khyve",
+				   si->si_syscall, si->si_arch == AUDIT_ARCH_X86_64);
 	if (write(STDERR_FILENO, line, n) < 0) {
 		/* nowhere left to say it; the exit status still does */
 	}
-	term__restore();
+	if (!writer)
+		term__restore();
 	_exit(VM_EXIT_ERROR);
 }
 
@@ -167,6 +173,11 @@ static int load(enum seccomp_kind kind)
 		return -errno;
 	}
 	return 0;
+}
+
+int seccomp__writer(void)
+{
+	return enabled ? load(SECCOMP_WRITER) : 0;
 }
 
 int seccomp__thread(enum seccomp_kind kind)

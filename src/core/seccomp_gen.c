@@ -22,6 +22,7 @@
 
 static const char *const ident[SECCOMP_NKINDS] = {
 	[SECCOMP_MAIN] = "main", [SECCOMP_VCPU] = "vcpu", [SECCOMP_DEVICE] = "device",
+	[SECCOMP_WRITER] = "writer",
 };
 
 static int emit(enum seccomp_kind kind)

@@ -16,10 +16,12 @@
 #include <linux/fs.h>
 #include <linux/sched.h>
 #include <linux/kvm.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "khyve/seccomp.h"
@@ -122,8 +124,9 @@ static const unsigned long vcpu_ioctls[] = {
 };
 
 /*
- * The main thread: the event loop, the control socket, saves (and the
- * forked memory writer, which inherits this list), and tearing down.
+ * The main thread: the event loop, the control socket, saves, and tearing
+ * down.  The forked memory writer inherits this list and narrows it to its
+ * own (below) before it reads guest memory.
  */
 static const int main_calls[] = {
 	SCMP_SYS(poll),			/* the event loop */
@@ -175,6 +178,23 @@ static const unsigned long main_ioctls[] = {
 	FICLONE,			/* --disks: a reflinked disk copy */
 };
 
+/*
+ * A checkpoint's memory writer (src/snapshot/save.c), a process forked by
+ * the main thread with the vCPUs stopped, which loads this list on top of
+ * the main thread's once /proc/self/pagemap is open: which pages hold data
+ * (pagemap, and SEEK_DATA in a restored VM's memory file), writing them to
+ * the memory file and making it durable.  No opening, renaming, removing,
+ * sockets or signals: the main thread puts the files in place, and a
+ * writer that were taken over by the guest's memory could reach no file
+ * but the ones it holds open.
+ */
+static const int writer_calls[] = {
+	SCMP_SYS(pread64),		/* pagemap */
+	SCMP_SYS(lseek),		/* SEEK_DATA/SEEK_HOLE in the memory file a restore mapped */
+	SCMP_SYS(pwrite64),		/* pages and the trailer */
+	SCMP_SYS(fsync),		/* ... made durable */
+};
+
 #ifdef KHYVE_SAN
 /*
  * ASan/UBSan/LSan builds only (make asan): what the sanitizer runtimes do
@@ -199,6 +219,7 @@ static const struct group device_group = GROUP(device_calls, device_ioctls);
 static const struct group io_group = CALLS(io_calls);
 static const struct group vcpu_group = { NULL, 0, vcpu_ioctls, ARRAY_LEN(vcpu_ioctls) };
 static const struct group main_group = GROUP(main_calls, main_ioctls);
+static const struct group writer_group = CALLS(writer_calls);
 #ifdef KHYVE_SAN
 static const struct group san_group = CALLS(san_calls);
 #endif
@@ -207,6 +228,7 @@ static const struct group *const kinds[SECCOMP_NKINDS][4] = {
 	[SECCOMP_MAIN] = { &base_group, &device_group, &main_group },
 	[SECCOMP_VCPU] = { &base_group, &device_group, &vcpu_group },
 	[SECCOMP_DEVICE] = { &base_group, &device_group, &io_group },
+	[SECCOMP_WRITER] = { &base_group, &writer_group },
 };
 
 static const unsigned long tty_ioctls[] = { TCSETS, TCGETS };
@@ -280,6 +302,17 @@ int seccomp_lists__export(enum seccomp_kind kind, int fd)
 				       SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD | CLONE_VM | CLONE_NEWNS |
 					       CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
 					       CLONE_NEWPID | CLONE_NEWNET, 0));
+	/*
+	 * ... and that writer confines itself further under this list:
+	 * no_new_privs (set already, inherited) and one more filter, calls
+	 * that can only take rights away.
+	 */
+	if (!ret && kind == SECCOMP_MAIN)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+				       SCMP_A0(SCMP_CMP_EQ, PR_SET_NO_NEW_PRIVS));
+	if (!ret && kind == SECCOMP_MAIN)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 1,
+				       SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER));
 	if (!ret)
 		ret = seccomp_export_bpf(ctx, fd);
 	seccomp_release(ctx);

@@ -37,6 +37,7 @@
 
 #include "khyve/device.h"
 #include "khyve/log.h"
+#include "khyve/seccomp.h"
 #include "khyve/snapsec.h"
 #include "khyve/snapshot.h"
 #include "khyve/util.h"
@@ -184,15 +185,13 @@ static void chunk_pages(const struct guest_mem *mem, int pm_fd, uint64_t off, un
  * Write every non-zero page of guest RAM at its offset; zero pages stay
  * holes.  Pages that were never written and are not backed by a file
  * (pagemap: neither present nor swapped) are zero without being read, so
- * the cost does not grow with untouched RAM.  Called in the writer
- * process too: pagemap is opened here, as it describes the opener's
- * address space.
+ * the cost does not grow with untouched RAM.  pm_fd: the writing
+ * process's own /proc/self/pagemap, or -1.
  */
-static int write_memory(struct save_ctx *c)
+static int write_memory(struct save_ctx *c, int pm_fd)
 {
 	const struct guest_mem *mem = &c->vm->mem;
 	bool need[CHUNK / PAGE];
-	int pm_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	int ret = 0;
 
 	/* no pagemap (no /proc): every page is read; no log, as the forked
@@ -225,8 +224,6 @@ static int write_memory(struct save_ctx *c)
 			c->opts->progress(c->opts->progress_arg, off + len, mem->size);
 	}
 out:
-	if (pm_fd >= 0)
-		close(pm_fd);
 	return ret;
 }
 
@@ -260,6 +257,23 @@ static int write_trailer(struct save_ctx *c, const uint8_t uuid[16])
 	if (ret)
 		return fail(c, ret, "writing the memory file trailer of '%s': %s", c->opts->path, strerror(-ret));
 	return 0;
+}
+
+/* pagemap describes the opener's address space: each process opens its own */
+static int open_pagemap(void)
+{
+	return open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+}
+
+/* Memory and the trailer, by the main thread itself (no writer process). */
+static int write_memory_here(struct save_ctx *c, const uint8_t uuid[16])
+{
+	int pm_fd = open_pagemap();
+	int ret = write_memory(c, pm_fd) ?: write_trailer(c, uuid);
+
+	if (pm_fd >= 0)
+		close(pm_fd);
+	return ret;
 }
 
 static void new_uuid(uint8_t u[16])
@@ -429,6 +443,7 @@ static pid_t fork_writer(struct save_ctx *c, const struct snap_state *st, struct
 	}
 	if (pid == 0) {
 		char msg[sizeof(r->msg)] = "";
+		int pm_fd = open_pagemap();
 		int ret;
 
 		c->err = msg;
@@ -437,7 +452,12 @@ static pid_t fork_writer(struct save_ctx *c, const struct snap_state *st, struct
 		/* tests: a writer killed (say by the OOM killer) half way */
 		if (getenv("KHYVE_FAULT_WRITER_KILL"))
 			raise(SIGKILL);
-		ret = write_memory(c);
+		/* from here on only the calls of writing: it reads the guest's memory */
+		ret = seccomp__writer();
+		if (ret)
+			ret = fail(c, ret, "confining the memory writer: %s", strerror(-ret));
+		if (!ret)
+			ret = write_memory(c, pm_fd);
 		if (!ret)
 			ret = write_trailer(c, st->memory.uuid);
 		if (!ret && fsync(c->mem_fd) < 0)
@@ -493,6 +513,9 @@ static int check_writer(struct snapshot_save *s, bool cancel)
 	if (w < 0)
 		return fail(c, -errno, "waiting for the memory writer: %s", strerror(errno));
 	s->child = 0;	/* reaped: never killed or waited for again */
+	if (WIFEXITED(status) && WEXITSTATUS(status) == VM_EXIT_ERROR)
+		return fail(c, -EPERM, "the memory writer made a forbidden system call (named in khyve's "
+			    "log) and was ended");
 	if (!WIFEXITED(status) || WEXITSTATUS(status))
 		return fail(c, -EIO, "the memory writer process died (%s %d)",
 			    WIFSIGNALED(status) ? "signal" : "status",
@@ -644,7 +667,7 @@ int snapshot__save_start(struct vm *vm, const struct snapshot_save_opts *opts,
 		/* KHYVE_SAVE_STOP_COPY=1: no writer process (for comparison) */
 		s->child = !getenv("KHYVE_SAVE_STOP_COPY") ? fork_writer(c, st, &s->cr) : -1;
 		if (s->child < 0)
-			ret = write_memory(c) ?: write_trailer(c, st->memory.uuid);
+			ret = write_memory_here(c, st->memory.uuid);
 	}
 	/*
 	 * A suspend (stay_paused) keeps the VM stopped until khyve exits: a

@@ -5,7 +5,10 @@
 # resume and SIGTERM work confined; a forbidden call (unshare, made by the
 # LD_PRELOAD shim tests/fixtures/forbid_call.c in renameat, which the main
 # thread calls at the end of a checkpoint) ends khyve with status 4 and one
-# line naming it, and without seccomp the same call comes back; a guest
+# line naming it, and without seccomp the same call comes back; the
+# checkpoint's memory writer has a narrower list of its own (a call on the
+# main list but not on its own ends the writer, and the checkpoint fails
+# with khyve running on); a guest
 # doing disk and entropy I/O on 2 vCPUs is checkpointed, and it and its
 # restore end with the reference digest.
 . tests/lib.sh
@@ -167,6 +170,51 @@ if start forbid-off LD_PRELOAD=$FIX/forbid_call.so "$PRELOAD_ASAN" -- --no-secco
 	wait_bounded $PID 30
 else
 	fail seccomp-forbidden-call-unconfined "khyve did not answer --status: $(head -c 300 "$TMP/forbid-off.err")"
+fi
+
+# (3b) a forbidden call in the checkpoint's memory writer (unlinkat: on the
+# main thread's list, not on the writer's): the writer ends, naming it, the
+# checkpoint fails with no file left, and khyve runs on; without seccomp
+# the call comes back and the checkpoint completes
+want="khyve: seccomp: forbidden system call unlinkat (263) in the checkpoint's memory writer: ending the memory writer"
+if start fw LD_PRELOAD=$FIX/forbid_writer.so "$PRELOAD_ASAN" --; then
+	ctl --vm=fw --checkpoint="$TMP/fw.cp"
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		fail seccomp-writer-forbidden "the checkpoint succeeded: $(head -c 300 "$TMP/fw.err")"
+	elif ! grep -qxF "$want" "$TMP/fw.err"; then
+		fail seccomp-writer-forbidden "no line '$want' in: $(head -c 300 "$TMP/fw.err")"
+	elif ! grep -q "forbidden system call" "$TMP/ctl.err"; then
+		fail seccomp-writer-forbidden "the failure does not say why: $(head -c 300 "$TMP/ctl.err")"
+	elif grep -q "not confined" "$TMP/fw.err"; then
+		fail seccomp-writer-forbidden "the call came back: $(head -c 300 "$TMP/fw.err")"
+	elif ls "$TMP" | grep -q '^fw\.cp'; then
+		fail seccomp-writer-forbidden "files left behind: $(ls "$TMP" | grep '^fw\.cp' | tr '\n' ' ')"
+	elif ! running $PID || ! ctl --vm=fw --status; then
+		fail seccomp-writer-forbidden "khyve did not run on: $(head -c 300 "$TMP/fw.err")"
+	else
+		pass seccomp-writer-forbidden
+	fi
+	# (not stopped(): its log names the writer's call, as it should)
+	kill -TERM $PID 2>/dev/null
+	wait_bounded $PID 30
+	rc=$?
+	[ $rc -eq 0 ] && pass seccomp-fw-stop || fail seccomp-fw-stop "$(status_text $rc) after SIGTERM (want 0)"
+else
+	fail seccomp-writer-forbidden "khyve did not answer --status: $(head -c 300 "$TMP/fw.err")"
+fi
+if start fw-off LD_PRELOAD=$FIX/forbid_writer.so "$PRELOAD_ASAN" -- --no-seccomp; then
+	ctl --vm=fw-off --checkpoint="$TMP/fw-off.cp"
+	if grep -q "forbid_writer: unlinkat returned" "$TMP/fw-off.err" && [ -s "$TMP/fw-off.cp.state" ] &&
+		running $PID; then
+		pass seccomp-writer-forbidden-unconfined
+	else
+		fail seccomp-writer-forbidden-unconfined "$(head -c 300 "$TMP/ctl.err") $(head -c 300 "$TMP/fw-off.err")"
+	fi
+	kill -TERM $PID 2>/dev/null
+	wait_bounded $PID 30
+else
+	fail seccomp-writer-forbidden-unconfined "khyve did not answer --status: $(head -c 300 "$TMP/fw-off.err")"
 fi
 
 # (4) a guest's disk and entropy I/O, checkpointed: both runs give the reference digest

@@ -62,22 +62,22 @@ static void test_format(void **state)
 	size_t n;
 
 	(void)state;
-	n = seccomp__format_denied(buf, sizeof(buf), "a vCPU thread", SYS_ptrace, true);
+	n = seccomp__format_denied(buf, sizeof(buf), "a vCPU thread", "khyve", SYS_ptrace, true);
 	assert_string_equal(buf, "khyve: seccomp: forbidden system call ptrace (101) in a vCPU thread: "
 			    "ending khyve\n");
 	assert_int_equal(n, strlen(buf));
-	seccomp__format_denied(buf, sizeof(buf), "the main thread", 4000, true);
+	seccomp__format_denied(buf, sizeof(buf), "the main thread", "khyve", 4000, true);
 	assert_string_equal(buf, "khyve: seccomp: forbidden system call number 4000 in the main thread: "
 			    "ending khyve\n");
-	seccomp__format_denied(buf, sizeof(buf), "x", 3, false);
+	seccomp__format_denied(buf, sizeof(buf), "x", "khyve", 3, false);
 	assert_string_equal(buf, "khyve: seccomp: forbidden system call of another architecture "
 			    "number 3 in x: ending khyve\n");
 	/* cut, but still one terminated line */
-	n = seccomp__format_denied(small, sizeof(small), "x", SYS_ptrace, true);
+	n = seccomp__format_denied(small, sizeof(small), "x", "khyve", SYS_ptrace, true);
 	assert_int_equal(n, sizeof(small) - 1);
 	assert_int_equal(small[n - 1], '\n');
 	assert_int_equal(small[n], '\0');
-	assert_int_equal(seccomp__format_denied(small, 0, "x", 1, true), 0);
+	assert_int_equal(seccomp__format_denied(small, 0, "x", "khyve", 1, true), 0);
 }
 
 /*
@@ -207,6 +207,46 @@ static void test_denied_call_ends_process(void **state)
 	assert_non_null(strstr(out, "in a vCPU thread"));
 }
 
+/*
+ * As the main thread forks a checkpoint's memory writer: the writer
+ * narrows its list, may write and sync but not open, and its death ends
+ * it alone, with its own line.
+ */
+static void main_forks_writer(void)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		char buf[8] = "data";
+		int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+		if (fd < 0 || seccomp__writer())
+			_exit(101);
+		if (pwrite(fd, buf, sizeof(buf), 0) != sizeof(buf))
+			_exit(102);
+		open("/dev/null", O_RDONLY | O_CLOEXEC);
+		_exit(103);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		_exit(104);
+	/* the writer ended with the SIGSYS handler's status, its parent lives */
+	_exit(WIFEXITED(status) && WEXITSTATUS(status) == VM_EXIT_ERROR ? 0 : 105);
+}
+
+static void test_writer(void **state)
+{
+	char out[512];
+	int st;
+
+	(void)state;
+	st = run_confined(SECCOMP_MAIN, main_forks_writer, out, sizeof(out));
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_string_equal(out, "khyve: seccomp: forbidden system call openat (257) in the checkpoint's "
+			    "memory writer: ending the memory writer\n");
+}
+
 static void test_allowed_calls_pass(void **state)
 {
 	char out[512];
@@ -246,6 +286,7 @@ int main(void)
 		cmocka_unit_test_setup(test_format, setup),
 		cmocka_unit_test_setup(test_denied_call_ends_process, setup),
 		cmocka_unit_test_setup(test_allowed_calls_pass, setup),
+		cmocka_unit_test_setup(test_writer, setup),
 		cmocka_unit_test(test_disabled),
 	};
 
