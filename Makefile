@@ -38,9 +38,10 @@ CORE_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
 	src/core/term.c src/core/loop.c src/core/seccomp.c src/core/outq.c src/core/user.c \
 	src/arch/x86/multiboot.c src/arch/x86/mptable.c src/arch/x86/acpi.c src/arch/x86/aml.c \
 	src/arch/x86/cpuid.c src/arch/x86/msr.c src/arch/x86/irqchip.c src/arch/x86/boot.c src/arch/x86/linux.c \
+	src/arch/x86/machine.c src/arch/x86/vcpu.c \
 	src/hw/uart16550.c src/hw/serial.c src/hw/i8042.c src/hw/debug_exit.c src/hw/acpi_pm.c \
 	$(PCI_SRCS)
-SNAPSHOT_SRCS := src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/sections.c \
+SNAPSHOT_SRCS := src/snapshot/format.c src/arch/x86/vmstate.c src/snapshot/sections.c \
 	src/snapshot/save.c src/snapshot/restore.c src/snapshot/inspect.c
 KHYVE_SRCS := src/main.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c src/control/socket.c
 KHYVE_OBJS := $(KHYVE_SRCS:%.c=$(BUILD)/%.o)
@@ -56,7 +57,7 @@ UNIT_LIB_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c
 	src/core/config.c src/arch/x86/multiboot.c src/arch/x86/mptable.c src/arch/x86/acpi.c \
 	src/arch/x86/aml.c src/arch/x86/linux.c src/arch/x86/cpuid.c src/hw/uart16550.c \
 	src/core/device.c src/core/seccomp.c src/core/term.c src/core/outq.c \
-	src/snapshot/format.c src/snapshot/vmstate.c src/snapshot/sections.c \
+	src/snapshot/format.c src/arch/x86/vmstate.c src/snapshot/sections.c \
 	src/arch/x86/irqchip.c $(PCI_SRCS)
 # Test seams: hooks that only the unit tests call are compiled only into a
 # second copy of their file, built with KHYVE_TEST_SEAMS, that only the unit

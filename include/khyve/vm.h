@@ -127,7 +127,7 @@ void vcpu__stop_all(struct vm *vm);
  * KVM has no statistics to tell (older than Linux 5.16).
  */
 int vcpu__all_blocked(struct vm *vm, uint64_t *sig);
-/* True when every vCPU is halted with interrupts off, or never started. */
+/* True when every vCPU is halted with interrupts off, or never started (src/arch/x86/vcpu.c). */
 bool vcpu__all_dead_halted(struct vm *vm);
 
 #endif

@@ -18,10 +18,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "khyve/cpuid.h"
+#include "khyve/arch.h"
 #include "khyve/log.h"
-#include "khyve/linux.h"
-#include "khyve/msr.h"
 #include "khyve/seccomp.h"
 #include "khyve/util.h"
 #include "khyve/vm.h"
@@ -84,8 +82,6 @@ out:
 int vcpu__create(struct vm *vm, unsigned int id)
 {
 	struct vcpu *v = &vm->vcpus[id];
-	size_t csize = sizeof(*vm->cpuid) + vm->cpuid->nent * sizeof(vm->cpuid->entries[0]);
-	struct kvm_cpuid2 *c;
 	int ret;
 
 	v->vm = vm;
@@ -98,105 +94,11 @@ int vcpu__create(struct vm *vm, unsigned int id)
 		v->run = NULL;
 		return -errno;
 	}
-	c = malloc(csize);
-	if (!c)
-		return -ENOMEM;
-	memcpy(c, vm->cpuid, csize);
-	cpuid__setup_vcpu(c, id, vm->ncpus);
-	ret = ioctl(v->fd, KVM_SET_CPUID2, c) < 0 ? -errno : 0;
-	free(c);
+	ret = arch__vcpu_init(vm, v);
 	if (ret)
 		return ret;
 	vcpu__open_stats(v);
-	return msr__reset(v->fd, vm->msr_list, vm->nmsrs);
-}
-
-/*
- * Multiboot machine state: 32-bit protected mode, flat 4 GiB segments,
- * paging off, EAX = magic, EBX = information structure.
- */
-int vcpu__setup_multiboot(struct vcpu *v, uint32_t entry, uint32_t info)
-{
-	struct kvm_sregs s;
-	struct kvm_regs r;
-	struct kvm_segment code = {
-		.base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 0xb,
-		.present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1,
-	};
-	struct kvm_segment data = code;
-
-	data.selector = 0x18;
-	data.type = 0x3;
-	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
-		return -errno;
-	s.cs = code;
-	s.ds = s.es = s.fs = s.gs = s.ss = data;
-	s.cr0 = 0x11;	/* PE | ET */
-	s.cr4 = 0;
-	s.efer = 0;
-	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
-		return -errno;
-	memset(&r, 0, sizeof(r));
-	r.rip = entry;
-	r.rax = 0x2BADB002;
-	r.rbx = info;
-	r.rflags = 0x2;
-	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
-		return -errno;
 	return 0;
-}
-
-/*
- * The 64-bit boot protocol: long mode, paging on with the loader's identity
- * map, __BOOT_CS a 64-bit code segment and the data segments __BOOT_DS, in
- * the loader's GDT (the kernel reloads its own at once).
- */
-int vcpu__setup_linux64(struct vcpu *v, uint64_t entry, uint64_t zero_page)
-{
-	struct kvm_sregs s;
-	struct kvm_regs r;
-	struct kvm_segment code = {
-		.base = 0, .limit = 0xffffffff, .selector = LINUX_BOOT_CS, .type = 0xb,
-		.present = 1, .dpl = 0, .db = 0, .s = 1, .l = 1, .g = 1,
-	};
-	struct kvm_segment data = code;
-
-	data.selector = LINUX_BOOT_DS;
-	data.type = 0x3;
-	data.l = 0;
-	data.db = 1;
-	if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
-		return -errno;
-	s.cs = code;
-	s.ds = s.es = s.fs = s.gs = s.ss = data;
-	s.gdt.base = LINUX_GDT_ADDR;
-	s.gdt.limit = 4 * 8 - 1;
-	s.cr3 = LINUX_PML4_ADDR;
-	s.cr4 = 0x20;			/* PAE */
-	s.cr0 = 0x80000033;		/* PG | NE | ET | MP | PE */
-	s.efer = 0x500;			/* LMA | LME */
-	if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
-		return -errno;
-	memset(&r, 0, sizeof(r));
-	r.rip = entry;
-	r.rsi = zero_page;
-	r.rflags = 0x2;
-	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
-		return -errno;
-	return 0;
-}
-
-static void vcpu__dump(struct vcpu *v)
-{
-	struct kvm_regs r;
-	struct kvm_sregs s;
-
-	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
-		return;
-	pr_info("vCPU %u: rip=0x%llx rsp=0x%llx rflags=0x%llx cs=0x%x cr0=0x%llx cr3=0x%llx "
-		"cr4=0x%llx efer=0x%llx", v->id, (unsigned long long)r.rip, (unsigned long long)r.rsp,
-		(unsigned long long)r.rflags, s.cs.selector, (unsigned long long)s.cr0,
-		(unsigned long long)s.cr3, (unsigned long long)s.cr4, (unsigned long long)s.efer);
 }
 
 /* Returns true when the thread must stop. */
@@ -220,7 +122,7 @@ static bool vcpu__handle_exit(struct vcpu *v)
 		return false;
 	case KVM_EXIT_SHUTDOWN:
 		pr_info("vCPU %u: triple fault", v->id);
-		vcpu__dump(v);
+		arch__vcpu_dump(v);
 		exit__request(vm, VM_EXIT_TRIPLEFAULT);
 		return true;
 	case KVM_EXIT_HLT:
@@ -242,18 +144,18 @@ static bool vcpu__handle_exit(struct vcpu *v)
 		return true;
 	case KVM_EXIT_INTERNAL_ERROR:
 		pr_err("vCPU %u: KVM internal error, suberror %u", v->id, run->internal.suberror);
-		vcpu__dump(v);
+		arch__vcpu_dump(v);
 		exit__request(vm, VM_EXIT_ERROR);
 		return true;
 	case KVM_EXIT_FAIL_ENTRY:
 		pr_err("vCPU %u: VM entry failed, hardware reason 0x%llx", v->id,
 		       (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-		vcpu__dump(v);
+		arch__vcpu_dump(v);
 		exit__request(vm, VM_EXIT_ERROR);
 		return true;
 	default:
 		pr_err("vCPU %u: unhandled KVM exit reason %u", v->id, run->exit_reason);
-		vcpu__dump(v);
+		arch__vcpu_dump(v);
 		exit__request(vm, VM_EXIT_ERROR);
 		return true;
 	}
@@ -447,35 +349,4 @@ int vcpu__all_blocked(struct vm *vm, uint64_t *sig)
 		}
 	}
 	return 1;
-}
-
-bool vcpu__all_dead_halted(struct vm *vm)
-{
-	bool bsp_dead = false;
-
-	for (unsigned int i = 0; i < vm->ncpus; i++) {
-		struct vcpu *v = &vm->vcpus[i];
-		struct kvm_mp_state mp;
-		struct kvm_regs r;
-
-		if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0)
-			return false;
-		switch (mp.mp_state) {
-		case KVM_MP_STATE_HALTED:
-			if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || (r.rflags & 0x200))
-				return false;
-			if (i == 0)
-				bsp_dead = true;
-			break;
-		case KVM_MP_STATE_UNINITIALIZED:
-		case KVM_MP_STATE_INIT_RECEIVED:
-			/* an AP nobody started stays dead only if the BSP is */
-			if (i == 0)
-				return false;
-			break;
-		default:
-			return false;
-		}
-	}
-	return bsp_dead;
 }

@@ -7,33 +7,18 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <unistd.h>
 
-#include "khyve/acpi.h"
-#include "khyve/cpuid.h"
+#include "khyve/arch.h"
 #include "khyve/device.h"
-#include "khyve/irqchip.h"
 #include "khyve/log.h"
-#include "khyve/mptable.h"
-#include "khyve/msr.h"
-#include "khyve/pci.h"
 #include "khyve/util.h"
 #include "khyve/vm.h"
-
-/* Top of the 32-bit hole, clear of the IOAPIC and LAPIC pages. */
-#define IDENTITY_MAP_ADDR	0xFEFFC000ULL	/* one page */
-#define TSS_ADDR		0xFEFFD000ULL	/* three pages */
-
 
 int vm__open_kvm(struct vm *vm, char *err, size_t errlen)
 {
 	static const struct { int cap; const char *name; } needed[] = {
-		{ KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
 		{ KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
-		{ KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
-		{ KVM_CAP_PIT2, "KVM_CAP_PIT2" },
-		{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
 		{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
 		{ KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING" },
 	};
@@ -51,6 +36,9 @@ int vm__open_kvm(struct vm *vm, char *err, size_t errlen)
 	for (unsigned int i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
 		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, needed[i].cap) <= 0)
 			return util__fail(-ENOTSUP, err, errlen, "KVM lacks %s", needed[i].name);
+	r = arch__check_kvm(vm->kvm_fd, err, errlen);
+	if (r)
+		return r;
 	r = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
 	if (r <= 0)
 		r = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
@@ -94,7 +82,6 @@ int vm__create(struct vm *vm, int mem_fd, char *err, size_t errlen)
 int vm__create_machine(struct vm *vm, int mem_fd, char *err, size_t errlen)
 {
 	struct vm_config *cfg = vm->cfg;
-	uint64_t ident = IDENTITY_MAP_ADDR;
 	int ret;
 
 	/* the memory file is ours from here on, whatever fails; RAM that
@@ -113,20 +100,15 @@ int vm__create_machine(struct vm *vm, int mem_fd, char *err, size_t errlen)
 	vm->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->exit_efd < 0)
 		return util__fail(-errno, err, errlen, "eventfd: %s", strerror(errno));
-	ret = cpuid__supported(vm->kvm_fd, &vm->cpuid);
+	ret = arch__host_init(vm, err, errlen);
 	if (ret)
-		return util__fail(ret, err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
-	ret = msr__index_list(vm->kvm_fd, &vm->msr_list, &vm->nmsrs);
-	if (ret)
-		return util__fail(ret, err, errlen, "KVM_GET_MSR_INDEX_LIST: %s", strerror(-ret));
-
+		return ret;
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0)
 		return util__fail(-errno, err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
-	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &ident) < 0)
-		return util__fail(-errno, err, errlen, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
-	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)TSS_ADDR) < 0)
-		return util__fail(-errno, err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+	ret = arch__vm_init(vm, err, errlen);
+	if (ret)
+		return ret;
 
 	ret = mem_fd >= 0 ? memmap__map_file(&vm->mem, mem_fd) :
 	      vm->mem.base ? 0 : memmap__alloc(&vm->mem);
@@ -137,37 +119,12 @@ int vm__create_machine(struct vm *vm, int mem_fd, char *err, size_t errlen)
 	ret = vm__set_memory(vm);
 	if (ret)
 		return util__fail(ret, err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
-
-	ret = irqchip__create(vm->vm_fd, (uint8_t)vm->ncpus);
+	ret = arch__irqchip_init(vm, err, errlen);
+	/* a restored guest has its firmware tables in the memory image already */
+	if (!ret && mem_fd < 0)
+		ret = arch__write_tables(vm, err, errlen);
 	if (ret)
-		return util__fail(ret, err, errlen, "cannot create the in-kernel irqchip and PIT: %s",
-			    strerror(-ret));
-	/* a restored guest has its MP table in the memory image already */
-	if (mem_fd < 0) {
-		struct mptable_pci_irq irqs[CONFIG_MAX_SLOTS];
-		unsigned int nirqs = pci__irq_routes(cfg, irqs);
-
-		ret = mptable__write_pci(&vm->mem, vm->ncpus, cfg->nslots > 0, irqs, nirqs);
-	}
-	if (ret)
-		return util__fail(ret, err, errlen, "cannot write the MP table for %u vCPUs", vm->ncpus);
-	/* ACPI describes the machine too (acpi.h), with a VM generation ID */
-	if (mem_fd < 0) {
-		struct mptable_pci_irq irqs[CONFIG_MAX_SLOTS];
-		struct acpi_config ac = { .ncpus = vm->ncpus, .irqs = irqs };
-
-		if (getrandom(ac.genid, sizeof(ac.genid), 0) != sizeof(ac.genid))
-			return util__fail(-EIO, err, errlen, "getrandom: %s", strerror(errno));
-
-		if (cfg->nslots) {
-			ac.ecam_base = PCI_ECAM_BASE;
-			ac.nirqs = pci__irq_routes(cfg, irqs);
-			pci__mmio64_window(vm, &ac.mmio64_base, &ac.mmio64_end);
-		}
-		ret = acpi__write(&vm->mem, &ac);
-		if (ret)
-			return util__fail(ret, err, errlen, "cannot write the ACPI tables for %u vCPUs", vm->ncpus);
-	}
+		return ret;
 
 	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus)
@@ -232,9 +189,6 @@ void vm__destroy(struct vm *vm)
 		close(vm->kvm_fd);
 	if (vm->exit_efd >= 0)
 		close(vm->exit_efd);
-	free(vm->cpuid);
-	free(vm->msr_list);
-	vm->cpuid = NULL;
-	vm->msr_list = NULL;
+	arch__free(vm);
 	vm->vm_fd = vm->kvm_fd = vm->exit_efd = -1;
 }

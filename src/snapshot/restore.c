@@ -10,14 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/random.h>
 #include <unistd.h>
 
-#include "khyve/acpi.h"
-#include "khyve/cpuid.h"
+#include "khyve/arch.h"
 #include "khyve/device.h"
-#include "khyve/irqchip.h"
 #include "khyve/log.h"
 #include "khyve/snapsec.h"
 #include "khyve/snapshot.h"
@@ -131,91 +127,6 @@ static int merge_config(struct vm_config *cmd, struct vm_config *snap, char *err
 	return 0;
 }
 
-/*
- * The feature leaves a guest decides code paths on: every bit the guest was
- * shown must be one a new vCPU gets here, or the guest would run an
- * instruction this CPU lacks (AVX-512 on a host without it, say).  The
- * reference is what KVM reports for a freshly created vCPU given the
- * supported table, not KVM_GET_SUPPORTED_CPUID itself: under PVM the two
- * differ, and the former is what a new guest here would see.
- */
-static int check_features(struct vm *vm, const struct vcpu_state *v, const char *file,
-			  char *err, size_t errlen)
-{
-	struct {
-		struct kvm_cpuid2 hdr;
-		struct kvm_cpuid_entry2 e[VCPU_MAX_CPUID];
-	} fresh;
-	static const struct { uint32_t fn, idx; } leaves[] = {
-		{ 1, 0 }, { 7, 0 }, { 7, 1 }, { 0xd, 0 }, { 0xd, 1 }, { 0x80000001, 0 },
-	};
-	static const char *const regs[] = { "EAX", "EBX", "ECX", "EDX" };
-	struct kvm_cpuid2 *host = &fresh.hdr;
-	int ret = 0;
-
-	memset(&fresh, 0, sizeof(fresh));
-	fresh.hdr.nent = VCPU_MAX_CPUID;
-	if (ioctl(vm->vcpus[0].fd, KVM_GET_CPUID2, &fresh) < 0)
-		return util__fail(-EINVAL, err, errlen, "KVM_GET_CPUID2: %s", strerror(errno));
-	for (unsigned int i = 0; i < ARRAY_SIZE(leaves) && !ret; i++) {
-		const struct kvm_cpuid_entry2 *s = NULL;
-		struct kvm_cpuid_entry2 *h = cpuid__find(host, leaves[i].fn, leaves[i].idx);
-		uint32_t want[4], have[4];
-
-		for (unsigned int j = 0; j < v->ncpuid; j++)
-			if (v->cpuid[j].function == leaves[i].fn &&
-			    (!(v->cpuid[j].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || v->cpuid[j].index == leaves[i].idx))
-				s = &v->cpuid[j];
-		if (!s)
-			continue;
-		/* leaf 1 EBX and leaf 0xD EBX/ECX are IDs and sizes, not features */
-		want[0] = leaves[i].fn == 0xd ? s->eax : (leaves[i].fn == 7 ? s->eax : 0);
-		want[1] = leaves[i].fn == 7 ? s->ebx : 0;
-		want[2] = leaves[i].fn == 0xd ? 0 : s->ecx;
-		/* OSXSAVE and OSPKE mirror the guest's CR4, not what the CPU has */
-		if (leaves[i].fn == 1)
-			want[2] &= ~(1u << 27);
-		if (leaves[i].fn == 7 && leaves[i].idx == 0)
-			want[2] &= ~(1u << 4);
-		want[3] = leaves[i].fn == 0xd ? 0 : s->edx;
-		if (leaves[i].fn == 7 && leaves[i].idx == 0)
-			want[0] = 0;	/* max subleaf */
-		have[0] = h ? h->eax : 0; have[1] = h ? h->ebx : 0;
-		have[2] = h ? h->ecx : 0; have[3] = h ? h->edx : 0;
-		if (leaves[i].fn == 1)
-			have[2] |= 1u << 31;	/* hypervisor bit: khyve sets it */
-		for (unsigned int r = 0; r < 4; r++) {
-			if (want[r] & ~have[r]) {
-				ret = util__fail(-EINVAL, err, errlen,
-					   "snapshot '%s' needs CPU features this host lacks: CPUID leaf 0x%x.%u %s bits 0x%x",
-					   file, leaves[i].fn, leaves[i].idx, regs[r], want[r] & ~have[r]);
-				break;
-			}
-		}
-	}
-	return ret;
-}
-
-static int check_host(struct vm *vm, const struct snap_state *st, const char *file, char *err, size_t errlen)
-{
-	struct snap_meta host;
-	uint32_t xsave = vmstate__xsave_size(vm->kvm_fd);
-
-	snapsec__host_meta(&host);
-	if (strcmp(host.vendor, st->meta.vendor))
-		return util__fail(-EINVAL, err, errlen, "snapshot '%s' was taken on a %s CPU; this host's is %s",
-			    file, st->meta.vendor, host.vendor);
-	if (st->ncpus > vm->max_vcpus)
-		return util__fail(-EINVAL, err, errlen, "snapshot '%s' has %u vCPUs; KVM here allows at most %u",
-			    file, st->ncpus, vm->max_vcpus);
-	for (unsigned int i = 0; i < st->ncpus; i++)
-		if (st->vcpus[i].xsave_len > xsave)
-			return util__fail(-EINVAL, err, errlen,
-				    "snapshot '%s' section 'vcpu.%u': XSAVE area of %u bytes, this host's is %u",
-				    file, i, st->vcpus[i].xsave_len, xsave);
-	return 0;
-}
-
 struct snapshot_restore {
 	struct snap_state st;
 	int mem_fd;
@@ -285,26 +196,6 @@ out:
 	return ret;
 }
 
-/*
- * Every restore is a new generation of the VM (it may be one of several
- * clones): a new VM generation ID, and its event, once the interrupt
- * controllers hold their saved state (acpi.h).
- */
-static int renew_genid(struct vm *vm, char *err, size_t errlen)
-{
-	uint8_t id[16];
-	int ret;
-
-	if (getrandom(id, sizeof(id), 0) != sizeof(id))
-		return util__fail(-EIO, err, errlen, "getrandom: %s", strerror(errno));
-	if (!acpi__genid_renew(&vm->mem, id))
-		return 0;
-	ret = irqchip__set_line(vm->vm_fd, ACPI_GED_GSI, 1) ?: irqchip__set_line(vm->vm_fd, ACPI_GED_GSI, 0);
-	if (ret)
-		return util__fail(ret, err, errlen, "cannot signal the new VM generation ID: %s", strerror(-ret));
-	return 0;
-}
-
 int snapshot__restore(struct vm *vm, struct snapshot_restore *r, char *err, size_t errlen)
 {
 	struct snap_state *st = &r->st;
@@ -314,7 +205,7 @@ int snapshot__restore(struct vm *vm, struct snapshot_restore *r, char *err, size
 	int ret;
 
 	/* phase one, the part that needs KVM: this host can run the snapshot */
-	ret = check_host(vm, st, file, err, errlen);
+	ret = arch__check_restore(vm, st, file, err, errlen);
 	if (ret)
 		goto out;
 
@@ -324,7 +215,7 @@ int snapshot__restore(struct vm *vm, struct snapshot_restore *r, char *err, size
 	if (ret)
 		goto out;
 	/* before any device opens a backend (a disk, a tap, a COM1 file) */
-	ret = check_features(vm, &st->vcpus[0], file, err, errlen) ?: device__init_all(vm, err, errlen);
+	ret = arch__check_features(vm, &st->vcpus[0], file, err, errlen) ?: device__init_all(vm, err, errlen);
 	if (ret)
 		goto out;
 	/*
@@ -373,7 +264,7 @@ int snapshot__restore(struct vm *vm, struct snapshot_restore *r, char *err, size
 		snprintf(err, errlen, "snapshot '%s': %s", path, why);
 		goto out;
 	}
-	ret = renew_genid(vm, err, errlen);
+	ret = arch__new_generation(vm, err, errlen);
 	if (ret)
 		goto out;
 	device__resume_all(vm);

@@ -4,7 +4,6 @@
  * one of a restore: everything is decoded and validated here, before any
  * part of a VM exists.
  */
-#include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -15,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "khyve/arch.h"
 #include "khyve/pci.h"
 #include "khyve/snapsec.h"
 #include "khyve/util.h"
@@ -32,19 +32,10 @@ void snap_state__free(struct snap_state *s)
 
 void snapsec__host_meta(struct snap_meta *m)
 {
-	unsigned int a, b, c, d;
-
 	memset(m, 0, sizeof(*m));
 	snprintf(m->khyve_version, sizeof(m->khyve_version), "%s", KHYVE_VERSION);
 	m->created = (uint64_t)time(NULL);
-	__cpuid(0, a, b, c, d);
-	memcpy(m->vendor, &b, 4);
-	memcpy(m->vendor + 4, &d, 4);
-	memcpy(m->vendor + 8, &c, 4);
-	__cpuid(1, a, b, c, d);
-	m->stepping = a & 0xf;
-	m->model = ((a >> 4) & 0xf) | ((a >> 12) & 0xf0);
-	m->family = ((a >> 8) & 0xf) + ((a >> 20) & 0xff);
+	arch__host_cpu(m);
 }
 
 void snapsec__encode_meta(struct sbuf *b, const struct snap_meta *m)

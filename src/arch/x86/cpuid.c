@@ -1,8 +1,12 @@
+#include <cpuid.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 
+#include "khyve/arch.h"
 #include "khyve/cpuid.h"
+#include "khyve/snapsec.h"
 
 #define CPUID_HYPERVISOR	(1u << 31)
 #define CPUID_HTT		(1u << 28)
@@ -120,4 +124,19 @@ void cpuid__setup_vcpu(struct kvm_cpuid2 *c, unsigned int cpu, unsigned int ncpu
 			break;
 		}
 	}
+}
+
+/* For a snapshot's record of the host it was taken on (arch.h). */
+void arch__host_cpu(struct snap_meta *m)
+{
+	unsigned int a, b, c, d;
+
+	__cpuid(0, a, b, c, d);
+	memcpy(m->vendor, &b, 4);
+	memcpy(m->vendor + 4, &d, 4);
+	memcpy(m->vendor + 8, &c, 4);
+	__cpuid(1, a, b, c, d);
+	m->stepping = a & 0xf;
+	m->model = ((a >> 4) & 0xf) | ((a >> 12) & 0xf0);
+	m->family = ((a >> 8) & 0xf) + ((a >> 20) & 0xff);
 }
