@@ -133,7 +133,8 @@ int main(int argc, char **argv)
 	 * Everything is open; no vCPU thread exists yet, and the threads that
 	 * do (device I/O, disk workers, output writers) allow the drop's calls.
 	 */
-	if (drop_user && user__drop(&user, err, sizeof(err))) {
+	if (drop_user && (control__admit(ctl, user.uid, err, sizeof(err)) ||
+			  user__drop(&user, err, sizeof(err)))) {
 		pr_err("%s", err);
 		goto out;
 	}

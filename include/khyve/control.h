@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct vm;
 struct control;
@@ -18,6 +19,12 @@ struct control;
 /* Create RUNDIR (0700) and the socket (0600).  0 or -errno with err set. */
 int control__open(struct vm *vm, const char *rundir, struct control **out, char *err, size_t errlen);
 void control__close(struct control *ctl);
+/*
+ * -u USER: admit uid's clients too (besides root and the user who started
+ * khyve), and make the socket file its, as connecting needs write
+ * permission on it.  Before the drop.  0 or -errno with err set.
+ */
+int control__admit(struct control *ctl, uid_t uid, char *err, size_t errlen);
 
 /* Fill pollfds for the listener and clients; returns how many. */
 unsigned int control__pollfds(struct control *ctl, struct pollfd *p, unsigned int max);

@@ -49,6 +49,7 @@ struct control {
 	int lfd;
 	int spare_fd;		/* released to accept-and-close when out of fds */
 	uid_t owner;
+	uid_t user;		/* -u USER's uid, admitted too; (uid_t)-1: none */
 	char path[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
 	dev_t dev;		/* the socket inode we created, to unlink only ours */
 	ino_t ino;

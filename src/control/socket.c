@@ -313,11 +313,11 @@ static void control__accept_one(struct control *ctl, int fd)
 		control__reject(fd, why);
 		return;
 	}
-	if (cred.uid != ctl->owner && cred.uid != 0) {
-		pr_info("control: refused pid %d: uid %u is neither the VM owner (uid %u) nor root",
+	if (cred.uid != ctl->owner && cred.uid != 0 && cred.uid != ctl->user) {
+		pr_info("control: refused pid %d: uid %u is neither the VM owner (uid %u), its user nor root",
 			(int)cred.pid, (unsigned int)cred.uid, (unsigned int)ctl->owner);
 		snprintf(why, sizeof(why), "permission denied: uid %u is neither the VM owner "
-			 "(uid %u) nor root", (unsigned int)cred.uid, (unsigned int)ctl->owner);
+			 "(uid %u), its user nor root", (unsigned int)cred.uid, (unsigned int)ctl->owner);
 		control__reject(fd, why);
 		return;
 	}
@@ -611,6 +611,7 @@ int control__open(struct vm *vm, const char *rundir, struct control **out, char 
 	}
 	ctl->vm = vm;
 	ctl->owner = getuid();
+	ctl->user = (uid_t)-1;
 	ctl->spare_fd = -1;
 	memcpy(ctl->path, sa.sun_path, sizeof(ctl->path));
 	ctl->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -702,6 +703,23 @@ static void control__flush_all(struct control *ctl)
 		if (poll(p, n, (int)((deadline - now) / 1000000) + 1) <= 0)
 			return;
 	}
+}
+
+int control__admit(struct control *ctl, uid_t uid, char *err, size_t errlen)
+{
+	struct stat st;
+
+	/* the socket we made, not whatever may have taken its name since */
+	if (fstatat(AT_FDCWD, ctl->path, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_dev != ctl->dev ||
+	    st.st_ino != ctl->ino)
+		return util__fail(-ESTALE, err, errlen, "the control socket %s is no longer khyve's",
+				  ctl->path);
+	/* connect() needs write permission on the socket: it stays 0600, now the user's */
+	if (fchownat(AT_FDCWD, ctl->path, uid, (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0)
+		return util__fail(-errno, err, errlen, "cannot hand the control socket %s to uid %u: %s",
+				  ctl->path, (unsigned int)uid, strerror(errno));
+	ctl->user = uid;
+	return 0;
 }
 
 void control__close(struct control *ctl)

@@ -56,6 +56,8 @@ as_nobody() {
 
 # (1) an idle VM with virtio-blk on its thread pool, virtio-rnd and virtio-console
 truncate -s 8M "$TMP/u.img"
+mkdir -p "$RUN"
+chmod 0711 "$RUN"	# the run directory is the admin's: nobody may reach a socket in it
 KHYVE_BLK_NO_URING=1 "$KHYVE" --rundir "$RUN" -m 16M -l com1,null -u nobody -k "$FIX/echo.elf" \
 	-s 3,virtio-blk,$TMP/u.img -s 4,virtio-rnd -s 5,virtio-console,file:$TMP/u.con u \
 	</dev/null >/dev/null 2>"$TMP/u.err" &
@@ -76,6 +78,21 @@ if wait_socket "$RUN/u.sock" $PID 10; then
 		fail user-checkpoint-denied "a checkpoint where nobody may not write: $(ls "$TMP/rootonly") $(head -c 300 "$TMP/ctl.err")"
 	fi
 	as_nobody user-threads-after-checkpoint $PID 9
+	# the control socket admits USER (the socket is its), and still no one else
+	if bounded 60 setpriv --reuid="$NUID" --regid="$NGID" --clear-groups "$CTL" --rundir="$RUN" \
+		--timeout="$(tmo 60)" --vm=u --status </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err" &&
+		grep -q "\"pid\": $PID," "$TMP/ctl.out"; then
+		pass user-control-as-user
+	else
+		fail user-control-as-user "$(ls -l "$RUN") $(head -c 300 "$TMP/ctl.err")"
+	fi
+	if ! bounded 60 setpriv --reuid=54321 --regid=54321 --clear-groups "$CTL" --rundir="$RUN" \
+		--timeout="$(tmo 60)" --vm=u --status </dev/null >"$TMP/ctl.out" 2>"$TMP/ctl.err" &&
+		grep -q "permission denied\|Permission denied" "$TMP/ctl.err"; then
+		pass user-control-others-refused
+	else
+		fail user-control-others-refused "uid 54321: $(head -c 300 "$TMP/ctl.out") $(head -c 300 "$TMP/ctl.err")"
+	fi
 	kill -TERM $PID 2>/dev/null
 	wait_bounded $PID 30
 	rc=$?
