@@ -50,7 +50,8 @@ KHYVE_OBJS := $(KHYVE_SRCS:%.c=$(BUILD)/%.o)
 CTL_SRCS := src/ctl/khyvectl.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c src/control/socket.c
 CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 
-UNIT_TESTS := multiboot linux uart memmap cpuid config mptable acpi bus snapshot pci vconsole vnet vblk seccomp outq
+UNIT_TESTS := multiboot linux uart memmap cpuid config mptable acpi bus snapshot pci vconsole vnet vblk seccomp outq \
+	chardev
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 # modules each unit test links (besides its own file)
 UNIT_LIB_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \

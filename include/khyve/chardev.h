@@ -1,7 +1,8 @@
 /*
  * Character backends (src/console/): where a console's bytes go and come
- * from.  stdio (khyve's standard output and input), file:PATH (output
- * only) and socket:PATH (a connected UNIX stream socket, both ways).  The
+ * from, for virtio-console and COM1.  stdio (khyve's standard output and
+ * input), file:PATH (output only), socket:PATH (a connected UNIX stream
+ * socket, both ways) and null (output discarded, no input).  The
  * device model knows rings and buffers; this knows file descriptors, the
  * output queue and its writer thread, and nothing of virtio or snapshots.
  *
@@ -17,18 +18,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum chardev_kind { CHARDEV_STDIO, CHARDEV_FILE, CHARDEV_SOCKET };
+enum chardev_kind { CHARDEV_STDIO, CHARDEV_FILE, CHARDEV_SOCKET, CHARDEV_NULL };
 
 struct chardev {
 	enum chardev_kind kind;
-	int fd;			/* output; for a socket, input too */
+	int fd;			/* output; for a socket, input too; -1 for null */
 	struct outq *outq;	/* output that is not a regular file, or NULL */
 	bool broken;		/* a write failed: output is dropped from now on */
 	char who[96];		/* for warnings */
 };
 
 /*
- * Parse "stdio", "file:PATH" or "socket:PATH"; *path points into spec
+ * Parse "stdio", "file:PATH", "socket:PATH" or "null"; *path points into spec
  * (NULL for stdio).  Messages in err start with "who: " (the one for a
  * missing spec with "who needs a backend").  0 or -EINVAL.
  */
@@ -36,7 +37,7 @@ int chardev__parse(const char *who, const char *spec, enum chardev_kind *kind, c
 		   size_t errlen);
 /*
  * Open it: a file is created (mode 0644) and truncated unless keep, a
- * socket connected.  Output that is not a regular file gets a queue of
+ * socket connected, null nothing.  Output that is not a regular file gets a queue of
  * qsize bytes whose writer thread is called qname (it must outlive the
  * chardev).  who starts the messages in err, label the warnings of later
  * failures.  0, or -errno with err.

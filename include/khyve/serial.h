@@ -6,7 +6,6 @@
 
 /* opaque is vm->console.  Returns the bytes taken. */
 unsigned int serial__input(void *opaque, const uint8_t *buf, unsigned int len);
-unsigned int serial__input_space(void *opaque);
 /*
  * With -l com1,file:PATH, open PATH as the VM will (so that a bad path is
  * reported before /dev/kvm is opened).  0 or -errno with err set.

@@ -1,5 +1,5 @@
 /*
- * Character backends: stdio, file:PATH and socket:PATH (see chardev.h).
+ * Character backends: stdio, file:PATH, socket:PATH and null (see chardev.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,12 +19,16 @@ int chardev__parse(const char *who, const char *spec, enum chardev_kind *kind, c
 		   size_t errlen)
 {
 	if (!spec || !*spec) {
-		snprintf(err, errlen, "%s needs a backend: stdio, file:PATH or socket:PATH", who);
+		snprintf(err, errlen, "%s needs a backend: stdio, file:PATH, socket:PATH or null", who);
 		return -EINVAL;
 	}
 	*path = NULL;
 	if (!strcmp(spec, "stdio")) {
 		*kind = CHARDEV_STDIO;
+		return 0;
+	}
+	if (!strcmp(spec, "null")) {
+		*kind = CHARDEV_NULL;
 		return 0;
 	}
 	if (!strncmp(spec, "file:", 5)) {
@@ -34,7 +38,7 @@ int chardev__parse(const char *who, const char *spec, enum chardev_kind *kind, c
 		*kind = CHARDEV_SOCKET;
 		*path = spec + 7;
 	} else {
-		snprintf(err, errlen, "%s: unknown backend '%s' (stdio, file:PATH or socket:PATH)", who, spec);
+		snprintf(err, errlen, "%s: unknown backend '%s' (stdio, file:PATH, socket:PATH or null)", who, spec);
 		return -EINVAL;
 	}
 	if (!**path) {
@@ -55,6 +59,8 @@ static int open_fd(enum chardev_kind kind, const char *who, const char *path, bo
 	int fd, ret;
 
 	switch (kind) {
+	case CHARDEV_NULL:
+		return -1;	/* not an error: chardev__open checks the kind first */
 	case CHARDEV_STDIO:
 		return STDOUT_FILENO;
 	case CHARDEV_FILE:
@@ -81,13 +87,16 @@ int chardev__open(struct chardev *cd, const char *who, const char *label, enum c
 		  const char *path, bool keep, size_t qsize, const char *qname, char *err, size_t errlen)
 {
 	struct stat st;
-	int fd = open_fd(kind, who, path, keep, err, errlen);
+	int fd;
 
 	cd->kind = kind;
 	cd->fd = -1;
 	cd->outq = NULL;
 	cd->broken = false;
 	snprintf(cd->who, sizeof(cd->who), "%s", label);
+	if (kind == CHARDEV_NULL)
+		return 0;
+	fd = open_fd(kind, who, path, keep, err, errlen);
 	if (fd < 0)
 		return fd;
 	cd->fd = fd;
@@ -120,6 +129,8 @@ bool chardev__write(struct chardev *cd, const void *p, size_t len)
 
 	if (cd->broken)
 		return false;
+	if (cd->kind == CHARDEV_NULL)
+		return true;
 	if (cd->outq) {
 		outq__write(cd->outq, p, len);
 		return true;

@@ -42,7 +42,7 @@ void config__usage(FILE *f)
 "                         a PCI function on bus 0: SLOT 0-31, FUNC 0-7\n"
 "                         (default 0); DEVICE: virtio-rnd (entropy from\n"
 "                         getrandom), virtio-console,stdio|file:PATH|\n"
-"                         socket:PATH, virtio-blk,PATH[,ro][,serial=ID],\n"
+"                         socket:PATH|null, virtio-blk,PATH[,ro][,serial=ID],\n"
 "                         virtio-net,tap=NAME[,mac=MAC], hostbridge\n"
 "                         (00:00.0, added anyway)\n"
 "      --debug-exit[=PORT]  QEMU isa-debug-exit compatible device (default\n"

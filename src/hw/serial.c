@@ -1,26 +1,24 @@
 /*
- * COM1: a 16550A at 0x3f8, IRQ 4, connected to the backend chosen with
- * -l com1,stdio|file:PATH|null.
+ * COM1: a 16550A at 0x3f8, IRQ 4, connected to the character backend
+ * (chardev.h) chosen with -l com1,stdio|file:PATH|null.
  *
  * Output to a regular file is written at once, on the vCPU thread.  Any
- * other output (a terminal, a pipe, a socket, a FIFO) goes through a
- * bounded queue (outq.h, COM1_OUTQ bytes) and its writer thread, so a
- * reader that stops reading never holds a vCPU: when the queue is full,
- * output is dropped and counted (status: output_dropped).
+ * other output (a terminal, a pipe, a FIFO) goes through the backend's
+ * bounded queue (COM1_OUTQ bytes) and its writer thread, so a reader
+ * that stops reading never holds a vCPU: when the queue is full, output
+ * is dropped and counted (status: output_dropped).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "khyve/chardev.h"
 #include "khyve/device.h"
 #include "khyve/irqchip.h"
 #include "khyve/log.h"
-#include "khyve/outq.h"
 #include "khyve/serial.h"
 #include "khyve/snapfmt.h"
 #include "khyve/uart16550.h"
@@ -35,28 +33,15 @@ struct serial {
 	pthread_mutex_t lock;
 	struct uart16550 uart;
 	struct vm *vm;
-	int out_fd;		/* -1: output discarded */
-	bool out_owned;
-	bool out_broken;	/* reported once, then dropped */
-	struct outq *outq;	/* output that is not a regular file */
+	struct chardev out;	/* where the guest's bytes go */
 };
 
+/* Under s->lock, on a vCPU thread: queued or appended to a file, never waiting for a reader. */
 static void serial__tx(void *opaque, uint8_t byte)
 {
 	struct serial *s = opaque;
-	int r;
 
-	if (s->outq) {
-		outq__write(s->outq, &byte, 1);
-		return;
-	}
-	if (s->out_fd < 0 || s->out_broken)
-		return;
-	r = util__write_all(s->out_fd, &byte, 1);
-	if (r) {
-		s->out_broken = true;
-		pr_warn("COM1 output failed, further output is discarded: %s", strerror(-r));
-	}
+	chardev__write(&s->out, &byte, 1);
 }
 
 static void serial__irq(void *opaque, int level)
@@ -98,89 +83,56 @@ unsigned int serial__input(void *opaque, const uint8_t *buf, unsigned int len)
 	return n;
 }
 
-unsigned int serial__input_space(void *opaque)
+#define COM1_WHO "cannot open COM1 output file"
+
+/* -l com1,BACKEND as a chardev; COM1 has no socket (its input is stdin's). */
+static enum chardev_kind serial__kind(enum console_backend k)
 {
-	struct serial *s = opaque;
-	unsigned int n;
-
-	pthread_mutex_lock(&s->lock);
-	n = (s->uart.mcr & UART_MCR_LOOP) ? 0 : uart__rx_space(&s->uart);
-	pthread_mutex_unlock(&s->lock);
-	return n;
-}
-
-static int open_output(const char *path, char *err, size_t errlen)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-	if (fd < 0) {
-		fd = -errno;
-		snprintf(err, errlen, "cannot open COM1 output file '%s': %s", path, strerror(errno));
-	}
-	return fd;
+	return k == CONSOLE_STDIO ? CHARDEV_STDIO : k == CONSOLE_FILE ? CHARDEV_FILE : CHARDEV_NULL;
 }
 
 int serial__check_output(const struct vm_config *cfg, char *err, size_t errlen)
 {
-	int fd;
+	struct chardev cd;
+	int ret;
 
 	if (cfg->com1 != CONSOLE_FILE)
 		return 0;
-	fd = open_output(cfg->com1_path, err, errlen);
-	if (fd < 0)
-		return fd;
-	close(fd);
-	return 0;
+	ret = chardev__open(&cd, COM1_WHO, "COM1", CHARDEV_FILE, cfg->com1_path, true, COM1_OUTQ,
+			    "com1-out", err, errlen);
+	if (!ret)
+		chardev__close(&cd);
+	return ret;
 }
 
 static int serial__init(struct vm *vm, void **priv, char *err, size_t errlen)
 {
 	struct serial *s = calloc(1, sizeof(*s));
-	struct stat st;
 	int ret;
 
 	if (!s)
 		return -ENOMEM;
 	s->vm = vm;
-	s->out_fd = -1;
-	switch (vm->cfg->com1) {
-	case CONSOLE_STDIO:
-		s->out_fd = STDOUT_FILENO;
-		vm->console = s;
-		break;
-	case CONSOLE_FILE:
-		s->out_fd = open_output(vm->cfg->com1_path, err, errlen);
-		if (s->out_fd < 0) {
-			ret = s->out_fd;
-			goto fail;
-		}
-		s->out_owned = true;
-		break;
-	case CONSOLE_NULL:
-		break;
-	}
-	if (s->out_fd >= 0 && (fstat(s->out_fd, &st) < 0 || !S_ISREG(st.st_mode))) {
-		s->outq = outq__create(s->out_fd, COM1_OUTQ, "com1-out");
-		if (!s->outq) {
-			ret = util__fail(-errno, err, errlen, "COM1 output queue: %s", strerror(errno));
-			goto fail;
-		}
+	/* a file is appended to, as a log: a restore's output goes after the original's */
+	ret = chardev__open(&s->out, COM1_WHO, "COM1", serial__kind(vm->cfg->com1), vm->cfg->com1_path,
+			    true, COM1_OUTQ, "com1-out", err, errlen);
+	if (ret) {
+		free(s);
+		return ret;
 	}
 	pthread_mutex_init(&s->lock, NULL);
 	uart__init(&s->uart, serial__tx, serial__irq, s);
 	ret = bus__register(&vm->bus, BUS_PIO, COM1_PORT, 8, serial__io_read, serial__io_write, s, "com1");
-	if (ret)
-		goto fail;
+	if (ret) {
+		chardev__close(&s->out);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return ret;
+	}
+	if (vm->cfg->com1 == CONSOLE_STDIO)
+		vm->console = s;
 	*priv = s;
 	return 0;
-fail:
-	outq__destroy(s->outq);
-	if (s->out_owned)
-		close(s->out_fd);
-	if (vm->console == s)
-		vm->console = NULL;
-	free(s);
-	return ret;
 }
 
 static void serial__exit(struct vm *vm, void *priv)
@@ -188,9 +140,7 @@ static void serial__exit(struct vm *vm, void *priv)
 	struct serial *s = priv;
 
 	(void)vm;
-	outq__destroy(s->outq);	/* flushed, within OUTQ_FLUSH_MAX_MS */
-	if (s->out_owned)
-		close(s->out_fd);
+	chardev__close(&s->out);	/* a queue flushed within OUTQ_FLUSH_MAX_MS */
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

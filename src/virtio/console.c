@@ -7,6 +7,7 @@
  *                                    truncated at start-up)
  *   -s N,virtio-console,socket:PATH  ... to a listening UNIX stream socket at
  *                                    PATH, connected at start-up (error if none)
+ *   -s N,virtio-console,null         output discarded, no input
  *
  * The backends are src/console/chardev.c's (khyve/chardev.h).  Transmit
  * buffers are taken whole, under the device lock, so a paused VM

@@ -1,7 +1,8 @@
 # virtio-console: -s errors (one line, status 4); the test guest's console
 # workload (its ring-3 virtio-pci driver) writes a seeded stream through
 # transmitq to a file, standard output and a UNIX socket, each compared byte
-# for byte with the one testguest-ref --console-stream regenerates.
+# for byte with the one testguest-ref --console-stream regenerates, and to
+# null (the guest still ends with the reference digest, nothing is output).
 #
 # Checkpoints: the section records the bytes written so far (N), and a
 # restored file backend is truncated - or extended with zero bytes - to N
@@ -19,7 +20,7 @@ RUN=$TMP/run
 VMPIDS=
 trap 'kill -9 $VMPIDS 2>/dev/null; rm -rf "$TMP"' EXIT
 
-expect_error con-no-backend "virtio-console needs a backend: stdio, file:PATH or socket:PATH" \
+expect_error con-no-backend "virtio-console needs a backend: stdio, file:PATH, socket:PATH or null" \
 	-s 4,virtio-console -k "$FIX/ok.elf" vm1
 expect_error con-bad-backend "virtio-console: unknown backend 'tty'" -s 4,virtio-console,tty -k "$FIX/ok.elf" vm1
 expect_error con-empty-path "virtio-console: empty path in 'file:'" -s 4,virtio-console,file: -k "$FIX/ok.elf" vm1
@@ -71,6 +72,11 @@ done
 cmd="workload=console rounds=$(by_set 10 25) seed=$((SEED + 3))"
 vm con-stdio "$(ref_digest 1 "$cmd")" -m 64M -s 4,virtio-console,stdio -k "$GUEST" -A "$cmd"
 same con-stdio-stream "$TMP/con-stdio.stdout" "$cmd"
+
+# null: the driver's stream is taken and goes nowhere (nothing on standard output)
+vm con-null "$(ref_digest 1 "$cmd")" -m 64M -s 4,virtio-console,null -k "$GUEST" -A "$cmd"
+[ ! -s "$TMP/con-null.stdout" ] && pass con-null-silent ||
+	fail con-null-silent "$(wc -c <"$TMP/con-null.stdout") bytes on standard output"
 
 # a listening socket; the listener copies what it receives to a file.  It
 # waits at most 60 s (scaled) for khyve to connect and 300 s for the end of
