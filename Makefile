@@ -50,8 +50,9 @@ KHYVE_OBJS := $(KHYVE_SRCS:%.c=$(BUILD)/%.o)
 CTL_SRCS := src/ctl/khyvectl.c $(CORE_SRCS) $(SNAPSHOT_SRCS) src/control/server.c src/control/socket.c
 CTL_OBJS := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 
-UNIT_TESTS := multiboot linux uart memmap cpuid config mptable acpi bus snapshot pci vconsole vnet vblk seccomp outq \
-	chardev
+UNIT_TESTS := multiboot multiboot_elf linux uart memmap cpuid config mptable acpi bus \
+	snapshot snapshot_corrupt snapshot_fields snapshot_fuzz pci pci_config pci_msix vconsole vnet vblk vblk_snap \
+	seccomp outq chardev
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/tests/test_%)
 # modules each unit test links (besides its own file)
 UNIT_LIB_SRCS := src/core/log.c src/core/util.c src/core/memmap.c src/core/bus.c \
@@ -129,6 +130,13 @@ $(BUILD)/seams/%.o: %.c
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(UNIT_HELPER_OBJS) $(UNIT_LIB_OBJS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(KHYVE_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+# a topic split over several test binaries: they share its helpers too
+$(addprefix $(BUILD)/tests/test_,multiboot multiboot_elf): $(BUILD)/tests/unit/mbhelp.o
+$(addprefix $(BUILD)/tests/test_,snapshot snapshot_corrupt snapshot_fields snapshot_fuzz): \
+	$(BUILD)/tests/unit/snaphelp.o
+$(addprefix $(BUILD)/tests/test_,pci pci_config pci_msix): $(BUILD)/tests/unit/pcihelp.o
+$(addprefix $(BUILD)/tests/test_,vblk vblk_snap): $(BUILD)/tests/unit/vblkhelp.o
 
 # the device round trip needs every device, so links all of khyve but main.c
 $(BUILD)/tests/test_devices: $(BUILD)/tests/unit/test_devices.o $(UNIT_HELPER_OBJS) \
