@@ -546,11 +546,9 @@ def in_testvm(reason):
     """Run this benchmark in the test machine; its output passes through."""
     env = dict(os.environ)
     env.setdefault("KHYVE_TESTVM_TIMEOUT", "1800")
-    # Linux hangs at boot in a machine on one TCG thread (scripts/testvm)
-    env.setdefault("KHYVE_TESTVM_TCG_THREAD", "multi")
     # scripts/testvm passes on KHYVE_* only: the BENCH_* settings go through env(1)
     settings = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")]
-    argv = [os.path.join(REPO, "scripts", "testvm"), "env"] + settings + \
+    argv = [os.path.join(REPO, "scripts", "testvm"), "--linux", "env"] + settings + \
         ["python3", os.path.abspath(__file__), BUILD]
     print(f"# {reason}: the benchmark runs in the test machine (scripts/testvm: QEMU TCG emulating AMD-V, so "
           f"absolute numbers are 5-20x slower than on hardware; the ratios are what matter); host load average "

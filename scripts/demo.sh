@@ -12,10 +12,7 @@ NCPU=${DEMO_NCPU:-2}
 if [ -z "${KHYVE_IN_TESTVM:-}" ] && ! "$(dirname "$0")/kvm-usable" --linux 2>/dev/null; then
 	echo "== this host's KVM cannot run Linux guests ($("$(dirname "$0")/kvm-usable" --linux -v 2>&1 | sed 's/^kvm-usable: //'))"
 	echo "== so the demo runs in the test machine (scripts/testvm: QEMU emulating AMD-V, 5-20x slower)"
-	# Linux boots hang in a machine on one TCG thread: a thread per vCPU
-	# for Linux (scripts/testvm says why the default is one)
-	KHYVE_TESTVM_TCG_THREAD=${KHYVE_TESTVM_TCG_THREAD:-multi} \
-		exec "$(dirname "$0")/testvm" bash scripts/demo.sh "$BUILD"
+	exec "$(dirname "$0")/testvm" --linux bash scripts/demo.sh "$BUILD"
 fi
 [ -s "$LINUX/vmlinuz" ] || { echo "demo: no $LINUX/vmlinuz (make demo builds it)"; exit 1; }
 

@@ -210,18 +210,10 @@ in_testvm() {
 # twice, or a script whose totals do not match the lines that arrived, is a
 # FAIL.
 
-# tcg_thread SCRIPT: the machine's TCG threads for SCRIPT.  Linux guests
-# hang at boot in a machine on one thread (3 of 3 boots on 2 vCPUs,
-# 2026-12-06, as QEMU's own did earlier), so 40-linux gets a thread per
-# vCPU; the rest one thread (scripts/testvm says why).
-tcg_thread() {
-	if [ -n "${KHYVE_TESTVM_TCG_THREAD:-}" ]; then
-		echo "$KHYVE_TESTVM_TCG_THREAD"
-	elif [ "$1" = 40-linux ]; then
-		echo multi
-	else
-		echo single
-	fi
+# testvm_flags SCRIPT: scripts/testvm's options for SCRIPT: --linux (a
+# TCG thread per vCPU, as Linux guests hang on one) for 40-linux
+testvm_flags() {
+	[ "$1" = 40-linux ] && echo --linux
 }
 
 # testvm_job SCRIPT DIR: run SCRIPT in a test machine (twice if the first
@@ -235,8 +227,7 @@ testvm_job() {
 		rm -f "$out.rc"
 		{
 			KHYVE_TEST_SET=${KHYVE_TEST_SET:-core} KHYVE_TEST_SCRIPTS=$script \
-				KHYVE_TESTVM_TCG_THREAD=$(tcg_thread "$script") \
-				scripts/testvm sh tests/run.sh "$BUILD" integration 2>&1
+				scripts/testvm $(testvm_flags "$script") sh tests/run.sh "$BUILD" integration 2>&1
 			echo $? >"$out.rc"
 		} >"$out.log"
 		total=$(tr -d '\r' <"$out.log" | grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' | tail -1)
@@ -278,7 +269,7 @@ testvm_report() {
 
 # the scripts that take longest in the test machine start first (measured
 # 2026-12-06), so that the last one to end is a short one
-TESTVM_LONG_FIRST="22-restore-data 23-snapshot-hardening 33-virtio-net 34-hostile
+TESTVM_LONG_FIRST="40-linux 22-restore-data 23-snapshot-hardening 33-virtio-net 34-hostile
 	31-virtio-console 32-virtio-blk 52-disk-stall 20-snapshot 10-control"
 
 run_integration_testvm() {
@@ -375,7 +366,12 @@ all | integration)
 		run_integration
 		# where khyve runs directly, the test machine is checked only when
 		# the full set is asked for (make test-full)
-		[ "${KHYVE_TEST_SET:-}" = full ] && [ -z "${KHYVE_IN_TESTVM:-}" ] && run_testvm_checks
+		# (and KHYVE_TEST_SCRIPTS names it or is not given)
+		case " ${KHYVE_TEST_SCRIPTS:-testvm} " in
+		*" testvm "*)
+			[ "${KHYVE_TEST_SET:-}" = full ] && [ -z "${KHYVE_IN_TESTVM:-}" ] && run_testvm_checks
+			;;
+		esac
 	fi
 	;;
 esac

@@ -34,6 +34,15 @@ else
 	fail testvm-pass-through "status $rc (want 7: /dev/kvm there, KHYVE_IN_TESTVM=1), stdout '$(head -c 200 "$TMP/pass-through.out")', stderr '$(head -c 300 "$TMP/pass-through.err")'"
 fi
 
+# --linux: a machine of one vCPU, where Linux guests neither hang nor crash
+# as they do in one of two (scripts/testvm says why)
+tvm linux-cpus KHYVE_TESTVM_CPUS= -- --linux nproc
+if [ $rc -eq 0 ] && [ "$(cat "$TMP/linux-cpus.out")" = 1 ]; then
+	pass testvm-linux-one-cpu
+else
+	fail testvm-linux-one-cpu "status $rc (want 0), nproc '$(head -c 100 "$TMP/linux-cpus.out")' (want 1): $(tail -2 "$TMP/linux-cpus.err" | tr '\n' ' ')"
+fi
+
 # the issue's own acceptance command, smaller: khyve in the test machine
 # prints the digest the host reference computes
 cmd="workload=mem,smp,fpu rounds=1 memmb=4 seed=7"
