@@ -166,7 +166,7 @@ testvm: all unit fixtures
 	$(Q)scripts/testvm $(or $(CMD),bash)
 
 asan:
-	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all unit fixtures
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan SAN=1 all unit fixtures linux-image
 
 test-asan: asan
 	$(Q)KHYVE_SAN=1 sh tests/run.sh build-asan

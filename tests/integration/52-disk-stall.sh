@@ -189,8 +189,12 @@ main_gone() {
 	[ ! -e "/proc/$1/stat" ] || [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f1)" = Z ]
 }
 # on io_uring (the submitting I/O thread cannot even end) and on the pool
+# In a sanitizer build (make test-asan) LSan's leak check at exit would
+# stop every thread first, and waits forever for the one the frozen file
+# system holds: no leak check for these two.
 for BLKENV in "" KHYVE_BLK_NO_URING=1; do
 	name=dstall-frozen-term${BLKENV:+-pool}
+	BLKENV="$BLKENV ASAN_OPTIONS=$ASAN_OPTIONS:detect_leaks=0"
 	start_endless $name && freeze "$name" || continue
 	nap 1
 	kill -TERM $pid
