@@ -211,7 +211,7 @@ in_testvm() {
 # FAIL.
 
 # testvm_flags SCRIPT: scripts/testvm's options for SCRIPT: --linux (a
-# TCG thread per vCPU, as Linux guests hang on one) for 40-linux
+# machine of one vCPU, see there) for 40-linux
 testvm_flags() {
 	[ "$1" = 40-linux ] && echo --linux
 }
